@@ -1,0 +1,39 @@
+# The two commands a user types: `make demo` and `make test`. Both set everything up on a fresh clone.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PLUGINS := tap-sage300 target-basware tap-basware target-sage300
+PYPROJECTS := pyproject.toml core/pyproject.toml sandbox/pyproject.toml $(addsuffix /pyproject.toml,$(PLUGINS))
+
+.PHONY: install test demo bench lint meltano-install clean
+
+$(BIN)/.installed: $(PYPROJECTS) requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements-dev.txt \
+		-e ./core[postgres] -e ./sandbox -e . $(addprefix -e ./,$(PLUGINS))
+	touch $@
+
+install: $(BIN)/.installed
+
+# Meltano's own plugin virtualenvs (under .meltano/), used by `meltano run` in the demo and e2e tests.
+.meltano/.installed: $(BIN)/.installed meltano.yml $(PYPROJECTS)
+	$(BIN)/meltano install
+	touch $@
+
+meltano-install: .meltano/.installed
+
+test: install meltano-install
+	$(BIN)/python -m pytest
+
+demo: install meltano-install
+	$(BIN)/python -m ml_connector.demo
+
+bench: install meltano-install
+	$(BIN)/python -m bench
+
+lint: install
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) .meltano .pytest_cache

@@ -1,0 +1,24 @@
+"""target-basware (skeleton)."""
+
+from __future__ import annotations
+
+from singer_sdk import typing as th
+from singer_sdk.sinks import RecordSink
+from singer_sdk.target_base import Target
+
+
+class _PendingSink(RecordSink):
+    def process_record(self, record: dict, context: dict) -> None:
+        raise NotImplementedError("target-basware has no sinks yet")
+
+
+class TargetBasware(Target):
+    name = "target-basware"
+    config_jsonschema = th.PropertiesList(
+        th.Property("base_url", th.StringType),
+    ).to_dict()
+    default_sink_class = _PendingSink
+
+
+if __name__ == "__main__":
+    TargetBasware.cli()
