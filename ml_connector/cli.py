@@ -1,0 +1,118 @@
+"""`ml-connector`: the operator's command line (sandbox, audit, and later check/plan/webhooks)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import requests
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ml-connector", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    sandbox = commands.add_parser("sandbox", help="the Sage 300 and Basware simulators")
+    sandbox_commands = sandbox.add_subparsers(dest="sandbox_command", required=True)
+    serve = sandbox_commands.add_parser("serve", help="serve both simulators until interrupted")
+    serve.add_argument("--sage-port", type=int, default=47300)
+    serve.add_argument("--basware-port", type=int, default=47400)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--info-file", type=Path, help="write base URLs and credentials here (JSON)")
+    serve.add_argument("--data", default="demo", help="demo, large, or a vendor count")
+    serve.add_argument("--seed", type=int, default=0)
+    serve.add_argument("--sage-faults", type=_json_arg, help="fault settings (JSON or @file)")
+    serve.add_argument("--basware-faults", type=_json_arg, help="fault settings (JSON or @file)")
+
+    for name, help_text in (("faults", "show or set fault injection on a running sandbox"),
+                            ("state", "print a running simulator's full state"),
+                            ("reset", "reseed a running sandbox"),
+                            ("settings", "show or change a simulator's switches")):
+        sub = sandbox_commands.add_parser(name, help=help_text)
+        sub.add_argument("--info-file", type=Path, required=True)
+        sub.add_argument("--system", choices=["sage300", "basware", "both"], default="both")
+        if name in ("faults", "settings"):
+            sub.add_argument("spec", nargs="?", type=_json_arg, help="JSON or @file; omit to show")
+        if name == "reset":
+            sub.add_argument("--seed", type=int, default=0)
+            sub.add_argument("--data", default="demo")
+
+    commands.add_parser("audit", help="trace, failures, replay, report (see: audit --help)",
+                        add_help=False)
+
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "audit":
+        from ml_connector_core.audit import main as audit_main
+        return audit_main(rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.sandbox_command == "serve":
+        return _serve(args)
+    return _sandbox_admin(args)
+
+
+def _json_arg(value: str) -> Any:
+    text = Path(value[1:]).read_text() if value.startswith("@") else value
+    return json.loads(text)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from mlc_sandbox.faults import FaultConfig
+    from mlc_sandbox.serve import start_sandbox
+
+    sandbox = start_sandbox(
+        sage_port=args.sage_port, basware_port=args.basware_port, data=args.data,
+        seed=args.seed, host=args.host,
+        sage_faults=FaultConfig.from_dict(args.sage_faults) if args.sage_faults else None,
+        basware_faults=FaultConfig.from_dict(args.basware_faults) if args.basware_faults else None,
+    )
+    info = sandbox.info()
+    if args.info_file:
+        sandbox.write_info(args.info_file)
+    print(f"Sage 300 simulator: {info['sage300']['base_url']}", flush=True)
+    print(f"Basware simulator:  {info['basware']['base_url']}", flush=True)
+    print("Ctrl-C to stop.", flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    sandbox.stop()
+    if args.info_file and args.info_file.exists():
+        args.info_file.unlink()
+    return 0
+
+
+def _sandbox_admin(args: argparse.Namespace) -> int:
+    info = json.loads(args.info_file.read_text())
+    systems = ["sage300", "basware"] if args.system == "both" else [args.system]
+    result = {}
+    for system in systems:
+        admin = info[system]["admin_url"]
+        command = args.sandbox_command
+        if command == "faults":
+            response = (requests.put(f"{admin}/faults", json=args.spec, timeout=10)
+                        if args.spec is not None else requests.get(f"{admin}/faults", timeout=10))
+        elif command == "settings":
+            response = (requests.patch(f"{admin}/settings", json=args.spec, timeout=10)
+                        if args.spec is not None else requests.get(f"{admin}/settings", timeout=10))
+        elif command == "reset":
+            response = requests.post(f"{admin}/reset", json={"seed": args.seed, "data": args.data},
+                                     timeout=120)
+        else:
+            response = requests.get(f"{admin}/state", timeout=60)
+        if response.status_code >= 400:
+            print(f"{system}: {response.status_code} {response.text}", file=sys.stderr)
+            return 1
+        result[system] = response.json()
+    json.dump(result, sys.stdout, indent=2)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

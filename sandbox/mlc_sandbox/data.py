@@ -1,0 +1,407 @@
+"""Seed data: the distributor of the product brief, as both systems hold it.
+
+One deterministic generator feeds both simulators, so the approved invoices waiting in Basware
+reference vendors, purchase orders and PO lines that really exist in Sage 300.
+
+- ``demo``: two companies (SAMINC, US warehouses; SAMLTD, Canada), tens of vendors each,
+  hundreds of POs with lines, a GL chart whose second segment is the cost center (department),
+  payment terms, and approved invoices in Basware: PO-matched, non-PO, a credit note and one
+  coded to a GL account Sage does not have.
+- ``large``: the demo plus 100,000 vendors and 20,000 open POs with 100,000 lines in SAMINC.
+- an integer N: the demo plus N vendors and N/5 POs with N lines in SAMINC.
+
+Sage records use Sage 300 Web API field names, with dates already in the API's date-only
+``YYYY-MM-DDT00:00:00Z`` form. Basware invoices use the accountingDocuments field names.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+SAGE_USER = "WEBAPI"
+SAGE_PASSWORD = "Sandbox-Pass1"  # mixed case on purpose: legacy installs expect it UPPERCASED
+BASWARE_CLIENT_ID = "ml-connector-sandbox"
+BASWARE_CLIENT_SECRET = "sandbox-client-secret-7d41e2"  # noqa: S105 - simulator demo credential
+BASWARE_SCOPES = (
+    "vendors.read vendors.write accounts.read accounts.write costCenters.read costCenters.write "
+    "paymentTerms.read paymentTerms.write matchingOrders.read matchingOrders.write "
+    "matchingOrderLines.read matchingOrderLines.write accountingDocuments.read "
+    "accountingDocuments.write requestStatus.read requestStatus.write subscriptions.read "
+    "subscriptions.write subscriptions.delete tasks.read"
+)
+SOURCE_SYSTEM = "SAGE300"
+
+# Accounts are ACCT-DEPT: the natural account, then the department, which is the cost center.
+COST_CENTER_SEGMENT = "000002"
+DEPARTMENTS = {"000": "Company-wide", "100": "Administration", "200": "Warehouse East",
+               "300": "Warehouse West", "400": "Sales", "900": "Discontinued operations"}
+BALANCE_SHEET = {"1000": "Cash", "1200": "Inventory", "2000": "Accounts payable control",
+                 "2100": "Sales tax payable"}
+EXPENSES = {"5000": "Cost of goods sold", "6100": "Office supplies", "6200": "Freight in",
+            "6300": "Repairs and maintenance", "6400": "Utilities", "6500": "IT services",
+            "6600": "Travel", "6700": "Professional fees"}
+INACTIVE_ACCOUNTS = {"6100900", "6600900"}
+UNKNOWN_ACCOUNT = "6999-200"  # coded on one Basware invoice; Sage has no such account
+
+TERMS = [  # code, description, due days, discount percent, discount days
+    ("N15", "Net 15 days", 15, 0, 0), ("N30", "Net 30 days", 30, 0, 0),
+    ("N45", "Net 45 days", 45, 0, 0), ("N60", "Net 60 days", 60, 0, 0),
+    ("2N30", "2% 10, net 30", 30, 2, 10), ("COD", "Cash on delivery", 0, 0, 0),
+]
+
+_NAME_A = ["Acme", "Northwind", "Summit", "Harbor", "Pioneer", "Cascade", "Granite", "Maple",
+           "Silverline", "Redwood", "Bluewater", "Ironbridge", "Prairie", "Atlas", "Evergreen",
+           "Keystone", "Lakeside", "Frontier", "Polaris", "Riverside"]
+_NAME_B = ["Supplies", "Logistics", "Packaging", "Industrial", "Freight", "Electric", "Office",
+           "Tooling", "Janitorial", "Fasteners", "Hydraulics", "IT Services", "Pallets",
+           "Safety", "Printing"]
+_NAME_C = ["Inc.", "Ltd.", "Co.", "Corp.", "LLC", "Group"]
+_CITIES = {"SAMINC": [("Seattle", "WA", "98101"), ("Portland", "OR", "97201"),
+                      ("Denver", "CO", "80202"), ("Chicago", "IL", "60601")],
+           "SAMLTD": [("Vancouver", "BC", "V6B 1A1"), ("Calgary", "AB", "T2P 1J9"),
+                      ("Toronto", "ON", "M5H 2N2")]}
+_ITEMS = [("FR-1020", "Stretch film 18in"), ("PK-2040", "Corrugated box 24x18"),
+          ("EL-3001", "LED high-bay fixture"), ("SF-4410", "Safety gloves, box of 100"),
+          ("HY-5120", "Hydraulic hose 3/8in"), ("FS-6001", "Hex bolt M10, box"),
+          ("OF-7002", "Copy paper, case"), ("IT-8100", "Barcode scanner"),
+          ("JN-9003", "Floor cleaner 5gal"), ("PL-1101", "Wood pallet 48x40")]
+
+
+@dataclass(frozen=True)
+class Company:
+    sage_id: str  # Sage 300 company (org) id
+    basware_code: str  # the company code Basware knows it by
+    name: str
+    currency: str
+    country: str
+    account_set: str
+
+
+COMPANIES = [
+    Company("SAMINC", "US01", "Sample Distributor Inc.", "USD", "USA", "USA"),
+    Company("SAMLTD", "CA01", "Sample Distributor Ltd.", "CAD", "Canada", "CAN"),
+]
+
+
+@dataclass
+class Dataset:
+    companies: list[Company]
+    # company id -> "MODULE/Resource" -> records in key order
+    sage: dict[str, dict[str, list[dict[str, Any]]]] = field(default_factory=dict)
+    basware_invoices: list[dict[str, Any]] = field(default_factory=list)
+
+    def company(self, sage_id: str) -> Company:
+        return next(c for c in self.companies if c.sage_id == sage_id)
+
+
+def sage_date(day: date) -> str:
+    return f"{day.isoformat()}T00:00:00Z"
+
+
+def build_dataset(data: str = "demo", seed: int = 0) -> Dataset:
+    """Build the seed data. ``data`` is ``demo``, ``large`` or a vendor count."""
+    rng = random.Random(seed)
+    dataset = Dataset(companies=list(COMPANIES))
+    extra = {"demo": 0, "large": 100_000}.get(data)
+    if extra is None:
+        extra = int(data)
+    for company in COMPANIES:
+        dataset.sage[company.sage_id] = _company_records(rng, company)
+    if extra:
+        _add_volume(rng, dataset.sage["SAMINC"], COMPANIES[0], extra)
+    dataset.basware_invoices = _invoices(rng, dataset)
+    return dataset
+
+
+def _day(rng: random.Random, start: date = date(2025, 6, 1), span: int = 500) -> date:
+    return start + timedelta(days=rng.randrange(span))
+
+
+def _company_records(rng: random.Random, company: Company) -> dict[str, list[dict[str, Any]]]:
+    vendors = [_vendor(rng, company, 1200 + 10 * i, i) for i in range(32)]
+    accounts = _gl_accounts(company)
+    active_vendors = [v for v in vendors if v["Status"] == "Active"]
+    prefix = "1" if company.sage_id == "SAMINC" else "2"
+    orders = [_purchase_order(rng, company, 10001 + i, f"PO{prefix}{i + 1:05d}",
+                              rng.choice(active_vendors), i)
+              for i in range(160)]
+    return {
+        "AP/APVendors": vendors,
+        "AP/APTerms": [_terms(*t) for t in TERMS],
+        "GL/GLAccounts": accounts,
+        "GL/GLSegmentCodes": _segment_codes(),
+        "PO/POPurchaseOrders": orders,
+        "AR/ARCustomers": [_customer(rng, company, i) for i in range(20)],
+        "AP/APInvoiceBatches": [],
+    }
+
+
+def _vendor(rng: random.Random, company: Company, number: int, index: int) -> dict[str, Any]:
+    name = f"{rng.choice(_NAME_A)} {rng.choice(_NAME_B)} {rng.choice(_NAME_C)}"
+    city, state, zip_code = rng.choice(_CITIES[company.sage_id])
+    inactive = index in (7, 19, 28)
+    maintained = _day(rng)
+    return {
+        "VendorNumber": str(number),
+        "ShortName": name.split()[0].upper()[:10],
+        "VendorName": name,
+        "GroupCode": rng.choice(["INV", "SRV", "FRT"]),
+        "Status": "Inactive" if inactive else "Active",
+        "InactiveDate": sage_date(maintained) if inactive else None,
+        "OnHold": "OnHold" if index == 11 else "NotOnHold",
+        "DateLastMaintained": sage_date(maintained),
+        "StartDate": sage_date(date(2019, 1, 1) + timedelta(days=rng.randrange(1500))),
+        "AddressLine1": f"{rng.randrange(1, 9999)} {rng.choice(['Main', 'Harbor', 'Industrial', 'Commerce'])} St",
+        "AddressLine2": "",
+        "City": city,
+        "StateProvince": state,
+        "ZipPostalCode": zip_code,
+        "Country": company.country,
+        "ContactName": rng.choice(["Ana Ortiz", "Ben Clarke", "Chen Wei", "Dana Fox", "Eli Moss"]),
+        "PhoneNumber": f"555{rng.randrange(1000000, 9999999)}",
+        "Email": f"ap@{name.split()[0].lower()}{number}.example.com",
+        "CurrencyCode": company.currency,
+        "AccountSet": company.account_set,
+        "Terms": rng.choice(["N30", "N30", "N45", "N60", "2N30", "N15"]),
+        "TaxGroup": "WATAX" if company.sage_id == "SAMINC" else "BCTAX",
+        "TaxRegistrationCode1": f"{rng.randrange(10**8, 10**9)}",
+        "DuplicateAmountCode": "None",
+        "DuplicateDateCode": "None",
+    }
+
+
+def _gl_accounts(company: Company) -> list[dict[str, Any]]:
+    accounts = []
+    pairs = [(acct, "000", desc) for acct, desc in BALANCE_SHEET.items()]
+    pairs += [(acct, dept, desc) for acct, desc in EXPENSES.items()
+              for dept in ("100", "200", "300", "400")]
+    pairs += [("6100", "900", EXPENSES["6100"]), ("6600", "900", EXPENSES["6600"])]
+    for acct, dept, desc in sorted(pairs):
+        unformatted = acct + dept
+        balance_sheet = acct in BALANCE_SHEET
+        accounts.append({
+            "UnformattedAccount": unformatted,
+            "AccountNumber": f"{acct}-{dept}",
+            "Description": f"{desc} - {DEPARTMENTS[dept]}",
+            "DateCreated": sage_date(date(2019, 1, 1)),
+            "AccountType": "BalanceSheet" if balance_sheet else "IncomeStatement",
+            "NormalBalanceDRCR": "Credit" if acct.startswith("2") else "Debit",
+            "Status": "Inactive" if unformatted in INACTIVE_ACCOUNTS else "Active",
+            "PostToAccount": "Detail",
+            "StructureCode": "ACCDPT",
+            "AccountSegmentCode1": acct,
+            "AccountSegmentCode2": dept,
+            "AccountGroupCode": "BS" if balance_sheet else "EXP",
+            "Multicurrency": "No",
+            "DefaultCurrencyCode": company.currency,
+            "ControlAccount": "Yes" if acct == "2000" else "No",
+        })
+    return accounts
+
+
+def _segment_codes() -> list[dict[str, Any]]:
+    codes = [{"SegmentNumber": "000001", "SegmentCodeKey": acct, "SegmentCodeDescription": desc}
+             for acct, desc in sorted({**BALANCE_SHEET, **EXPENSES}.items())]
+    codes += [{"SegmentNumber": COST_CENTER_SEGMENT, "SegmentCodeKey": dept,
+               "SegmentCodeDescription": desc} for dept, desc in sorted(DEPARTMENTS.items())]
+    return codes
+
+
+def _terms(code: str, description: str, due: int, discount: int, discount_days: int) -> dict:
+    return {
+        "TermsCode": code,
+        "Description": description,
+        "UsePaymentSchedule": "No",
+        "NumberOfPayments": 1,
+        "TotalPercentageDue": 100,
+        "TermsPaymentSchedule": [{
+            "TermsCode": code, "PaymentNumber": 1, "PercentDue": 100,
+            "DueNumberOfDays": due, "DiscountPercent": discount,
+            "DiscountNumberOfDays": discount_days,
+        }],
+    }
+
+
+def _purchase_order(rng: random.Random, company: Company, sequence: int, number: str,
+                    vendor: dict[str, Any], index: int) -> dict[str, Any]:
+    ordered = _day(rng, date(2025, 9, 1), 420)
+    completed = index % 10 == 9  # one PO in ten is fully received and closed
+    lines = []
+    for n in range(rng.randint(1, 4)):
+        item, description = rng.choice(_ITEMS)
+        quantity = rng.choice([5, 10, 12, 20, 24, 50, 100])
+        unit_cost = round(rng.uniform(2, 400), 2)
+        expense = rng.choice(list(EXPENSES))
+        dept = rng.choice(["100", "200", "300", "400"])
+        lines.append({
+            "PurchaseOrderSequenceKey": sequence,
+            "LineNumber": 1000 * (n + 1),
+            "ItemNumber": item,
+            "ItemDescription": description,
+            "Location": "EAST" if dept == "200" else "WEST" if dept == "300" else "MAIN",
+            "UnitOfMeasure": "Each",
+            "QuantityOrdered": quantity,
+            "QuantityReceived": quantity if completed else rng.choice([0, quantity]),
+            "UnitCost": unit_cost,
+            "ExtendedCost": round(quantity * unit_cost, 2),
+            "ExpenseAccount": expense + dept,  # unformatted GL account; its dept is the cost center
+            "Completed": "Yes" if completed else "No",
+        })
+    return {
+        "PurchaseOrderSequenceKey": sequence,
+        "PurchaseOrderNumber": number,
+        "Vendor": vendor["VendorNumber"],
+        "VendorName": vendor["VendorName"],
+        "PurchaseOrderDate": sage_date(ordered),
+        "DateLastMaintained": sage_date(ordered + timedelta(days=rng.randrange(0, 20))),
+        "Description": f"Replenishment {number}",
+        "Reference": f"REQ-{sequence}",
+        "CurrencyCode": company.currency,
+        "TermsCode": vendor["Terms"],
+        "Completed": "Yes" if completed else "No",
+        "ExtendedCostTotal": round(sum(line["ExtendedCost"] for line in lines), 2),
+        "PurchaseOrderLines": lines,
+    }
+
+
+def _customer(rng: random.Random, company: Company, index: int) -> dict[str, Any]:
+    name = f"{rng.choice(_NAME_A)} {rng.choice(['Retail', 'Hardware', 'Builders', 'Foods'])}"
+    city, state, zip_code = rng.choice(_CITIES[company.sage_id])
+    return {
+        "CustomerNumber": f"C{1000 + index * 10}",
+        "ShortName": name.split()[0].upper()[:10],
+        "CustomerName": name,
+        "GroupCode": "RTL",
+        "Status": "Active",
+        "InactiveDate": None,
+        "OnHold": "No",
+        "DateLastMaintained": sage_date(_day(rng)),
+        "City": city, "StateProvince": state, "ZipPostalCode": zip_code,
+        "Country": company.country, "CurrencyCode": company.currency, "Terms": "N30",
+        "TaxGroup": "WATAX" if company.sage_id == "SAMINC" else "BCTAX",
+    }
+
+
+def _add_volume(rng: random.Random, records: dict[str, list[dict[str, Any]]], company: Company,
+                vendor_count: int) -> None:
+    """Benchmark volume: vendors numbered V000001.., POs with five lines each on average."""
+    vendors = records["AP/APVendors"]
+    base = date(2024, 1, 1)
+    for i in range(vendor_count):
+        vendors.append({
+            **vendors[i % 32],
+            "VendorNumber": f"V{i + 1:06d}",
+            "VendorName": f"Bulk vendor {i + 1}",
+            "Status": "Active", "InactiveDate": None, "OnHold": "NotOnHold",
+            "DateLastMaintained": sage_date(base + timedelta(days=i % 600)),
+            "Email": f"ap@v{i + 1}.example.com",
+        })
+    orders = records["PO/POPurchaseOrders"]
+    sequence = orders[-1]["PurchaseOrderSequenceKey"]
+    for i in range(vendor_count // 5):
+        sequence += 1
+        vendor = vendors[32 + (i * 5) % vendor_count]
+        order = _purchase_order(rng, company, sequence, f"PB{i + 1:07d}", vendor, 0)
+        template = order["PurchaseOrderLines"][0]
+        order["PurchaseOrderLines"] = [
+            {**template, "LineNumber": 1000 * (n + 1), "Completed": "No"} for n in range(5)]
+        order["Completed"] = "No"
+        order["DateLastMaintained"] = sage_date(base + timedelta(days=i % 600))
+        orders.append(order)
+
+
+def _invoices(rng: random.Random, dataset: Dataset) -> list[dict[str, Any]]:
+    invoices: list[dict[str, Any]] = []
+    for company in dataset.companies:
+        records = dataset.sage[company.sage_id]
+        vendors = {v["VendorNumber"]: v for v in records["AP/APVendors"]}
+        accounts = {a["UnformattedAccount"]: a for a in records["GL/GLAccounts"]}
+        open_orders = [o for o in records["PO/POPurchaseOrders"][:160] if o["Completed"] == "No"]
+        matched = rng.sample(open_orders, 12 if company.sage_id == "SAMINC" else 8)
+        for order in matched:
+            rows = [_po_coding_row(rng, line, order, accounts) for line in order["PurchaseOrderLines"]]
+            invoices.append(_invoice(rng, company, vendors[order["Vendor"]], rows,
+                                     [order["PurchaseOrderNumber"]]))
+        active = [v for v in vendors.values() if v["Status"] == "Active"]
+        for account, dept in (("6300", "100"), ("6500", "400"), ("6700", "100")):
+            row = _coding_row(rng, f"{account}-{dept}", EXPENSES[account], dept,
+                              round(rng.uniform(80, 2500), 2))
+            invoices.append(_invoice(rng, company, rng.choice(active), [row], []))
+        if company.sage_id == "SAMINC":
+            credit = _coding_row(rng, "6200-200", EXPENSES["6200"], "200", -round(rng.uniform(40, 300), 2))
+            invoices.append(_invoice(rng, company, rng.choice(active), [credit], [], credit_note=True))
+            unknown = _coding_row(rng, UNKNOWN_ACCOUNT, "Unknown account", "200", 412.50)
+            invoices.append(_invoice(rng, company, rng.choice(active), [unknown], []))
+    return invoices
+
+
+def _coding_row(rng: random.Random, account: str, account_name: str, dept: str,
+                net: float) -> dict[str, Any]:
+    tax = round(net * 0.05, 2)
+    return {
+        "externalCode": uuid.UUID(int=rng.getrandbits(128)).hex,
+        "accountCode": account, "accountName": account_name,
+        "costCenterCode": dept, "costCenterName": DEPARTMENTS[dept],
+        "taxCode": "GST5", "taxPercent": 5.0, "taxSum": tax,
+        "netTotal": net, "grossTotal": round(net + tax, 2),
+    }
+
+
+def _po_coding_row(rng: random.Random, line: dict[str, Any], order: dict[str, Any],
+                   accounts: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    account = accounts[line["ExpenseAccount"]]
+    row = _coding_row(rng, account["AccountNumber"], EXPENSES[account["AccountSegmentCode1"]],
+                      account["AccountSegmentCode2"], line["ExtendedCost"])
+    row.update({
+        "matchingType": 0,
+        "orderNumber": order["PurchaseOrderNumber"],
+        "orderLineNumber": str(line["LineNumber"]),
+        "orderItemNumber": line["ItemNumber"],
+        "orderedQuantity": line["QuantityOrdered"],
+        "matchedQuantity": line["QuantityOrdered"],
+        "matchedNetSum": line["ExtendedCost"],
+    })
+    return row
+
+
+def _invoice(rng: random.Random, company: Company, vendor: dict[str, Any],
+             rows: list[dict[str, Any]], orders: list[str], credit_note: bool = False) -> dict:
+    for index, row in enumerate(rows, start=1):
+        row["rowIndex"] = index
+    net = round(sum(r["netTotal"] for r in rows), 2)
+    tax = round(sum(r["taxSum"] for r in rows), 2)
+    invoice_date = _day(rng, date(2026, 9, 1), 80)
+    terms_days = {code: due for code, _, due, _, _ in TERMS}[vendor["Terms"]]
+    return {
+        "invoiceId": uuid.UUID(int=rng.getrandbits(128)).hex,
+        "bumid": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+        "processingStatus": "WaitingForTransfer",
+        "p2pProcessingMode": "Standard",
+        "invoiceNumber": f"{'CN' if credit_note else 'INV'}-{rng.randrange(10000, 99999)}",
+        "invoiceDate": invoice_date.isoformat(),
+        "companyCode": company.basware_code,
+        "companyName": company.name,
+        "organizationElementCode": company.basware_code,
+        "supplierCode": vendor["VendorNumber"],
+        "supplierName": vendor["VendorName"],
+        "currencyCode": company.currency,
+        "netSum": net,
+        "taxSum1": tax,
+        "taxPercent1": 5.0,
+        "grossSum": round(net + tax, 2),
+        "baseLineDate": invoice_date.isoformat(),
+        "dueDate": (invoice_date + timedelta(days=terms_days)).isoformat(),
+        "paymentTermCode": vendor["Terms"],
+        "paymentBlock": False,
+        "invoiceTypeCode": "381" if credit_note else "380",
+        "invoiceTypeName": "Credit note" if credit_note else "Invoice",
+        "description": f"{vendor['VendorName']} {'credit' if credit_note else 'invoice'}",
+        "orderNumbers": orders,
+        "codingRows": rows,
+        "transferResponses": [],
+        "lastUpdated": f"{invoice_date.isoformat()}T12:00:00Z",
+    }
