@@ -89,14 +89,18 @@ class FaultInjector:
     def decide(self, method: str, path: str) -> str | None:
         with self._lock:
             cfg = self.config
+            due: ScheduledFault | None = None
+            # Every entry counts every request it matches, whichever entry fires.
             for index, scheduled in enumerate(cfg.schedule):
                 if scheduled.fired or not scheduled.matches(method, path):
                     continue
                 count = self._match_counts.get(index, 0) + 1
                 self._match_counts[index] = count
-                if count == scheduled.nth:
+                if count == scheduled.nth and due is None:
                     scheduled.fired = True
-                    return self._count(scheduled.fault)
+                    due = scheduled
+            if due is not None:
+                return self._count(due.fault)
             if not cfg.rates:
                 return None
             if cfg.methods and method.upper() not in {m.upper() for m in cfg.methods}:
