@@ -1,0 +1,279 @@
+"""Operator commands on the audit ledger: `ml-connector audit trace|failures|replay|report`.
+
+Also runs as `python -m ml_connector_core.audit`. Exit codes: 0 ok, 1 nothing found (trace),
+2 usage or ledger errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import os
+import re
+import sys
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TextIO
+
+from sqlalchemy.engine import make_url
+
+from ml_connector_core.ledger import Action, Entry, Ledger, Report, default_ledger_url
+
+_SINCE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_since(value: str, now: datetime | None = None) -> datetime:
+    """`2d`, `12h`, `30m` (ago) or an ISO date/datetime (naive means UTC)."""
+    match = _SINCE.match(value)
+    if match:
+        ago = timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+        return (now or datetime.now(UTC)) - ago
+    try:
+        when = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is neither a duration like 2d/12h/30m nor an ISO date-time"
+        ) from None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when
+
+
+def _table(headers: Sequence[str], rows: Iterable[Sequence[Any]], right: Iterable[int] = ()
+           ) -> str:
+    """Aligned plain-text table; columns in `right` are right-aligned (numbers)."""
+    cells = [[str(h) for h in headers]] + [["" if v is None else str(v) for v in r] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    right = set(right)
+    lines = [
+        "  ".join(
+            cell.rjust(widths[i]) if i in right else cell.ljust(widths[i])
+            for i, cell in enumerate(row)
+        ).rstrip()
+        for row in cells
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _when(value: datetime | None) -> str:
+    return "" if value is None else value.strftime("%Y-%m-%d %H:%M:%S.%fZ")
+
+
+def _first_line(text: str | None, limit: int = 120) -> str:
+    line = (text or "").strip().split("\n")[0]
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+_REMOTE_IDS = ("basware_request_id", "bw_request_id", "sage_batch", "sage_entry",
+               "sage_document")
+
+
+def cmd_trace(ledger: Ledger, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    found = ledger.trace(args.key)
+    if not found:
+        print(f"no ledger entry mentions {args.key!r}", file=err)
+        return 1
+    rows = [
+        (_when(e.created_at), e.run_id[:8], e.plugin, e.direction, e.stream, e.action.value,
+         e.source_key, e.target_key,
+         " ".join(f"{name}={getattr(e, name)}" for name in _REMOTE_IDS if getattr(e, name)),
+         _first_line(e.error))
+        for e in found
+    ]
+    print(_table(("time (UTC)", "run", "plugin", "direction", "stream", "action", "source key",
+                  "target key", "remote ids", "error"), rows), file=out)
+    return 0
+
+
+def cmd_failures(ledger: Ledger, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    groups = ledger.failures(since=args.since)
+    if not groups:
+        print("no failures" + (f" since {_when(args.since)}" if args.since else ""), file=out)
+        return 0
+    rows = [(g.count, g.keys, g.stream, _first_line(g.cause, 90), ", ".join(g.example_keys),
+             _when(g.last_seen)) for g in groups]
+    print(_table(("count", "keys", "stream", "cause", "example keys", "last seen (UTC)"), rows,
+                 right=(0, 1)), file=out)
+    print("\nOnce the cause is fixed: ml-connector audit replay --failed [--stream S] | <target>",
+          file=out)
+    return 0
+
+
+_JSON_TYPES = ((bool, "boolean"), (int, "integer"), (float, "number"), (str, "string"),
+               (dict, "object"), (list, "array"), (type(None), "null"))
+
+
+def infer_schema(payloads: Sequence[Any]) -> dict[str, Any]:
+    """A permissive SCHEMA for stored payloads: each top-level field typed as seen, `null`
+    added where a field was null or missing; a bare object schema if payloads are not dicts."""
+    if not payloads or not all(isinstance(p, dict) for p in payloads):
+        return {"type": "object"}
+    types: dict[str, set[str]] = {}
+    for payload in payloads:
+        for key, value in payload.items():
+            types.setdefault(key, set()).add(
+                next(name for kind, name in _JSON_TYPES if isinstance(value, kind))
+            )
+    properties = {}
+    for key, seen in types.items():
+        if any(key not in payload for payload in payloads):
+            seen.add("null")
+        if "number" in seen:
+            seen.discard("integer")  # integer is a number; listing both says nothing more
+        properties[key] = {"type": sorted(seen)}
+    return {"type": "object", "properties": properties}
+
+
+def singer_messages(replayed: Sequence[Entry]) -> list[dict[str, Any]]:
+    """SCHEMA then RECORDs per stream, streams in order of first appearance."""
+    by_stream: dict[str, list[Entry]] = {}
+    for entry in replayed:
+        by_stream.setdefault(entry.stream, []).append(entry)
+    messages: list[dict[str, Any]] = []
+    for stream, group in by_stream.items():
+        # The newest stored SCHEMA/key properties describe the stream as the target last saw it.
+        schema = next((e.schema for e in reversed(group) if e.schema), None)
+        keys = next((e.key_properties for e in reversed(group) if e.key_properties), None)
+        messages.append({
+            "type": "SCHEMA", "stream": stream,
+            "schema": schema or infer_schema([e.payload for e in group]),
+            "key_properties": list(keys or []),
+        })
+        messages += [{"type": "RECORD", "stream": stream, "record": e.payload} for e in group]
+    return messages
+
+
+def cmd_replay(ledger: Ledger, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    selection = ledger.replayable(stream=args.stream, failed_only=args.failed, keys=args.key,
+                                  since=args.since)
+    for message in singer_messages(selection.entries):
+        out.write(json.dumps(message, ensure_ascii=False) + "\n")
+    out.flush()
+    for entry, why in selection.skipped:
+        print(f"skipped {entry.stream} {entry.source_key}: {why} ({_when(entry.created_at)})",
+              file=err)
+    print(f"replayed {len(selection.entries)} record(s), skipped {len(selection.skipped)}",
+          file=err)
+    return 0
+
+
+def _report_rows(report: Report) -> tuple[list[str], list[list[Any]]]:
+    seen = {action for counts in report.counts.values() for action in counts}
+    actions = [action.value for action in Action if action.value in seen]
+    rows: list[list[Any]] = []
+    for stream in sorted(report.counts):
+        counts = report.counts[stream]
+        rows.append([stream, *(counts.get(a, 0) for a in actions), sum(counts.values())])
+    totals = [sum(row[i] for row in rows) for i in range(1, len(actions) + 2)]
+    rows.append(["TOTAL", *totals])
+    return ["stream", *actions, "total"], rows
+
+
+def _run_lines(report: Report) -> list[str]:
+    return [
+        f"{run.plugin} run {run.run_id} ({run.status}) {_when(run.started_at)} -> "
+        f"{_when(run.finished_at) or '…'}" + (f", meltano run {run.job_id}" if run.job_id else "")
+        for run in report.runs
+    ]
+
+
+def render_html(report: Report) -> str:
+    """A self-contained page (inline CSS, no external assets); every value escaped."""
+    headers, rows = _report_rows(report)
+    esc = html.escape
+    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{esc(str(v))}</td>" for v in row) + "</tr>" for row in rows
+    )
+    runs = "".join(f"<li>{esc(line)}</li>" for line in _run_lines(report))
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>ml-connector run report</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
+table {{ border-collapse: collapse; }}
+th, td {{ border: 1px solid #ccc; padding: .3em .8em; text-align: right; }}
+th:first-child, td:first-child {{ text-align: left; }}
+tr:last-child td {{ font-weight: bold; background: #f4f4f4; }}
+</style></head>
+<body><h1>ml-connector run report</h1>
+<ul>{runs}</ul>
+<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
+</body></html>
+"""
+
+
+def cmd_report(ledger: Ledger, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    report = ledger.report(args.run)
+    if not report.runs:
+        print("no run found" + (f" with id {args.run!r}" if args.run else ""), file=err)
+        return 1
+    headers, rows = _report_rows(report)
+    print("\n".join(_run_lines(report)), file=out)
+    print(_table(headers, rows, right=range(1, len(headers))), file=out)
+    if args.html:
+        Path(args.html).write_text(render_html(report), encoding="utf-8")
+        print(f"HTML report written to {args.html}", file=err)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ml-connector audit",
+                                     description="Inspect and replay the audit ledger.")
+    parser.add_argument(
+        "--ledger-url", default=os.environ.get("ML_CONNECTOR_LEDGER_URL"),
+        help="SQLAlchemy URL (default: $ML_CONNECTOR_LEDGER_URL, else "
+             "sqlite:///$MELTANO_PROJECT_ROOT/.ml-connector/ledger.sqlite)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    trace = commands.add_parser("trace", help="every entry mentioning a key or remote id")
+    trace.add_argument("key", help="source/target key, Basware request id, Sage batch/entry/doc")
+    trace.set_defaults(handler=cmd_trace)
+
+    failures = commands.add_parser("failures", help="failures grouped by cause")
+    failures.add_argument("--since", type=parse_since, help="2d, 12h, 30m or ISO date-time")
+    failures.set_defaults(handler=cmd_failures)
+
+    replay = commands.add_parser(
+        "replay", help="write not-yet-delivered records as a Singer stream to stdout")
+    replay.add_argument("--failed", action="store_true",
+                        help="only keys that failed (default: also keys read but never delivered)")
+    replay.add_argument("--stream")
+    replay.add_argument("--key", nargs="+", action="extend", help="only these source keys")
+    replay.add_argument("--since", type=parse_since, help="2d, 12h, 30m or ISO date-time")
+    replay.set_defaults(handler=cmd_replay)
+
+    report = commands.add_parser("report", help="counts per stream and action for a run")
+    report.add_argument("--run", help="ledger run id or Meltano run id (default: latest run)")
+    report.add_argument("--html", metavar="FILE", help="also write a self-contained HTML page")
+    report.set_defaults(handler=cmd_report)
+    return parser
+
+
+def main(argv: list[str] | None = None, out: TextIO | None = None,
+         err: TextIO | None = None) -> int:
+    out, err = out or sys.stdout, err or sys.stderr
+    args = build_parser().parse_args(argv)
+    url = args.ledger_url or default_ledger_url()
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database and not Path(
+        parsed.database
+    ).exists():
+        # Opening would create an empty ledger and report "nothing": say where we looked.
+        print(f"no ledger at {parsed.database}: run from the Meltano project directory or set "
+              "--ledger-url / ML_CONNECTOR_LEDGER_URL", file=err)
+        return 2
+    try:
+        ledger = Ledger.open(url)
+    except Exception as exc:  # a bad URL or unreachable server: one clear line, no traceback
+        safe = parsed.render_as_string(hide_password=True)
+        print(f"cannot open ledger {safe}: {type(exc).__name__}: {exc}", file=err)
+        return 2
+    with ledger:
+        return args.handler(ledger, args, out, err)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,309 @@
+"""The one HTTP retry policy of every plugin (BRIEF decision 4).
+
+429 and 5xx back off exponentially with full jitter, `Retry-After` is honoured when the server
+sends it, and the whole retry loop is bounded by `max_tries` and `max_elapsed`, after which a
+RetryExhausted error says what was tried and how long it took.
+
+Two ways to use it:
+- `request_with_retry(session, "POST", url, policy=POLICY, json=...)` for hand-written calls
+  (targets, token requests);
+- in a Singer SDK `RESTStream`, retries stay in the SDK's backoff decorator and take their
+  waits from this policy::
+
+      def backoff_wait_generator(self):
+          return sdk_wait_generator(POLICY)
+
+      def backoff_max_tries(self):
+          return POLICY.max_tries
+
+      def backoff_jitter(self, value):
+          return value  # the policy already jitters; the SDK default would add up to 1 s
+
+      @property
+      def timeout(self):
+          return POLICY.timeout
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Generator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import requests
+from urllib3.exceptions import ConnectTimeoutError, MaxRetryError
+
+from ml_connector_core.redaction import MASK, SECRET_KEY
+
+logger = logging.getLogger(__name__)
+
+RETRY_STATUSES: frozenset[int] = frozenset({429, 500, 502, 503, 504})
+#: Defaults shared by RetryPolicy and SDK streams (`backoff_max_tries()`).
+DEFAULT_MAX_TRIES = 6
+DEFAULT_MAX_ELAPSED = 300.0
+
+OnRetry = Callable[[int, float, "requests.Response | BaseException"], None]
+
+
+@dataclass
+class RetryStats:
+    """Counters for benchmarks and run summaries; shared by all threads using one policy."""
+
+    attempts: int = 0
+    retries: int = 0
+    gave_up: int = 0
+    waited_seconds: float = 0.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, *, attempts: int = 0, retries: int = 0, gave_up: int = 0,
+               waited: float = 0.0) -> None:
+        with self._lock:
+            self.attempts += attempts
+            self.retries += retries
+            self.gave_up += gave_up
+            self.waited_seconds += waited
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Timeouts and retry bounds. Immutable, so one instance can serve every stream and thread.
+
+    `dataclasses.replace(policy, ...)` keeps the same `stats` object, so a variant policy still
+    counts into the run's totals. Pass `rng=random.Random(seed)` for deterministic jitter.
+    """
+
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    max_tries: int = DEFAULT_MAX_TRIES
+    max_elapsed: float = DEFAULT_MAX_ELAPSED
+    base_delay: float = 1.0
+    factor: float = 2.0
+    max_delay: float = 60.0
+    retry_statuses: frozenset[int] = RETRY_STATUSES
+    rng: random.Random | None = None
+    stats: RetryStats = field(default_factory=RetryStats, compare=False)
+
+    @property
+    def timeout(self) -> tuple[float, float]:
+        """The `(connect, read)` timeout tuple for requests."""
+        return (self.connect_timeout, self.read_timeout)
+
+    def wait_seconds(self, attempt: int, response: requests.Response | None = None) -> float:
+        """Seconds to wait after failed attempt number `attempt` (1-based).
+
+        A `Retry-After` header wins and is not capped by `max_delay`: retrying earlier than the
+        server asked only earns another 429. (If it exceeds the remaining time budget, the
+        caller gives up instead of waiting.) Otherwise: full jitter over an exponential ceiling,
+        `uniform(0, min(max_delay, base_delay * factor ** (attempt - 1)))`.
+        """
+        asked = retry_after_seconds(response) if response is not None else None
+        if asked is not None:
+            return asked
+        ceiling = min(self.max_delay, self.base_delay * self.factor ** (attempt - 1))
+        return (self.rng or random).uniform(0, ceiling)
+
+
+def retry_after_seconds(response: requests.Response) -> float | None:
+    """The response's Retry-After in seconds (delta-seconds or HTTP-date), None if absent/bad."""
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # HTTP-dates are GMT by definition
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+class RetryExhausted(Exception):
+    """A transient failure persisted beyond the policy's bounds (tries or elapsed time)."""
+
+    def __init__(self, method: str, url: str, attempts: int, elapsed: float,
+                 last: requests.Response | BaseException, reason: str) -> None:
+        self.method = method
+        self.url = safe_url(url)
+        self.attempts = attempts
+        self.elapsed = elapsed
+        self.response = last if isinstance(last, requests.Response) else None
+        self.status = self.response.status_code if self.response is not None else None
+        super().__init__(
+            f"{method} {self.url} failed after {attempts} attempt(s) in {elapsed:.1f}s "
+            f"({reason}); last: {describe(last)}"
+        )
+
+
+class UnknownOutcome(Exception):
+    """A request may have been processed but we cannot tell (see `retry_on_timeout`).
+
+    The caller must find out whether the write happened (e.g. look the record up by its
+    external key) before trying again. `response` is set when a 5xx answer caused it.
+    """
+
+    def __init__(self, method: str, url: str, attempts: int,
+                 last: requests.Response | BaseException) -> None:
+        self.method = method
+        self.url = safe_url(url)
+        self.attempts = attempts
+        self.response = last if isinstance(last, requests.Response) else None
+        super().__init__(
+            f"{method} {self.url}: outcome unknown after attempt {attempts} ({describe(last)}); "
+            "check whether the write happened before retrying"
+        )
+
+
+def safe_url(url: str) -> str:
+    """The URL without user:password and with secret-looking query values masked."""
+    parts = urlsplit(url)
+    netloc = parts.netloc.rpartition("@")[2]
+    query = urlencode(
+        [(k, MASK if SECRET_KEY.search(k) else v) for k, v in parse_qsl(parts.query, True)],
+        safe="$*,:'()",
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+_QUERY_IN_TEXT = re.compile(r"\?[^\s'\")]*")
+
+
+def describe(outcome: requests.Response | BaseException) -> str:
+    """Short text for a response or exception; exception texts lose their query strings
+    (requests puts the full URL in connection errors)."""
+    if isinstance(outcome, requests.Response):
+        return f"HTTP {outcome.status_code} {outcome.reason or ''}".rstrip()
+    return f"{type(outcome).__name__}: {_QUERY_IN_TEXT.sub('?…', str(outcome))}"
+
+
+def _never_sent(exc: BaseException) -> bool:
+    """True when the request surely did not reach the server (connect failed), so even a
+    non-idempotent write can be retried."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    reason = exc.args[0] if isinstance(exc, requests.ConnectionError) and exc.args else None
+    # urllib3's NewConnectionError (refused, DNS) subclasses ConnectTimeoutError.
+    return isinstance(reason, MaxRetryError) and isinstance(reason.reason, ConnectTimeoutError)
+
+
+# Answers after which the server may have done the work (a gateway timed out, the app crashed
+# mid-write); 429 and 503 mean "not processed, come back later".
+_MAYBE_PROCESSED = frozenset({500, 502, 504})
+_TRANSIENT = (requests.Timeout, requests.ConnectionError, requests.exceptions.ChunkedEncodingError)
+
+
+def request_with_retry(
+    session: requests.Session,
+    method: str,
+    url: str,
+    *,
+    policy: RetryPolicy,
+    headers: Mapping[str, str] | None = None,
+    json: Any = None,
+    data: Any = None,
+    params: Mapping[str, Any] | None = None,
+    on_retry: OnRetry | None = None,
+    allow_redirects: bool = True,
+    retry_on_timeout: bool = True,
+    **kwargs: Any,
+) -> requests.Response:
+    """Send a request, retrying transient failures under `policy`.
+
+    Retried: statuses in `policy.retry_statuses`, timeouts, connection errors and broken
+    chunked bodies. Every other response, 4xx included, is returned for the caller to judge.
+    The same headers go out on every attempt, so a retried write keeps its X-BW-REQUEST-ID.
+
+    `retry_on_timeout=False` is for writes that must not be repeated blindly (Sage 300 has no
+    idempotency key). When the request may have been processed (read timeout, connection
+    dropped after sending, broken body, or a 500/502/504 answer), UnknownOutcome is raised
+    instead of retrying. Connect failures, 429 and 503 are still retried: nothing was done.
+
+    `on_retry(attempt, wait_seconds, response_or_exception)` is called before each wait.
+
+    Raises RetryExhausted after `policy.max_tries` attempts, or as soon as the next wait would
+    end beyond `policy.max_elapsed` seconds since the first attempt. Total time is therefore at
+    most `max_elapsed` plus one request's timeouts. SSL errors are not retried.
+    """
+    start = time.monotonic()
+    attempt = 0
+    while True:
+        attempt += 1
+        policy.stats.add(attempts=1)
+        try:
+            response = session.request(
+                method, url, headers=headers, json=json, data=data, params=params,
+                timeout=policy.timeout, allow_redirects=allow_redirects, **kwargs,
+            )
+        except requests.exceptions.SSLError:
+            raise
+        except _TRANSIENT as exc:
+            if not retry_on_timeout and not _never_sent(exc):
+                raise UnknownOutcome(method, url, attempt, exc) from exc
+            outcome: requests.Response | BaseException = exc
+        else:
+            if response.status_code not in policy.retry_statuses:
+                return response
+            if not retry_on_timeout and response.status_code in _MAYBE_PROCESSED:
+                raise UnknownOutcome(method, url, attempt, response)
+            outcome = response
+
+        elapsed = time.monotonic() - start
+        response_or_none = outcome if isinstance(outcome, requests.Response) else None
+        wait = policy.wait_seconds(attempt, response_or_none)
+        if attempt >= policy.max_tries:
+            reason = f"max_tries={policy.max_tries}"
+        elif elapsed + wait > policy.max_elapsed:
+            reason = f"next wait {wait:.1f}s would pass max_elapsed={policy.max_elapsed:g}s"
+        else:
+            reason = ""
+        if reason:
+            policy.stats.add(gave_up=1)
+            error = RetryExhausted(method, url, attempt, elapsed, outcome, reason)
+            if isinstance(outcome, BaseException):
+                raise error from outcome
+            raise error
+
+        policy.stats.add(retries=1, waited=wait)
+        logger.warning(
+            "%s %s: %s, retry %d/%d in %.1fs",
+            method, safe_url(url), describe(outcome), attempt, policy.max_tries - 1, wait,
+        )
+        if on_retry is not None:
+            on_retry(attempt, wait, outcome)
+        if response_or_none is not None:
+            response_or_none.close()  # give the connection back to the pool before sleeping
+        time.sleep(wait)
+
+
+def sdk_wait_generator(policy: RetryPolicy) -> Generator[float, BaseException | None, None]:
+    """A wait generator for a Singer SDK stream's `backoff_wait_generator()`.
+
+    The SDK's backoff decorator sends each exception into the generator; the wait honours the
+    Retry-After of `exception.response` (RetriableAPIError carries the response) and otherwise
+    follows the policy's jittered exponential. The generator stops (backoff then re-raises the
+    error) once the next wait would pass `policy.max_elapsed`. No singer-sdk import needed.
+    """
+    start = time.monotonic()
+    attempt = 0
+    exception = yield 0.0  # backoff primes the generator with send(None); value unused
+    while True:
+        attempt += 1
+        response = getattr(exception, "response", None)
+        wait = policy.wait_seconds(
+            attempt, response if isinstance(response, requests.Response) else None
+        )
+        if time.monotonic() - start + wait > policy.max_elapsed:
+            policy.stats.add(gave_up=1)
+            return
+        policy.stats.add(retries=1, waited=wait)
+        exception = yield wait

@@ -1,0 +1,478 @@
+"""The audit ledger (BRIEF decision 7): what every plugin read or wrote, and what came of it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from datetime import UTC, date, datetime, time
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Engine, case, func, or_, select, tuple_
+from sqlalchemy.engine import Row
+
+from ml_connector_core.ledger._schema import (
+    default_ledger_url,
+    entries,
+    make_engine,
+    migrate,
+    runs,
+    write_with_retry,
+)
+from ml_connector_core.redaction import Redactor
+
+SAGE_TO_BASWARE = "sage300->basware"
+BASWARE_TO_SAGE = "basware->sage300"
+
+# Error texts can carry whole HTTP bodies; the first lines are what an operator needs.
+_MAX_ERROR_CHARS = 10_000
+
+
+class Action(StrEnum):
+    """What happened to a record. `read` is an observation; every other action is an outcome."""
+
+    READ = "read"
+    CREATED = "created"
+    UPDATED = "updated"
+    UNCHANGED = "unchanged"
+    REJECTED = "rejected"
+    FAILED = "failed"
+    ACKNOWLEDGED = "acknowledged"
+    RESPONDED = "responded"
+
+
+SUCCESS = frozenset({Action.CREATED, Action.UPDATED, Action.UNCHANGED, Action.ACKNOWLEDGED,
+                     Action.RESPONDED})
+FAILURE = frozenset({Action.REJECTED, Action.FAILED})
+
+
+@dataclass(frozen=True)
+class Run:
+    """One plugin invocation."""
+
+    run_id: str
+    plugin: str
+    started_at: datetime
+    job_id: str | None = None
+    state_id: str | None = None
+    status: str = "running"
+    finished_at: datetime | None = None
+    summary: Any = None
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One ledger line. Build it with the first four fields plus whatever you know.
+
+    On `record()`: `payload` (a record dict) is stored as redacted JSON and, unless given,
+    `payload_hash` is computed from it; `error` may be an exception; `plugin`, the Meltano ids
+    and `created_at` are filled in from the run and the clock. `key_properties` and `schema`
+    (the stream's Singer SCHEMA) let `audit replay` emit a faithful SCHEMA message.
+    Entries read back have `id` set, `payload`/`schema` parsed and `created_at` in UTC.
+    """
+
+    run_id: str
+    stream: str
+    source_key: str
+    action: Action | str
+    target_key: str | None = None
+    direction: str | None = None
+    payload: Any = None
+    payload_hash: str | None = None
+    error: str | BaseException | None = None
+    basware_request_id: str | None = None  # x-amzn-RequestId of an async Basware import
+    bw_request_id: str | None = None  # our X-BW-REQUEST-ID
+    sage_batch: str | None = None
+    sage_entry: str | None = None
+    sage_document: str | None = None
+    key_properties: Sequence[str] | None = None
+    schema: Mapping[str, Any] | None = None
+    plugin: str | None = None
+    meltano_job_id: str | None = None
+    meltano_state_id: str | None = None
+    created_at: datetime | None = None
+    id: int | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class FailureGroup:
+    """Failures of one stream that share a cause (error first line, numbers and ids collapsed)."""
+
+    stream: str
+    cause: str
+    count: int
+    keys: int
+    example_keys: tuple[str, ...]
+    example_error: str
+    first_seen: datetime
+    last_seen: datetime
+
+
+@dataclass(frozen=True)
+class Replay:
+    """What `replayable()` selected: entries to replay (oldest first) and keys left alone."""
+
+    entries: list[Entry]
+    skipped: list[tuple[Entry, str]]  # (latest entry of the key, why it is not replayed)
+
+
+@dataclass(frozen=True)
+class Report:
+    """Counts per stream and action over the selected runs."""
+
+    runs: list[Run]
+    counts: dict[str, dict[str, int]]
+
+
+def to_jsonable(value: Any) -> Any:
+    """Plain JSON data for a record as Singer targets see it (Decimal, datetime, date...).
+
+    Numbers are canonical so the same value hashes the same whether it came as int, float or
+    Decimal: integral values become int, others float (exact for money amounts). Aware
+    datetimes are written in UTC.
+    """
+    if value is None or isinstance(value, str | bool | int):
+        return value
+    if isinstance(value, Mapping):
+        return {str(key): to_jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_jsonable(item) for item in value]
+    if isinstance(value, float | Decimal):
+        if isinstance(value, Decimal) and not value.is_finite() or (
+            isinstance(value, float) and not math.isfinite(value)
+        ):
+            return str(value)  # JSON has no NaN/Infinity
+        return int(value) if value == int(value) else float(value)
+    if isinstance(value, datetime):
+        return (value.astimezone(UTC) if value.tzinfo else value).isoformat()
+    if isinstance(value, date | time):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise TypeError(f"the ledger cannot store a {type(value).__name__}: {value!r}")
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def payload_hash(payload: Any) -> str:
+    """sha256 (hex) of the canonical JSON of `payload`: sorted keys, canonical numbers/dates."""
+    return hashlib.sha256(_dumps(to_jsonable(payload)).encode()).hexdigest()
+
+
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+_UUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.I)
+# Any word with a digit is an id or a number; HTTP statuses stay (400 and 409 differ in cause).
+_WORD_WITH_DIGIT = re.compile(r"(?<!HTTP )\b\w*\d\w*\b")
+
+
+def normalize_cause(error: str | None) -> str:
+    """The first line of an error with quoted values, UUIDs and numbers/ids collapsed."""
+    first = next((line.strip() for line in (error or "").splitlines() if line.strip()), "")
+    first = _QUOTED.sub("'…'", first)
+    first = _UUID.sub("<id>", first)
+    return _WORD_WITH_DIGIT.sub("#", first) or "(no error text)"
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """Aware UTC; SQLite hands datetimes back naive (they were stored as UTC)."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _loads(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+class Ledger:
+    """The audit ledger on one database (`Ledger.open(url)`); safe to share between threads.
+
+    Every payload, summary and error text is redacted with the ledger's Redactor before it is
+    stored. Outcome queries read one (stream, source_key) timeline: `read` entries are
+    observations and never count as an outcome.
+    """
+
+    def __init__(self, engine: Engine, redactor: Redactor) -> None:
+        self.engine = engine
+        self.redactor = redactor
+        self._runs: dict[str, Run] = {}
+
+    payload_hash = staticmethod(payload_hash)
+
+    @classmethod
+    def open(cls, url: str | None = None, *, secrets: Iterable[str] | Redactor = ()) -> Ledger:
+        """Open (creating or migrating in place) the ledger at `url`, default
+        `default_ledger_url()`. `secrets`: values never to store, or a ready Redactor."""
+        engine = make_engine(url or default_ledger_url())
+        migrate(engine)
+        redactor = secrets if isinstance(secrets, Redactor) else Redactor(secrets)
+        return cls(engine, redactor)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- writing ---------------------------------------------------------------------------
+
+    def start_run(self, plugin: str, job_id: str | None = None,
+                  state_id: str | None = None) -> Run:
+        """Register a run. The Meltano ids default to $MELTANO_RUN_ID / $MELTANO_STATE_ID (set
+        when the operator passes `meltano run --run-id`), so tap and target runs correlate."""
+        run = Run(
+            run_id=str(uuid.uuid4()), plugin=plugin, started_at=datetime.now(UTC),
+            job_id=job_id or os.environ.get("MELTANO_RUN_ID"),
+            state_id=state_id or os.environ.get("MELTANO_STATE_ID"),
+        )
+        write_with_retry(self.engine, lambda conn: conn.execute(runs.insert().values(
+            run_id=run.run_id, plugin=plugin, started_at=run.started_at, status=run.status,
+            meltano_job_id=run.job_id, meltano_state_id=run.state_id,
+        )))
+        self._runs[run.run_id] = run
+        return run
+
+    def finish_run(self, run_id: str, status: str, summary: Any = None) -> None:
+        """Close a run with a status (e.g. `success`, `failed`) and a JSON-able summary."""
+        text = None if summary is None else _dumps(self.redactor.redact_obj(to_jsonable(summary)))
+        write_with_retry(self.engine, lambda conn: conn.execute(
+            runs.update().where(runs.c.run_id == run_id).values(
+                status=status, finished_at=datetime.now(UTC), summary=text)
+        ))
+
+    def record(self, entry: Entry) -> None:
+        """Store one entry (own transaction)."""
+        self.record_many([entry])
+
+    def record_many(self, batch: Iterable[Entry]) -> int:
+        """Store entries in one transaction (all or none); returns how many."""
+        rows = [self._row(entry) for entry in batch]
+        if rows:
+            write_with_retry(self.engine, lambda conn: conn.execute(entries.insert(), rows))
+        return len(rows)
+
+    def _run(self, run_id: str) -> Run:
+        run = self._runs.get(run_id)
+        if run is None:
+            with self.engine.connect() as conn:
+                row = conn.execute(select(runs).where(runs.c.run_id == run_id)).first()
+            if row is None:
+                raise ValueError(f"unknown run_id {run_id!r}: call start_run() first")
+            run = self._runs[run_id] = _run_from_row(row)
+        return run
+
+    def _row(self, entry: Entry) -> dict[str, Any]:
+        run = self._run(entry.run_id)
+        action = Action(entry.action)  # ValueError on anything outside the enum
+        payload = None if entry.payload is None else to_jsonable(entry.payload)
+        digest = entry.payload_hash or (None if payload is None else payload_hash(payload))
+        error = entry.error
+        if isinstance(error, BaseException):
+            error = f"{type(error).__name__}: {error}"
+        redact = self.redactor
+        return {
+            "run_id": run.run_id,
+            "meltano_job_id": entry.meltano_job_id or run.job_id,
+            "meltano_state_id": entry.meltano_state_id or run.state_id,
+            "plugin": entry.plugin or run.plugin,
+            "direction": entry.direction,
+            "stream": entry.stream,
+            "source_key": str(entry.source_key),
+            "target_key": None if entry.target_key is None else str(entry.target_key),
+            "payload_hash": digest,
+            "payload": None if payload is None else _dumps(redact.redact_obj(payload)),
+            "action": action.value,
+            "basware_request_id": entry.basware_request_id,
+            "bw_request_id": entry.bw_request_id,
+            "sage_batch": entry.sage_batch,
+            "sage_entry": entry.sage_entry,
+            "sage_document": entry.sage_document,
+            "error": None if error is None else redact.redact(error)[:_MAX_ERROR_CHARS],
+            "key_properties": None if entry.key_properties is None
+            else _dumps(list(entry.key_properties)),
+            "stream_schema": None if entry.schema is None
+            else _dumps(redact.redact_obj(to_jsonable(entry.schema))),
+            "created_at": _utc(entry.created_at) or datetime.now(UTC),
+        }
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def _select(self, statement: Any) -> list[Entry]:
+        with self.engine.connect() as conn:
+            return [_entry_from_row(row) for row in conn.execute(statement)]
+
+    def latest_outcome(self, stream: str, source_key: str) -> Entry | None:
+        """The newest non-`read` entry for the key, or None if it never had an outcome."""
+        found = self._select(
+            select(entries)
+            .where(entries.c.stream == stream, entries.c.source_key == str(source_key),
+                   entries.c.action != Action.READ.value)
+            .order_by(entries.c.id.desc()).limit(1)
+        )
+        return found[0] if found else None
+
+    def was_delivered(self, stream: str, source_key: str, payload_hash: str) -> bool:
+        """True if the key's latest outcome is a success for exactly this payload hash: the
+        target can skip the write (dedup across re-reads and re-runs)."""
+        latest = self.latest_outcome(stream, source_key)
+        return (latest is not None and latest.action in SUCCESS
+                and latest.payload_hash == payload_hash)
+
+    def target_key_for(self, stream: str, source_key: str) -> str | None:
+        """The external id the key was last successfully written under (the id map, e.g.
+        Basware invoice id -> Sage 300 document), or None: check this before creating."""
+        with self.engine.connect() as conn:
+            return conn.execute(
+                select(entries.c.target_key)
+                .where(entries.c.stream == stream, entries.c.source_key == str(source_key),
+                       entries.c.target_key.is_not(None),
+                       entries.c.action.in_([a.value for a in SUCCESS]))
+                .order_by(entries.c.id.desc()).limit(1)
+            ).scalar()
+
+    def trace(self, key: str) -> list[Entry]:
+        """Every entry where `key` is the source key, target key or any remote id, across
+        streams and runs, oldest first."""
+        c = entries.c
+        columns = (c.source_key, c.target_key, c.basware_request_id, c.bw_request_id,
+                   c.sage_batch, c.sage_entry, c.sage_document)
+        return self._select(
+            select(entries).where(or_(*(column == key for column in columns))).order_by(c.id)
+        )
+
+    def failures(self, since: datetime | None = None) -> list[FailureGroup]:
+        """Rejected/failed entries (since `since`) grouped by stream and normalized cause,
+        most frequent first."""
+        c = entries.c
+        statement = (select(c.stream, c.source_key, c.error, c.created_at)
+                     .where(c.action.in_([a.value for a in FAILURE])).order_by(c.id))
+        if since is not None:
+            statement = statement.where(c.created_at >= _utc(since))
+        groups: dict[tuple[str, str], list[Row[Any]]] = {}
+        with self.engine.connect() as conn:
+            for row in conn.execute(statement):
+                groups.setdefault((row.stream, normalize_cause(row.error)), []).append(row)
+        result = []
+        for (stream, cause), rows in groups.items():
+            keys = list(dict.fromkeys(row.source_key for row in rows))
+            result.append(FailureGroup(
+                stream=stream, cause=cause, count=len(rows), keys=len(keys),
+                example_keys=tuple(keys[:3]), example_error=(rows[-1].error or "").split("\n")[0],
+                first_seen=_utc(rows[0].created_at), last_seen=_utc(rows[-1].created_at),
+            ))
+        return sorted(result, key=lambda group: (-group.count, group.stream, group.cause))
+
+    def replayable(self, stream: str | None = None, failed_only: bool = True,
+                   keys: Iterable[str] | None = None, since: datetime | None = None) -> Replay:
+        """Select what to send again once the cause of failures is fixed.
+
+        Candidates are the keys with a rejected/failed entry (`failed_only`), or with any entry,
+        matching `stream`, `keys` and `since`. A candidate is replayed with the payload of its
+        latest outcome if that outcome is a failure; with `failed_only=False`, a key that was
+        only ever read (never delivered, e.g. a crash) is replayed with its latest read payload.
+        A key whose latest outcome is a success is never replayed; it lands in `skipped`.
+        """
+        c = entries.c
+        candidates = select(c.stream, c.source_key).distinct()
+        if failed_only:
+            candidates = candidates.where(c.action.in_([a.value for a in FAILURE]))
+        if stream is not None:
+            candidates = candidates.where(c.stream == stream)
+        if keys is not None:
+            candidates = candidates.where(c.source_key.in_([str(key) for key in keys]))
+        if since is not None:
+            candidates = candidates.where(c.created_at >= _utc(since))
+        # Per key: the newest outcome (kind 1) and the newest read (kind 0).
+        kind = case((c.action == Action.READ.value, 0), else_=1)
+        ranked = (
+            select(entries, kind.label("kind"), func.row_number().over(
+                partition_by=(c.stream, c.source_key, kind), order_by=c.id.desc()).label("rn"))
+            .where(tuple_(c.stream, c.source_key).in_(candidates))
+            .subquery()
+        )
+        latest: dict[tuple[str, str], dict[int, Entry]] = {}
+        with self.engine.connect() as conn:
+            for row in conn.execute(select(ranked).where(ranked.c.rn == 1)):
+                latest.setdefault((row.stream, row.source_key), {})[row.kind] = \
+                    _entry_from_row(row)
+        replay: list[Entry] = []
+        skipped: list[tuple[Entry, str]] = []
+        for by_kind in latest.values():
+            outcome, read = by_kind.get(1), by_kind.get(0)
+            if outcome is not None and outcome.action in SUCCESS:
+                skipped.append((outcome, f"latest outcome is {outcome.action}"))
+            elif outcome is not None:
+                if outcome.payload is None:
+                    skipped.append((outcome, "failed entry has no stored payload"))
+                else:
+                    replay.append(outcome)
+            elif read is not None and read.payload is not None:
+                replay.append(read)
+            elif read is not None:
+                skipped.append((read, "read entry has no stored payload"))
+        replay.sort(key=lambda entry: entry.id or 0)
+        skipped.sort(key=lambda item: item[0].id or 0)
+        return Replay(replay, skipped)
+
+    def report(self, run_id: str | None = None) -> Report:
+        """Entry counts per stream × action for a run. `run_id` may also be a Meltano run id
+        (all plugin runs sharing it); default: the latest run, with its Meltano siblings."""
+        with self.engine.connect() as conn:
+            if run_id is None:
+                run_id = conn.execute(
+                    select(func.coalesce(runs.c.meltano_job_id, runs.c.run_id))
+                    .order_by(runs.c.started_at.desc()).limit(1)
+                ).scalar()
+                if run_id is None:
+                    return Report([], {})
+            selected = [_run_from_row(row) for row in conn.execute(
+                select(runs).where(or_(runs.c.run_id == run_id, runs.c.meltano_job_id == run_id))
+                .order_by(runs.c.started_at)
+            )]
+            counts: dict[str, dict[str, int]] = {}
+            if selected:
+                for row in conn.execute(
+                    select(entries.c.stream, entries.c.action, func.count())
+                    .where(entries.c.run_id.in_([run.run_id for run in selected]))
+                    .group_by(entries.c.stream, entries.c.action)
+                ):
+                    counts.setdefault(row[0], {})[row[1]] = row[2]
+        return Report(selected, counts)
+
+
+def _run_from_row(row: Row[Any]) -> Run:
+    m = row._mapping
+    return Run(
+        run_id=m["run_id"], plugin=m["plugin"], started_at=_utc(m["started_at"]),
+        job_id=m["meltano_job_id"], state_id=m["meltano_state_id"], status=m["status"],
+        finished_at=_utc(m["finished_at"]), summary=_loads(m["summary"]),
+    )
+
+
+_ENTRY_FIELDS = [f.name for f in fields(Entry)]
+
+
+def _entry_from_row(row: Row[Any]) -> Entry:
+    m = row._mapping
+    values = {name: m[name] for name in _ENTRY_FIELDS if name in m}
+    return replace(
+        Entry(**values),
+        action=Action(m["action"]),
+        payload=_loads(m["payload"]),
+        key_properties=_loads(m["key_properties"]),
+        schema=_loads(m["stream_schema"]),
+        created_at=_utc(m["created_at"]),
+    )
+

@@ -1,0 +1,209 @@
+"""Keep secrets out of logs, exceptions and the audit ledger.
+
+Two mechanisms, both always on:
+- known secret values (from the plugin config, or added at run time such as a fresh OAuth
+  token) are masked wherever they appear, also upper-cased (Sage 300 passwords are sent
+  upper-case, BRIEF decision 1), URL-encoded and JSON-escaped;
+- credentials recognisable by shape are masked without being known: `Basic <b64>`,
+  `Bearer <token>`, `password=...`/`"client_secret": "..."` pairs in text, and the values of
+  dict keys that look secret.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import traceback
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import quote, quote_plus, urlsplit
+
+MASK = "***"
+
+#: Key names whose values are secrets, wherever they appear (config, payloads, headers).
+SECRET_KEY = re.compile(r"password|passwd|secret|token|authorization|api[_-]?key|cookie", re.I)
+
+# Secrets shorter than this are not masked as free text: masking "ab" everywhere would wreck
+# every log line and hide nothing an attacker could not guess. Key-based masking still applies.
+_MIN_SECRET_LEN = 4
+
+_SHAPES = re.compile(
+    # An all-lowercase word after the scheme is prose ("Basic authentication"), not a credential.
+    r"(?P<scheme>\b(?i:basic|bearer|negotiate|ntlm)\s+)(?=[\w.~+/=-]*[A-Z0-9+/=])[\w.~+/=-]{6,}"
+    # key=value / "key": "value" pairs whose key looks secret, e.g. a logged form body.
+    r"|(?P<key>[\w-]*(?i:password|passwd|secret|token|api[_-]?key)[\w-]*[\"']?\s*[:=]\s*)"
+    r"(?P<value>\"[^\"]*\"|'[^']*'|[^\s\"'&,;}]+)"
+)
+
+
+def _mask_shape(match: re.Match[str]) -> str:
+    if match.group("scheme"):
+        return match.group("scheme") + MASK
+    quote_char = match.group("value")[0]
+    masked = quote_char + MASK + quote_char if quote_char in "\"'" else MASK
+    return match.group("key") + masked
+
+
+class Redactor:
+    """Masks secret values in strings and nested data.
+
+    `Redactor(secrets)` takes the secret values to hide; `add()` registers more later (e.g. an
+    access token obtained during the run). Thread-safe: the pattern is swapped atomically.
+    """
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        self._lock = threading.Lock()
+        self._values: set[str] = set()
+        self._pattern: re.Pattern[str] | None = None
+        self.add(*secrets)
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Redactor:
+        """A Redactor for every secret-looking value in a plugin config (nested too).
+
+        Values of keys matching SECRET_KEY are taken, plus passwords embedded in URLs
+        (e.g. a `postgresql://user:pw@host/db` ledger URL).
+        """
+        found: list[str] = []
+
+        def walk(value: Any, secret: bool) -> None:
+            if isinstance(value, Mapping):
+                for key, item in value.items():
+                    walk(item, secret or bool(SECRET_KEY.search(str(key))))
+            elif isinstance(value, list | tuple):
+                for item in value:
+                    walk(item, secret)
+            elif isinstance(value, str):
+                if secret:
+                    found.append(value)
+                elif "://" in value:
+                    try:
+                        password = urlsplit(value).password
+                    except ValueError:
+                        password = None
+                    if password:
+                        found.append(password)
+
+        walk(config, False)
+        return cls(found)
+
+    def add(self, *secrets: str | None) -> None:
+        """Register more secret values (empty, None and very short values are ignored)."""
+        with self._lock:
+            for secret in secrets:
+                if secret and len(secret) >= _MIN_SECRET_LEN:
+                    self._values.update(
+                        {
+                            secret,
+                            secret.upper(),
+                            quote(secret, safe=""),
+                            quote_plus(secret),
+                            json.dumps(secret)[1:-1],
+                        }
+                    )
+            # Longest first so a secret that contains another is masked whole.
+            ordered = sorted(self._values, key=len, reverse=True)
+            self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+
+    def redact(self, text: str) -> str:
+        """The text with known secrets and credential shapes masked."""
+        pattern = self._pattern
+        if pattern is not None:
+            text = pattern.sub(MASK, text)
+        return _SHAPES.sub(_mask_shape, text)
+
+    def redact_obj(self, value: Any) -> Any:
+        """A copy of nested dicts/lists with secret-looking keys' values and secrets masked."""
+        if isinstance(value, str):
+            return self.redact(value)
+        if isinstance(value, Mapping):
+            return {
+                key: (
+                    MASK
+                    if SECRET_KEY.search(str(key)) and item not in (None, "")
+                    else self.redact_obj(item)
+                )
+                for key, item in value.items()
+            }
+        if isinstance(value, list | tuple):
+            return [self.redact_obj(item) for item in value]
+        return value
+
+
+_SHAPES_ONLY = Redactor()
+
+
+def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """A copy of HTTP headers safe to log: Authorization, API keys and cookies masked."""
+    return _SHAPES_ONLY.redact_obj(dict(headers))
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites a log record so that its message, args and traceback are redacted."""
+
+    def __init__(self, redactor: Redactor) -> None:
+        super().__init__()
+        self.redactor = redactor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        scrub(record, self.redactor)
+        return True
+
+
+def scrub(record: logging.LogRecord, redactor: Redactor) -> None:
+    """Redact a record in place: the formatted message replaces msg/args, and the traceback is
+    pre-rendered (redacted) into exc_text so no formatter renders the raw exception again."""
+    try:
+        message = record.getMessage()
+    except Exception:  # a broken format string must not hide the log line
+        message = f"{record.msg} {record.args}"
+    record.msg = redactor.redact(message)
+    record.args = None
+    if record.exc_info:
+        if not record.exc_text:
+            record.exc_text = "".join(traceback.format_exception(*record.exc_info)).rstrip()
+        record.exc_info = None
+    if record.exc_text:
+        record.exc_text = redactor.redact(record.exc_text)
+    if record.stack_info:
+        record.stack_info = redactor.redact(record.stack_info)
+
+
+_log_redactor: Redactor | None = None
+_install_lock = threading.Lock()
+
+
+def install_log_redaction(secrets: Iterable[str] = ()) -> Redactor:
+    """Make sure no log record shows a secret; returns the process-wide log Redactor.
+
+    Adds a RedactingFilter to the root logger and to every handler that exists now, and wraps
+    the log record factory so records are also redacted when handlers are configured later
+    (the Singer SDK reconfigures logging when a plugin starts). Calling it again adds secrets.
+    """
+    global _log_redactor
+    with _install_lock:
+        if _log_redactor is None:
+            redactor = Redactor()
+            previous_factory = logging.getLogRecordFactory()
+
+            def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+                record = previous_factory(*args, **kwargs)
+                scrub(record, redactor)
+                return record
+
+            logging.setLogRecordFactory(factory)
+            _log_redactor = redactor
+        _log_redactor.add(*secrets)
+        log_filter = RedactingFilter(_log_redactor)
+        loggers = [logging.getLogger()] + [
+            item
+            for item in logging.Logger.manager.loggerDict.values()
+            if isinstance(item, logging.Logger)
+        ]
+        handlers = {handler for logger in loggers for handler in logger.handlers}
+        for target in [loggers[0], *handlers]:
+            if not any(isinstance(f, RedactingFilter) for f in target.filters):
+                target.addFilter(log_filter)
+        return _log_redactor
