@@ -1,21 +1,183 @@
-"""tap-basware: reads approved invoices from the Basware accountingDocuments queue (skeleton)."""
+"""tap-basware: approved invoices from Basware's accountingDocuments queue, plus vendors and
+request statuses for reconciliation.
+
+The tap holds what all its streams share for one run: one BaswareClient (one OAuth2 token,
+refreshed before expiry and on a 401), one audit-ledger run, and the transfer outcomes the
+previous run's target-sage300 left in the state, which are answered to Basware before any
+stream reads the queue.
+"""
 
 from __future__ import annotations
+
+import copy
+import logging
+from functools import cached_property
+from typing import Any
+from urllib.parse import urlsplit
 
 from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
 
+from ml_connector_core.basware_api import REGION_BASE_URLS, BaswareClient, resolve_base_url
+from ml_connector_core.ledger import Entry, Ledger
+from ml_connector_core.redaction import Redactor, install_log_redaction
+from tap_basware.streams import AccountingDocumentsStream, RequestStatusStream, VendorsStream
+from tap_basware.transfer_responses import TransferResponder
+
+DEFAULT_SCOPES = "accountingDocuments.read accountingDocuments.write vendors.read requestStatus.read"
+PLUGIN = "tap-basware"
+OUTCOMES_KEY = "transfer_outcomes"
+
 
 class TapBasware(Tap):
-    name = "tap-basware"
+    name = PLUGIN
     config_jsonschema = th.PropertiesList(
-        th.Property("base_url", th.StringType, description="Basware API root"),
-        th.Property("client_id", th.StringType, required=True),
-        th.Property("client_secret", th.StringType, required=True, secret=True),
+        th.Property("region", th.StringType, allowed_values=sorted(REGION_BASE_URLS),
+                    description="Basware region of the tenant (eu, us, au, ca); base_url wins "
+                                "when both are set. Hosts outside the EU are guesses: prefer "
+                                "base_url from your Basware consultant."),
+        th.Property("base_url", th.StringType,
+                    description="Basware API root, e.g. https://api.basware.com or "
+                                "https://test-api.basware.com"),
+        th.Property("client_id", th.StringType, required=True,
+                    description="OAuth2 client id (from Basware provisioning)"),
+        th.Property("client_secret", th.StringType, required=True, secret=True,
+                    description="OAuth2 client secret"),
+        th.Property("scopes", th.StringType, default=DEFAULT_SCOPES,
+                    description="Space-separated OAuth2 scopes to request. Acknowledging and "
+                                "transfer responses need accountingDocuments.write."),
+        th.Property("company_codes", th.ArrayType(th.StringType), required=True,
+                    description="Basware company codes whose invoice queue is read, e.g. "
+                                "[US01, CA01]"),
+        th.Property("acknowledge", th.BooleanType, default=False,
+                    description="Acknowledge each WaitingForTransfer invoice after its record "
+                                "was emitted (moves it to TransferInProgress). Off for plain "
+                                "extraction; the invoice pipeline turns it on."),
+        th.Property("start_date", th.DateTimeType,
+                    description="Earliest lastUpdated to read when there is no bookmark. Only "
+                                "filters when acknowledge is off: with acknowledge on, the "
+                                "queue itself is the cursor and no waiting invoice is skipped."),
+        th.Property("page_size", th.IntegerType(minimum=1, maximum=100), default=100,
+                    description="Records per page (Basware allows at most 100 invoices)"),
+        th.Property("ledger_url", th.StringType, secret=True,
+                    description="Audit ledger database URL; default: SQLite file "
+                                "$MELTANO_PROJECT_ROOT/.ml-connector/ledger.sqlite"),
+        th.Property("verify_tls", th.BooleanType, default=True,
+                    description="Verify Basware's TLS certificate. Turning it off is for "
+                                "test proxies only and logs a warning on every run."),
+        th.Property("source_system", th.StringType, default="SAGE300",
+                    description="sourceSystem sent in transfer responses (at most 32 chars)"),
     ).to_dict()
 
+    # -- state ---------------------------------------------------------------------------------
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Keep `transfer_outcomes` too: the SDK's load_state only keeps `bookmarks`.
+
+        target-sage300 merges the outcomes of the invoices it handled into the STATE it emits;
+        Meltano hands that state to this tap on the next run, which answers them to Basware.
+        """
+        super().load_state(state)
+        outcomes = state.get(OUTCOMES_KEY)
+        if outcomes:
+            self.state[OUTCOMES_KEY] = copy.deepcopy(dict(outcomes))
+
+    def write_state(self) -> None:
+        """Emit the current state now (used after each transfer response)."""
+        self.state_writer.write_state(self.state)
+
+    # -- shared resources ----------------------------------------------------------------------
+
+    @cached_property
+    def redactor(self) -> Redactor:
+        """The process-wide log redactor, knowing this config's secrets (also for the ledger)."""
+        secrets = [self.config.get("client_secret")]
+        ledger_url = self.config.get("ledger_url")
+        if ledger_url and "://" in ledger_url:
+            secrets.append(urlsplit(ledger_url).password)
+        return install_log_redaction([s for s in secrets if s])
+
+    @cached_property
+    def basware(self) -> BaswareClient:
+        config = self.config
+        if not config.get("region") and not config.get("base_url"):
+            raise ValueError("tap-basware needs `region` (eu, us, au, ca) or `base_url`")
+        verify = bool(config.get("verify_tls", True))
+        if not verify:
+            self.logger.warning(
+                "TLS CERTIFICATE VERIFICATION IS OFF for %s (verify_tls: false). Anyone on the "
+                "network path can read the client secret and the invoices. Use this only "
+                "against a test proxy.", resolve_base_url(config.get("region"),
+                                                           config.get("base_url")))
+            logging.captureWarnings(True)
+        client = BaswareClient(
+            client_id=config["client_id"], client_secret=config["client_secret"],
+            scopes=config.get("scopes") or DEFAULT_SCOPES, region=config.get("region"),
+            base_url=config.get("base_url"), verify_tls=verify,
+        )
+        return client
+
+    @cached_property
+    def ledger(self) -> Ledger:
+        return Ledger.open(self.config.get("ledger_url"), secrets=self.redactor)
+
+    @cached_property
+    def ledger_run_id(self) -> str:
+        return self.ledger.start_run(PLUGIN).run_id
+
+    def record(self, *entries: Entry) -> None:
+        self.ledger.record_many(entries)
+
+    # -- streams and sync ----------------------------------------------------------------------
+
     def discover_streams(self) -> list[Stream]:
-        return []
+        return [AccountingDocumentsStream(self), VendorsStream(self), RequestStatusStream(self)]
+
+    def sync_all(self) -> None:  # type: ignore[misc]
+        """The SDK's sync, wrapped: answer the previous run's transfer outcomes first, and
+        open/close this run in the audit ledger with its outcome.
+
+        `Tap.sync_all` is marked `typing.final`; its body runs unchanged here. It is the only
+        hook that runs once per invocation before any stream and sees how the run ended.
+        """
+        self.redactor  # noqa: B018 - install log redaction before the first log line
+        run_id = self.ledger_run_id
+        summary: dict[str, Any] = {}
+        try:
+            summary["transfer_responses"] = self.answer_transfer_outcomes()
+            super().sync_all()
+        except BaseException as exc:
+            summary["error"] = f"{type(exc).__name__}: {exc}"
+            self.ledger.finish_run(run_id, "failed", self._summary(summary))
+            raise
+        self.ledger.finish_run(run_id, "success", self._summary(summary))
+
+    def answer_transfer_outcomes(self) -> dict[str, int]:
+        """Post a transfer response for every outcome in the input state (design step 1)."""
+        outcomes: dict[str, Any] = self.state.get(OUTCOMES_KEY) or {}
+        if not outcomes:
+            return {}
+        responder = TransferResponder(
+            client=self.basware, record=self.record, run_id=self.ledger_run_id,
+            source_system=self.config.get("source_system") or "SAGE300", logger=self.logger,
+        )
+        try:
+            return responder.answer(outcomes, on_progress=self._outcomes_progress)
+        finally:
+            self._outcomes_progress()
+
+    def _outcomes_progress(self) -> None:
+        # Answered outcomes leave the state at once, so a crash re-answers only the rest.
+        if OUTCOMES_KEY in self.state and not self.state[OUTCOMES_KEY]:
+            del self.state[OUTCOMES_KEY]
+        self.write_state()
+
+    def _summary(self, summary: dict[str, Any]) -> dict[str, Any]:
+        streams = {name: stream.run_counts for name, stream in self.streams.items()
+                   if getattr(stream, "run_counts", None)}
+        return {**summary, "streams": streams,
+                "token_requests": self.basware.tokens.issued if "basware" in self.__dict__
+                else 0}
 
 
 if __name__ == "__main__":

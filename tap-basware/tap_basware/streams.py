@@ -1,0 +1,144 @@
+"""tap-basware streams: the invoice queue, vendors and request statuses."""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from singer_sdk.helpers.types import Context
+
+from ml_connector_core.basware_api import BaswareError, error_messages
+from ml_connector_core.ledger import BASWARE_TO_SAGE, Action, Entry
+from tap_basware.client import BaswareStream
+from tap_basware.schemas import ACCOUNTING_DOCUMENT, REQUEST_STATUS, VENDOR
+
+WAITING = "WaitingForTransfer"
+IN_PROGRESS = "TransferInProgress"
+BASWARE_REQUEST_ID = "x-amzn-RequestId"
+
+
+class AccountingDocumentsStream(BaswareStream):
+    """Approved invoices waiting in Basware's transfer queue, one partition per company code.
+
+    With `acknowledge` off (plain extraction) it reads `WaitingForTransfer` incrementally by
+    `lastUpdated` and changes nothing in Basware. With `acknowledge` on (the invoice pipeline)
+    the queue is the cursor: it first re-emits `TransferInProgress` invoices (acknowledged by an
+    earlier run that never got a transfer response: a crash between acknowledge and the
+    target's outcome), then emits every `WaitingForTransfer` invoice and acknowledges each one
+    only after its RECORD message has been written.
+    """
+
+    name = "accounting_documents"
+    path = "/v1/accountingDocuments"
+    envelope = "accountingDocuments"
+    primary_keys = ("invoiceId",)
+    stream_schema = ACCOUNTING_DOCUMENT
+    max_page_size = 100
+    ledger_schema = True
+
+    @property
+    def partitions(self) -> list[dict[str, Any]]:
+        return [{"companyCode": code} for code in self.config["company_codes"]]
+
+    @property
+    def acknowledge(self) -> bool:
+        return bool(self.config.get("acknowledge", False))
+
+    def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
+        assert context is not None  # always partitioned by company code
+        company = context["companyCode"]
+        if not self.acknowledge:
+            params = self.list_params(context)
+            for page in self.read_pages({**params, "ProcessingStatus": WAITING,
+                                         "companyCode": company}):
+                yield from page
+            return
+
+        if self.config.get("start_date"):
+            self.logger.info("acknowledge is on: start_date is not applied, every invoice "
+                             "waiting in the queue is read")
+        emitted: set[str] = set()
+        for invoice in self._read_all(company, IN_PROGRESS):
+            emitted.add(invoice["invoiceId"])
+            self.run_counts["re_emitted_in_progress"] += 1
+            yield invoice
+        # Acknowledging moves invoices out of the filtered list while we page through it, so a
+        # pass reads the whole list first and passes repeat until one finds nothing new.
+        while True:
+            waiting = [invoice for invoice in self._read_all(company, WAITING)
+                       if invoice["invoiceId"] not in emitted]
+            if not waiting:
+                return
+            for invoice in waiting:
+                emitted.add(invoice["invoiceId"])
+                yield invoice
+                # Back here only after the SDK wrote (and flushed) the RECORD message.
+                if self._was_emitted(invoice):
+                    self._acknowledge(invoice["invoiceId"])
+
+    def _read_all(self, company: str, status: str) -> list[dict[str, Any]]:
+        params = {"ProcessingStatus": status, "companyCode": company, "pageSize": self.page_size}
+        return [invoice for page in self.read_pages(params) for invoice in page]
+
+    def _was_emitted(self, invoice: dict[str, Any]) -> bool:
+        """False when stream maps filtered the record out: then it is not acknowledged."""
+        return any(stream_map.transform(copy.deepcopy(invoice)) is not None
+                   for stream_map in self.stream_maps)
+
+    def _acknowledge(self, invoice_id: str) -> None:
+        request_id = str(uuid.uuid4())
+        path = f"{self.path}/{invoice_id}/acknowledge"
+        entry = {"run_id": self.tap.ledger_run_id, "stream": self.name, "source_key": invoice_id,
+                 "direction": BASWARE_TO_SAGE, "bw_request_id": request_id}
+        try:
+            # No body; Basware wants the JSON content type anyway (reference §9.1).
+            response = self.client.request("POST", path, request_id=request_id,
+                                           headers={"Content-Type": "application/json"})
+        except Exception as exc:  # auth, retries exhausted: stop loudly, the queue keeps it
+            self.tap.record(Entry(**entry, action=Action.FAILED, error=exc))
+            raise
+        entry["basware_request_id"] = response.headers.get(BASWARE_REQUEST_ID)
+        if response.ok or response.status_code == 405:
+            # 405: acknowledged already (e.g. by a run that crashed right after): fine.
+            already = response.status_code == 405
+            self.run_counts["already_acknowledged" if already else "acknowledged"] += 1
+            self.tap.record(Entry(**entry, action=Action.ACKNOWLEDGED,
+                                  error="already acknowledged (405)" if already else None))
+            return
+        message = (f"Acknowledging invoice {invoice_id} failed with HTTP "
+                   f"{response.status_code}: {error_messages(response)}")
+        if response.status_code == 404:
+            # Gone between read and acknowledge (removed in P2P): its record is out, and the
+            # target's outcome for it will be dropped by Basware's 404 on the response.
+            self.logger.warning(message)
+            self.run_counts["acknowledge_not_found"] += 1
+            self.tap.record(Entry(**entry, action=Action.FAILED, error=message))
+            return
+        self.tap.record(Entry(**entry, action=Action.FAILED, error=message))
+        raise BaswareError(message, status=response.status_code, request_id=request_id)
+
+
+class VendorsStream(BaswareStream):
+    """Vendors as Basware holds them (imported by target-basware): for reconciliation."""
+
+    name = "vendors"
+    path = "/v1/vendors"
+    envelope = "vendorEntities"
+    primary_keys = ("externalCode",)
+    stream_schema = VENDOR
+
+
+class RequestStatusStream(BaswareStream):
+    """Processing status of asynchronous imports and responses (`requestStatus`), for
+    reconciliation: which vendor, PO or transfer-response request failed inside Basware."""
+
+    name = "request_status"
+    path = "/v1/requestStatus"
+    envelope = "requestStatus"
+    primary_keys = ("requestId",)
+    stream_schema = REQUEST_STATUS
+
+    def read_pages(self, params: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
+        yield from super().read_pages(params)

@@ -1,0 +1,191 @@
+"""Answer target-sage300's outcomes to Basware as transfer responses (design step 1).
+
+Each outcome in the input state, `{invoice_id: {"success", "message", "batch", "entry",
+"company"}}`, becomes one `POST /v1/accountingDocuments/{invoiceId}/transferResponses` with a
+new externalCode (Basware requires a fresh one per response). Answered outcomes leave the
+state one by one, so a crash re-answers only the rest.
+
+- Basware refuses a response once an invoice is Transferred: that outcome was already answered
+  (e.g. by a run that crashed before its state was saved) and is dropped with a log line.
+- An outcome whose invoice Basware no longer knows, or that is malformed, is dropped with an
+  error log and a `rejected` ledger entry: the invoice (if it still waits) is read again from
+  TransferInProgress and the target produces a fresh outcome for it.
+- Anything else (auth, persistent 5xx, an unexpected refusal) stops the run loudly with the
+  remaining outcomes kept in the state.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from ml_connector_core.basware_api import BaswareClient, BaswareError, error_messages
+from ml_connector_core.ledger import SAGE_TO_BASWARE, Action, Entry
+
+STREAM = "transfer_responses"
+MAX_MESSAGE = 250  # Basware: responseMessage is 1-250 characters
+MAX_VOUCHER = 25
+BASWARE_REQUEST_ID = "x-amzn-RequestId"
+
+
+class MalformedOutcome(ValueError):
+    """An outcome in the state is not what target-sage300 documents."""
+
+
+@dataclass(frozen=True)
+class TransferOutcome:
+    invoice_id: str
+    success: bool
+    message: str
+    batch: int | None
+    entry: int | None
+    company: str | None
+
+    @classmethod
+    def from_state(cls, invoice_id: str, raw: Any) -> TransferOutcome:
+        def fail(field: str, problem: str) -> MalformedOutcome:
+            return MalformedOutcome(
+                f"transfer outcome for invoice {invoice_id}: field '{field}' {problem}")
+
+        if not isinstance(raw, dict):
+            raise fail("(outcome)", f"must be an object, got {type(raw).__name__}")
+        success = raw.get("success")
+        if not isinstance(success, bool):
+            raise fail("success", f"must be true or false, got {success!r}")
+        message = raw.get("message")
+        if message is not None and not isinstance(message, str):
+            raise fail("message", f"must be a string, got {type(message).__name__}")
+        numbers = {}
+        for name in ("batch", "entry"):
+            value = raw.get(name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise fail(name, f"must be an integer or null, got {value!r}")
+            numbers[name] = value
+        company = raw.get("company")
+        if company is not None and not isinstance(company, str):
+            raise fail("company", f"must be a string, got {type(company).__name__}")
+        return cls(invoice_id, success, (message or "").strip(), numbers["batch"],
+                   numbers["entry"], company)
+
+    def response_body(self, source_system: str, now: datetime) -> dict[str, Any]:
+        """The transferResponse entity, with a fresh externalCode (uuid4 hex, 32 chars)."""
+        external_code = uuid.uuid4().hex
+        if not self.success:
+            reason = self.message or "Rejected by the Sage 300 import (no reason given)"
+            return {"externalCode": external_code, "success": False,
+                    "responseMessage": _clip(reason, MAX_MESSAGE), "paymentBlock": False}
+        if self.batch is not None and self.entry is not None:
+            message = (f"Posted to Sage 300 company {self.company or '?'}, batch {self.batch} "
+                       f"entry {self.entry}")
+        else:  # found already in Sage without a batch/entry we could tell
+            message = self.message or f"Already in Sage 300 company {self.company or '?'}"
+        body: dict[str, Any] = {
+            "externalCode": external_code, "success": True,
+            "responseMessage": _clip(message, MAX_MESSAGE),
+            "transferDate": now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "paymentBlock": False, "sourceSystem": source_system,
+        }
+        if self.batch is not None:
+            body["voucherNumber1"] = str(self.batch)[:MAX_VOUCHER]
+        if self.entry is not None:
+            body["voucherNumber2"] = str(self.entry)[:MAX_VOUCHER]
+        return body
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class TransferResponder:
+    """Posts transfer responses and records each in the audit ledger."""
+
+    def __init__(self, *, client: BaswareClient, record: Callable[..., None], run_id: str,
+                 source_system: str, logger: logging.Logger) -> None:
+        self.client = client
+        self.record = record
+        self.run_id = run_id
+        self.source_system = source_system
+        self.logger = logger
+
+    def answer(self, outcomes: dict[str, Any], on_progress: Callable[[], None]) -> dict[str, int]:
+        """Answer every outcome; each one answered or dropped is removed from `outcomes`
+        (the tap's state) and `on_progress` emits the state. Raises on technical failures."""
+        counts = {"responded": 0, "already_transferred": 0, "rejected": 0}
+        for invoice_id in list(outcomes):
+            kind = self._answer_one(invoice_id, outcomes[invoice_id])
+            counts[kind] += 1
+            del outcomes[invoice_id]
+            on_progress()
+        self.logger.info("Transfer responses: %s", counts)
+        return counts
+
+    def _answer_one(self, invoice_id: str, raw: Any) -> str:
+        try:
+            outcome = TransferOutcome.from_state(invoice_id, raw)
+        except MalformedOutcome as exc:
+            self.logger.error("Dropping %s; the invoice is read again from TransferInProgress "
+                              "and gets a fresh outcome", exc)
+            self._ledger(invoice_id, Action.REJECTED, error=str(exc), payload=raw)
+            return "rejected"
+
+        body = outcome.response_body(self.source_system, datetime.now(UTC))
+        request_id = str(uuid.uuid4())
+        path = f"/v1/accountingDocuments/{invoice_id}/transferResponses"
+        # Retried on timeouts with the same externalCode and request id: a response that did
+        # land makes the retry bounce off a Transferred invoice, which is handled below.
+        try:
+            response = self.client.post(path, body, request_id=request_id)
+        except Exception as exc:  # auth, retries exhausted, network: the run stops, loudly
+            self._ledger(invoice_id, Action.FAILED, payload=body, bw_request_id=request_id,
+                         error=exc)
+            raise
+        basware_id = response.headers.get(BASWARE_REQUEST_ID)
+        if response.ok:
+            self.logger.info("Invoice %s: transfer response %s (%s) sent", invoice_id,
+                             "success" if outcome.success else "failure", body["externalCode"])
+            self._ledger(invoice_id, Action.RESPONDED, payload=body,
+                         target_key=body["externalCode"], bw_request_id=request_id,
+                         basware_request_id=basware_id)
+            return "responded"
+
+        refusal = error_messages(response)
+        status = self._current_status(invoice_id) if response.status_code < 500 else None
+        if status == "Transferred":
+            self.logger.info("Invoice %s is already Transferred in Basware; dropping its "
+                             "outcome (Basware said: %s)", invoice_id, refusal)
+            self._ledger(invoice_id, Action.UNCHANGED, payload=body, bw_request_id=request_id,
+                         basware_request_id=basware_id,
+                         error=f"already Transferred: {refusal}")
+            return "already_transferred"
+        if status == "unknown":
+            message = (f"Basware does not know invoice {invoice_id} (HTTP "
+                       f"{response.status_code}: {refusal}); its outcome is dropped")
+            self.logger.error(message)
+            self._ledger(invoice_id, Action.REJECTED, payload=body, bw_request_id=request_id,
+                         basware_request_id=basware_id, error=message)
+            return "rejected"
+        message = (f"Basware refused the transfer response for invoice {invoice_id} "
+                   f"(HTTP {response.status_code}, invoice status {status}): {refusal}")
+        self._ledger(invoice_id, Action.FAILED, payload=body, bw_request_id=request_id,
+                     basware_request_id=basware_id, error=message)
+        raise BaswareError(message, status=response.status_code, request_id=request_id)
+
+    def _current_status(self, invoice_id: str) -> str | None:
+        """The invoice's processingStatus, "unknown" if Basware has no such invoice."""
+        response = self.client.get_redirected(f"/v1/accountingDocuments/{invoice_id}")
+        if response.status_code == 404:
+            return "unknown"
+        if not response.ok:
+            return None
+        body = response.json()
+        if isinstance(body, dict) and isinstance(body.get("accountingDocuments"), list):
+            body = (body["accountingDocuments"] or [{}])[0]  # tolerate a list envelope
+        return body.get("processingStatus") if isinstance(body, dict) else None
+
+    def _ledger(self, invoice_id: str, action: Action, **fields: Any) -> None:
+        self.record(Entry(run_id=self.run_id, stream=STREAM, source_key=invoice_id,
+                          action=action, direction=SAGE_TO_BASWARE, **fields))
