@@ -18,7 +18,7 @@ import threading
 import traceback
 from collections.abc import Iterable, Mapping
 from typing import Any
-from urllib.parse import quote, quote_plus, urlsplit
+from urllib.parse import quote, quote_plus, unquote, urlsplit
 
 MASK = "***"
 
@@ -55,9 +55,14 @@ class Redactor:
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         self._lock = threading.Lock()
-        self._values: set[str] = set()
+        self._secrets: set[str] = set()
         self._pattern: re.Pattern[str] | None = None
         self.add(*secrets)
+
+    @property
+    def secrets(self) -> frozenset[str]:
+        """The registered secret values (e.g. to pass on to `install_log_redaction`)."""
+        return frozenset(self._secrets)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Redactor:
@@ -84,7 +89,7 @@ class Redactor:
                     except ValueError:
                         password = None
                     if password:
-                        found.append(password)
+                        found.append(unquote(password))
 
         walk(config, False)
         return cls(found)
@@ -92,19 +97,15 @@ class Redactor:
     def add(self, *secrets: str | None) -> None:
         """Register more secret values (empty, None and very short values are ignored)."""
         with self._lock:
-            for secret in secrets:
-                if secret and len(secret) >= _MIN_SECRET_LEN:
-                    self._values.update(
-                        {
-                            secret,
-                            secret.upper(),
-                            quote(secret, safe=""),
-                            quote_plus(secret),
-                            json.dumps(secret)[1:-1],
-                        }
-                    )
+            self._secrets.update(s for s in secrets if s and len(s) >= _MIN_SECRET_LEN)
+            variants = {
+                variant
+                for secret in self._secrets
+                for variant in (secret, secret.upper(), quote(secret, safe=""),
+                                quote_plus(secret), json.dumps(secret)[1:-1])
+            }
             # Longest first so a secret that contains another is masked whole.
-            ordered = sorted(self._values, key=len, reverse=True)
+            ordered = sorted(variants, key=len, reverse=True)
             self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
 
     def redact(self, text: str) -> str:

@@ -62,9 +62,8 @@ def test_migrates_a_v1_ledger_in_place(ledger_url: str) -> None:
                             key_properties=["VendorID"], schema={"type": "object"}))
         assert ledger.latest_outcome("vendors", "V1").key_properties == ["VendorID"]
 
-    with Ledger.open(ledger_url) as again:  # reopening is a no-op
-        with again.engine.connect() as conn:
-            assert conn.execute(select(func.count()).select_from(schema_version)).scalar() == 2
+    with Ledger.open(ledger_url) as again, again.engine.connect() as conn:  # reopen: no-op
+        assert conn.execute(select(func.count()).select_from(schema_version)).scalar() == 2
 
 
 def test_refuses_a_ledger_from_a_newer_version(ledger_url: str) -> None:

@@ -1,0 +1,211 @@
+"""The operator CLI: `ml-connector audit trace|failures|replay|report`."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from ml_connector_core.audit import infer_schema, main, parse_since
+from ml_connector_core.ledger import SAGE_TO_BASWARE, Action, Entry, Ledger
+
+VENDOR_SCHEMA = {
+    "type": "object",
+    "properties": {"VendorID": {"type": "string"}, "Name": {"type": ["string", "null"]},
+                   "CreditLimit": {"type": ["number", "null"]}},
+}
+
+
+def populate(url: str) -> None:
+    """Two pipeline runs: vendors with a stored SCHEMA, invoices without one."""
+    with Ledger.open(url) as ledger:
+        first = ledger.start_run("target-basware", job_id="job-1")
+        rec = first.run_id
+        old = datetime.now(UTC) - timedelta(days=3)
+        ledger.record(Entry(rec, "vendors", "V1", Action.FAILED, created_at=old,
+                            payload={"VendorID": "V1", "Name": "Acme", "CreditLimit": 5},
+                            error="HTTP 400: vendor V1 rejected", direction=SAGE_TO_BASWARE,
+                            key_properties=["VendorID"], schema=VENDOR_SCHEMA))
+        ledger.finish_run(rec, "failed", {"failed": 1})
+
+        second = ledger.start_run("target-basware", job_id="job-2")
+        rec = second.run_id
+        ledger.record_many([
+            Entry(rec, "vendors", "V2", Action.REJECTED, direction=SAGE_TO_BASWARE,
+                  payload={"VendorID": "V2", "Name": None, "CreditLimit": Decimal("10.5")},
+                  error="HTTP 400: vendor V2 rejected", key_properties=["VendorID"],
+                  schema=VENDOR_SCHEMA),
+            Entry(rec, "vendors", "V1", Action.CREATED, target_key="BW-V1",
+                  bw_request_id="11111111-2222-4333-8444-555555555555",
+                  payload={"VendorID": "V1", "Name": "Acme", "CreditLimit": 5}),
+            Entry(rec, "invoices", "INV-1", Action.FAILED, error="GL account '6000' inactive",
+                  payload={"InvoiceID": "INV-1", "Amount": 12.5, "Lines": [{"n": 1}]}),
+            Entry(rec, "invoices", "INV-2", Action.FAILED, error="GL account '7000' inactive",
+                  payload={"InvoiceID": "INV-2", "Amount": 3, "Memo": "<b>x</b>"}),
+            Entry(rec, "invoices", "INV-3", Action.CREATED, target_key="DOC-3",
+                  sage_batch="B1", sage_entry="B1-1", sage_document="DOC-3"),
+        ])
+        ledger.finish_run(rec, "success")
+
+
+@pytest.fixture
+def url(sqlite_url: str) -> str:
+    populate(sqlite_url)
+    return sqlite_url
+
+
+def run(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(argv), out, err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_trace(url: str) -> None:
+    code, out, _ = run("--ledger-url", url, "trace", "V1")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].split() == ["time", "(UTC)", "run", "plugin", "direction", "stream",
+                                "action", "source", "key", "target", "key", "remote", "ids",
+                                "error"]
+    assert set(lines[1]) == {"-", " "}
+    assert len(lines) == 4
+    assert " failed " in lines[2] and " created " in lines[3]  # oldest first
+    assert "HTTP 400: vendor V1 rejected" in lines[2]
+    assert "bw_request_id=11111111-2222-4333-8444-555555555555" in lines[3]
+    code, out, _ = run("--ledger-url", url, "trace", "B1-1")
+    assert code == 0 and "sage_batch=B1 sage_entry=B1-1 sage_document=DOC-3" in out
+    code, out, err = run("--ledger-url", url, "trace", "nope")
+    assert (code, out) == (1, "") and "no ledger entry mentions 'nope'" in err
+
+
+def test_failures(url: str) -> None:
+    code, out, _ = run("--ledger-url", url, "failures")
+    assert code == 0
+    rows = [" ".join(row.split()) for row in out.splitlines()]
+    assert rows[0] == "count keys stream cause example keys last seen (UTC)"
+    assert rows[2].startswith("2 2 invoices GL account '…' inactive INV-1, INV-2 20")
+    assert rows[3].startswith("2 2 vendors HTTP 400: vendor # rejected V1, V2 20")
+    code, out, _ = run("--ledger-url", url, "failures", "--since", "1d")
+    assert "1 1 vendors HTTP 400: vendor # rejected V2 20" in " ".join(out.split())
+    code, out, _ = run("--ledger-url", url, "failures", "--since", "2000-01-01")
+    assert "V1, V2" in out
+    assert run("--ledger-url", url, "failures", "--since", "2999-01-01")[1].startswith(
+        "no failures since 2999-01-01")
+
+
+def messages(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def test_replay_writes_a_singer_stream(ledger_url: str) -> None:
+    populate(ledger_url)
+    code, out, err = run("--ledger-url", ledger_url, "replay", "--failed")
+    assert code == 0
+    stream = messages(out)
+    assert [(m["type"], m["stream"]) for m in stream] == [
+        ("SCHEMA", "vendors"), ("RECORD", "vendors"),
+        ("SCHEMA", "invoices"), ("RECORD", "invoices"), ("RECORD", "invoices"),
+    ]
+    vendors_schema, v2, invoices_schema, inv1, inv2 = stream
+    # V1 failed, then succeeded: not replayed, and the operator is told.
+    assert v2["record"] == {"VendorID": "V2", "Name": None, "CreditLimit": 10.5}
+    assert "skipped vendors V1: latest outcome is created" in err
+    assert "replayed 3 record(s), skipped 1" in err
+    # The stored SCHEMA and key properties come back as they were.
+    assert vendors_schema["schema"] == VENDOR_SCHEMA
+    assert vendors_schema["key_properties"] == ["VendorID"]
+    # No SCHEMA stored: inferred, permissive, nullable where a field was missing.
+    assert invoices_schema["key_properties"] == []
+    assert invoices_schema["schema"] == {"type": "object", "properties": {
+        "InvoiceID": {"type": ["string"]}, "Amount": {"type": ["number"]},
+        "Lines": {"type": ["array", "null"]}, "Memo": {"type": ["null", "string"]}}}
+    assert [inv1["record"]["InvoiceID"], inv2["record"]["InvoiceID"]] == ["INV-1", "INV-2"]
+
+    jsonschema = pytest.importorskip("jsonschema")
+    for schema, record in ((vendors_schema, v2), (invoices_schema, inv1),
+                           (invoices_schema, inv2)):
+        jsonschema.validate(record["record"], schema["schema"])
+
+
+def test_replay_filters(url: str) -> None:
+    out = run("--ledger-url", url, "replay", "--failed", "--stream", "invoices",
+              "--key", "INV-2", "--key", "INV-3")[1]
+    assert [m["record"]["InvoiceID"] for m in messages(out) if m["type"] == "RECORD"] == [
+        "INV-2"]
+    code, out, err = run("--ledger-url", url, "replay", "--key", "V1", "INV-3")
+    assert (code, out) == (0, "")
+    assert "skipped vendors V1" in err and "skipped invoices INV-3" in err
+
+
+def test_python_dash_m_with_env_url(url: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "ml_connector_core.audit", "replay", "--failed",
+         "--stream", "vendors"],
+        capture_output=True, text=True, timeout=60,
+        env={**os.environ, "ML_CONNECTOR_LEDGER_URL": url},
+    )
+    assert done.returncode == 0, done.stderr
+    assert [m["type"] for m in messages(done.stdout)] == ["SCHEMA", "RECORD"]
+    assert "replayed 1 record(s)" in done.stderr
+
+
+def test_report_text_and_html(url: str, tmp_path: Path) -> None:
+    with Ledger.open(url) as ledger:
+        evil = ledger.start_run("tap-<script>", job_id="job-3")
+        ledger.record(Entry(evil.run_id, "<script>alert(1)</script>", "k", Action.READ))
+    page = tmp_path / "report.html"
+    code, out, err = run("--ledger-url", url, "report", "--run", "job-2", "--html", str(page))
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].startswith("target-basware run ") and "(success)" in lines[0]
+    assert "meltano run job-2" in lines[0]
+    table = lines[1:]
+    assert table[0].split() == ["stream", "created", "rejected", "failed", "total"]
+    assert table[2].split() == ["invoices", "1", "0", "2", "3"]
+    assert table[3].split() == ["vendors", "1", "1", "0", "2"]
+    assert table[4].split() == ["TOTAL", "2", "1", "2", "5"]
+    assert len({len(line) for line in table[:1] + table[2:]}) == 1  # aligned columns
+    assert f"HTML report written to {page}" in err
+    html = page.read_text()
+    assert "<table>" in html and "<td>invoices</td><td>1</td><td>0</td><td>2</td><td>3</td>" in html
+    assert "<style>" in html and "src=" not in html and "href=" not in html
+
+    code, out, _ = run("--ledger-url", url, "report", "--html", str(page))  # latest run
+    assert code == 0 and "&lt;script&gt;alert(1)&lt;/script&gt;" in page.read_text()
+    assert "<script>" not in page.read_text()
+    assert "tap-<script> run" in out
+    assert run("--ledger-url", url, "report", "--run", "nope")[0] == 1
+
+
+def test_missing_ledger_is_a_clear_error(tmp_path: Path) -> None:
+    code, out, err = run("--ledger-url", f"sqlite:///{tmp_path / 'none.sqlite'}", "failures")
+    assert code == 2 and "no ledger at" in err
+    assert not (tmp_path / "none.sqlite").exists()
+    code, _, err = run("--ledger-url", "postgresql://u:hunter22@127.0.0.1:1/x", "failures")
+    assert code == 2 and "cannot open ledger" in err and "hunter22" not in err
+
+
+def test_parse_since() -> None:
+    now = datetime(2024, 5, 10, 12, 0, tzinfo=UTC)
+    assert parse_since("2d", now) == now - timedelta(days=2)
+    assert parse_since("12h", now) == now - timedelta(hours=12)
+    assert parse_since("30m", now) == now - timedelta(minutes=30)
+    assert parse_since("2024-05-01") == datetime(2024, 5, 1, tzinfo=UTC)
+    assert parse_since("2024-05-01T10:00:00+02:00") == datetime(2024, 5, 1, 8, tzinfo=UTC)
+    with pytest.raises(argparse.ArgumentTypeError, match="neither a duration"):
+        parse_since("yesterday")
+
+
+def test_infer_schema_fallbacks() -> None:
+    assert infer_schema([]) == {"type": "object"}
+    assert infer_schema([[1, 2]]) == {"type": "object"}
+    assert infer_schema([{"a": 1}, {"a": 1.5}, {"a": True}]) == {
+        "type": "object", "properties": {"a": {"type": ["boolean", "number"]}}}

@@ -1,0 +1,131 @@
+"""Redaction of strings, nested data, headers and log records."""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ml_connector_core.redaction import (
+    MASK,
+    Redactor,
+    install_log_redaction,
+    redact_headers,
+)
+
+
+def test_masks_known_secrets_in_every_spelling() -> None:
+    secret = 'p@ss "w0rd"/x'
+    redactor = Redactor([secret])
+    for spelling in (secret, secret.upper(), "p%40ss%20%22w0rd%22%2Fx", "p%40ss+%22w0rd%22%2Fx",
+                     'p@ss \\"w0rd\\"/x'):
+        assert redactor.redact(f"before {spelling} after") == f"before {MASK} after"
+
+
+def test_longer_secret_is_masked_whole() -> None:
+    redactor = Redactor(["abcd", "abcdefgh"])
+    assert redactor.redact("xabcdefghx") == f"x{MASK}x"
+
+
+def test_credential_shapes_are_masked_without_knowing_them() -> None:
+    basic = base64.b64encode(b"SAGEUSER:SOMEPASS").decode()
+    redactor = Redactor()
+    assert redactor.redact(f"Authorization: Basic {basic}") == f"Authorization: Basic {MASK}"
+    assert redactor.redact("Bearer eyJhbGciOi.J9.x-y_z") == f"Bearer {MASK}"
+    assert redactor.redact("grant_type=x&client_secret=abc%2B1&scope=y") == (
+        f"grant_type=x&client_secret={MASK}&scope=y")
+    assert redactor.redact('{"access_token": "a b", "n": 1}') == (
+        f'{{"access_token": "{MASK}", "n": 1}}')
+    assert redactor.redact("{'password': 'x'}") == f"{{'password': '{MASK}'}}"
+    # Prose is left alone.
+    assert redactor.redact("enable Basic authentication in IIS") == (
+        "enable Basic authentication in IIS")
+
+
+def test_short_secrets_are_not_masked_as_text_but_keys_still_are() -> None:
+    redactor = Redactor(["ab"])
+    assert redactor.redact("a tab") == "a tab"
+    assert redactor.redact_obj({"password": "ab"}) == {"password": MASK}
+
+
+def test_redact_obj_walks_nested_data() -> None:
+    redactor = Redactor(["S3cr3t-value"])
+    data = {
+        "Authorization": "Basic xyz",
+        "nested": [{"clientSecret": "y", "n": 1, "note": "pw S3cr3t-value", "ok": True}],
+        "api-key": "k",
+        "password": None,
+        "tuple": ("S3cr3t-value", 2.5),
+    }
+    assert redactor.redact_obj(data) == {
+        "Authorization": MASK,
+        "nested": [{"clientSecret": MASK, "n": 1, "note": f"pw {MASK}", "ok": True}],
+        "api-key": MASK,
+        "password": None,
+        "tuple": [MASK, 2.5],
+    }
+
+
+def test_redact_headers() -> None:
+    assert redact_headers({"Authorization": "Bearer t0k3n-abc", "X-Api-Key": "k",
+                           "Cookie": "s=1", "X-BW-REQUEST-ID": "id-1"}) == {
+        "Authorization": MASK, "X-Api-Key": MASK, "Cookie": MASK, "X-BW-REQUEST-ID": "id-1"}
+
+
+def test_from_config_collects_secret_values() -> None:
+    config = {
+        "sage": {"username": "ADMIN", "password": "pw-1234"},
+        "basware": {"client_id": "cid", "client_secret": "cs-5678", "scopes": ["a", "b"]},
+        "credentials": {"api_key": "key-9999"},
+        "ledger_url": "postgresql://audit:db%2Fpw99@db.example/ledger",
+        "start_date": "2024-01-01",
+    }
+    redactor = Redactor.from_config(config)
+    assert redactor.secrets == {"pw-1234", "cs-5678", "key-9999", "db/pw99"}
+    assert redactor.redact("postgresql://audit:db%2Fpw99@db") == f"postgresql://audit:{MASK}@db"
+
+
+def test_secrets_added_at_run_time() -> None:
+    redactor = Redactor()
+    assert redactor.redact("token zq-fresh-123") == "token zq-fresh-123"
+    redactor.add("zq-fresh-123", None, "")
+    assert redactor.redact("token zq-fresh-123") == f"token {MASK}"
+
+
+@given(
+    before=st.text(max_size=30),
+    secret=st.text(alphabet="abcXYZ019-_.!", min_size=4, max_size=20),
+    after=st.text(max_size=30),
+)
+def test_an_embedded_secret_never_survives(before: str, secret: str, after: str) -> None:
+    redacted = Redactor([secret]).redact(before + secret + after)
+    assert secret not in redacted and secret.upper() not in redacted
+
+
+def test_log_records_are_redacted_even_for_handlers_added_later() -> None:
+    early = io.StringIO()
+    root_handler = logging.StreamHandler(early)
+    logging.getLogger().addHandler(root_handler)
+    late = io.StringIO()
+    try:
+        install_log_redaction(["L0g-s3cret-value"])
+        logger = logging.getLogger("mlc.test.redaction.late")
+        logger.propagate = False
+        handler = logging.StreamHandler(late)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+        logger.addHandler(handler)  # configured after the install, like the SDK does
+        logger.warning("args: %s", "L0g-s3cret-value")
+        logger.warning("f-string: L0g-s3cret-value")
+        try:
+            raise RuntimeError("boom L0g-s3cret-value")
+        except RuntimeError:
+            logger.exception("failed")
+        logging.getLogger("mlc.test.redaction.root").error("root %r", {"pw": "L0g-s3cret-value"})
+    finally:
+        logging.getLogger().removeHandler(root_handler)
+    text = late.getvalue() + early.getvalue()
+    assert "L0g-s3cret-value" not in text
+    assert "args: ***" in text and "RuntimeError: boom ***" in text and "root {'pw': '***'}" in text
