@@ -36,6 +36,8 @@ REGION_BASE_URLS = {
 CONTINUATION_HEADER = "x-amz-meta-continuationtoken"
 REQUEST_ID_HEADER = "X-BW-REQUEST-ID"
 TOKEN_REFRESH_MARGIN = 60.0  # seconds before expiry at which a token is renewed
+PRESIGNED_ATTEMPTS = 3  # API calls for a fresh pre-signed URL when one is consumed or expired
+_REDIRECTS = (301, 302, 303, 307)
 
 
 class BaswareError(Exception):
@@ -191,9 +193,7 @@ class BaswareClient:
         token: str | None = None
         while True:
             headers = {CONTINUATION_HEADER: token} if token else None
-            response = self.request("GET", path, params=params, headers=headers)
-            if response.status_code in (301, 302, 303, 307):
-                response = self._follow_presigned(response)
+            response = self._get_following_redirect(path, params, headers)
             if response.status_code == 404:
                 return
             _raise_for_status(response, f"GET {path}")
@@ -208,20 +208,45 @@ class BaswareClient:
 
     def get_redirected(self, path: str) -> requests.Response:
         """GET a path that Basware answers with a redirect to a pre-signed URL."""
-        response = self.request("GET", path)
-        if response.status_code in (301, 302, 303, 307):
-            response = self._follow_presigned(response)
-        return response
+        return self._get_following_redirect(path, None, None)
+
+    def _get_following_redirect(self, path: str, params: dict[str, Any] | None,
+                                headers: dict[str, str] | None) -> requests.Response:
+        """One logical GET: the API call, then its pre-signed URL, under one request id.
+
+        A 404 straight from the API means "no records". A 403/404 from the pre-signed URL
+        does not: the URL is one-time and expires, so an attempt whose answer was lost (or a
+        slow client) finds it consumed or expired. Then the API call is repeated for a fresh
+        URL (continuation tokens stay valid), instead of reading the 404 as the end of data.
+        """
+        request_id = str(uuid.uuid4())
+        for attempt in range(1, PRESIGNED_ATTEMPTS + 1):
+            response = self.request("GET", path, params=params, headers=headers,
+                                    request_id=request_id)
+            if response.status_code not in _REDIRECTS:
+                return response
+            fetched = self._follow_presigned(response, request_id)
+            if fetched.status_code not in (403, 404):
+                return fetched
+            if attempt == PRESIGNED_ATTEMPTS:
+                raise BaswareError(
+                    f"GET {path}: the pre-signed URL Basware redirected to answered HTTP "
+                    f"{fetched.status_code} {attempt} times: {_short_body(fetched)}",
+                    status=fetched.status_code, request_id=request_id)
+        raise AssertionError("unreachable")
 
     def post(self, path: str, body: Any, *, request_id: str | None = None,
              retry_on_timeout: bool = True) -> requests.Response:
         return self.request("POST", path, json=body, request_id=request_id,
                             retry_on_timeout=retry_on_timeout)
 
-    def _follow_presigned(self, response: requests.Response) -> requests.Response:
+    def _follow_presigned(self, response: requests.Response, request_id: str
+                          ) -> requests.Response:
         location = urljoin(response.url, response.headers["Location"])
         # Pre-signed URLs reject any Authorization header: a bare session call, same policy.
+        # The request id goes along (unsigned headers are ignored by S3) for correlation.
         return request_with_retry(requests.Session(), "GET", location, policy=self.policy,
+                                  headers={REQUEST_ID_HEADER: request_id},
                                   allow_redirects=False, verify=self.verify_tls)
 
     def _url(self, path: str) -> str:
