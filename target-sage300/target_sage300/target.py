@@ -1,23 +1,201 @@
-"""target-sage300 (skeleton)."""
+"""target-sage300: ap_invoices into Sage 300 AP invoice batches, exactly once.
+
+The STATE this target emits is the tap's latest state (the part whose records are settled)
+merged with ``{"transfer_outcomes": {source_id: {success, message, batch, entry, company}}}``
+for every outcome of this run, so the source (tap-basware) can answer each invoice on its next
+run without this target holding the source's credentials. A checkpoint is emitted after every
+batch Sage creates (singer-meltano.md §3.3).
+"""
 
 from __future__ import annotations
 
+import copy
+import math
+from typing import Any
+
 from singer_sdk import typing as th
-from singer_sdk.sinks import RecordSink
+from singer_sdk.sinks import Sink
 from singer_sdk.target_base import Target
 
+from ml_connector_core.redaction import install_log_redaction
 
-class _PendingSink(RecordSink):
-    def process_record(self, record: dict, context: dict) -> None:
-        raise NotImplementedError("target-sage300 has no sinks yet")
+from .contract import STREAM
+from .run import InvoiceRun
+from .sinks import APInvoicesSink
+
+
+class UnknownStreamError(Exception):
+    """A stream this target does not take: a mapping mistake must not lose records quietly."""
 
 
 class TargetSage300(Target):
+    """Creates Sage 300 AP invoice batches (ready to post) from the ap_invoices stream."""
+
     name = "target-sage300"
+    default_sink_class = APInvoicesSink
+
     config_jsonschema = th.PropertiesList(
-        th.Property("base_url", th.StringType),
+        th.Property("base_url", th.StringType, required=True,
+                    description="Sage 300 Web API URL up to the tenant segment, e.g. "
+                                "https://erp.example.com/Sage300WebApi/v1.0/- (the company "
+                                "comes from each record)."),
+        th.Property("username", th.StringType, required=True,
+                    description="Sage 300 user id with the 'Sage 300 Web API' right for AP, "
+                                "GL and PO; sent UPPERCASED."),
+        th.Property("password", th.StringType, required=True, secret=True,
+                    description="Sage 300 password; sent UPPERCASED unless "
+                                "keep_password_case."),
+        th.Property("keep_password_case", th.BooleanType, default=False,
+                    description="Send the password as typed (installs with case-sensitive "
+                                "passwords)."),
+        th.Property("account_map", th.ObjectType(additional_properties=th.StringType),
+                    default={},
+                    description="GL account of a line without PO -> Sage 300 account "
+                                "(unformatted or formatted), e.g. {\"6300\": \"6300-100\"}. "
+                                "Unlisted codes are used as they are."),
+        th.Property("batch_size", th.IntegerType, default=50,
+                    description="Most invoices per AP invoice batch (batches are per company "
+                                "and run)."),
+        th.Property("post_batches", th.BooleanType, default=False,
+                    description="Post each batch (AP/APPostInvoices) after creating it; off: "
+                                "batches stay ReadyToPost for the AP team."),
+        th.Property("idempotency_field", th.StringType, default="BWINVID",
+                    description="Invoice optional field that holds the source id in Sage 300 "
+                                "(must be set up for AP invoices)."),
+        th.Property("ledger_url", th.StringType, secret=True,
+                    description="Audit ledger database URL (sqlite:///... or postgresql://...); "
+                                "default $ML_CONNECTOR_LEDGER_URL, else "
+                                "<project>/.ml-connector/ledger.sqlite."),
+        th.Property("verify_tls", th.BooleanType, default=True,
+                    description="Verify Sage 300's TLS certificate. Off only for a test "
+                                "server: it is logged as a warning on every run."),
+        th.Property("timeouts", th.ObjectType(
+            th.Property("connect", th.NumberType, default=10),
+            th.Property("read", th.NumberType, default=60),
+            th.Property("write", th.NumberType, default=120),
+        ), description="Seconds: connect, read (lookups), write (batch POST and posting; a "
+                       "timeout there is an unknown outcome, reconciled by lookup)."),
+        th.Property("cost_center_segment", th.IntegerType, default=2,
+                    description="Which GL account segment (AccountSegmentCode<n>) is the cost "
+                                "center."),
     ).to_dict()
-    default_sink_class = _PendingSink
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._secrets = [value for value in (self.config.get("password"),
+                                             self.config.get("ledger_url")) if value]
+        install_log_redaction(self._secrets)
+        self._invoice_run: InvoiceRun | None = None
+        self._record_seq = 0  # records prepared so far (all ap_invoices sinks)
+        self._states: list[tuple[int, dict[str, Any]]] = []  # (records before it, tap state)
+        self._last_written: dict[str, Any] | None = None
+        self.unfinished: set[int] = set()  # prepared records without an outcome yet
+        self.documents_in_run: dict[tuple[str, str, str], str] = {}
+        if self.config.get("verify_tls", True) is False:
+            self.logger.warning(
+                "verify_tls is OFF: Sage 300's TLS certificate is not checked, so anyone "
+                "between this machine and Sage can read the credentials. Use it only against "
+                "a test server.")
+
+    # -- settings ----------------------------------------------------------------------------
+
+    @property
+    def batch_size(self) -> int:
+        return max(1, int(self.config.get("batch_size") or 50))
+
+    @property
+    def account_map(self) -> dict[str, str]:
+        return dict(self.config.get("account_map") or {})
+
+    @property
+    def invoice_run(self) -> InvoiceRun:
+        """The run (ledger, Sage companies, outcomes), opened with the first record."""
+        if self._invoice_run is None:
+            self._invoice_run = InvoiceRun(dict(self.config), self.logger, self._secrets)
+        return self._invoice_run
+
+    def get_sink_class(self, stream_name: str) -> type[Sink]:
+        if stream_name != STREAM:
+            raise UnknownStreamError(
+                f"target-sage300 takes only the {STREAM} stream, got '{stream_name}'. Map "
+                f"the source stream to {STREAM} (stream_maps __alias__) or deselect it.")
+        return APInvoicesSink
+
+    # -- records and state -------------------------------------------------------------------
+
+    def next_record_number(self) -> tuple[int, int]:
+        self._record_seq += 1
+        return self._record_seq, self._record_seq
+
+    def _process_state_message(self, message_dict: dict) -> None:
+        super()._process_state_message(message_dict)
+        value = message_dict.get("value")
+        if isinstance(value, dict):
+            self._states.append((self._record_seq, copy.deepcopy(value)))
+
+    def _settled_tap_state(self) -> dict[str, Any] | None:
+        """The newest tap state all of whose preceding records have an outcome."""
+        limit = min(self.unfinished) if self.unfinished else math.inf
+        index = None
+        for position, (records_before, _state) in enumerate(self._states):
+            if records_before < limit:
+                index = position
+        if index is None:
+            return None
+        del self._states[:index]  # older states are superseded
+        return self._states[0][1]
+
+    def checkpoint_state(self) -> dict[str, Any] | None:
+        tap_state = self._settled_tap_state()
+        outcomes = self._invoice_run.state_outcomes() if self._invoice_run else {}
+        if tap_state is None and not outcomes:
+            return None
+        state = copy.deepcopy(tap_state) if tap_state else {}
+        carried = state.get("transfer_outcomes")
+        # Outcomes the tap has not delivered yet stay; this run's are added (newest wins).
+        merged = dict(carried) if isinstance(carried, dict) else {}
+        merged.update(outcomes)
+        if merged:
+            state["transfer_outcomes"] = merged
+        return state
+
+    def write_checkpoint(self) -> None:
+        state = self.checkpoint_state()
+        if state is None or state == self._last_written:
+            return
+        super()._write_state_message(state)
+        self._last_written = state
+
+    def _write_state_message(self, state: dict) -> None:
+        # drain_all() hands over the tap's latest state; ours adds the outcomes to it.
+        self.write_checkpoint()
+
+    def process_endofpipe(self) -> None:
+        super().process_endofpipe()
+        self.write_checkpoint()  # also when the tap sent no STATE at all
+
+    def listen(self, file_input: Any = None) -> None:
+        try:
+            super().listen(file_input)
+        except BaseException:
+            self._finish("failed")
+            raise
+        self._finish("success")
+
+    def _finish(self, status: str) -> None:
+        run = self._invoice_run
+        if run is None:
+            self.logger.info("target-sage300 %s: no ap_invoices records", status)
+            return
+        try:
+            self.write_checkpoint()
+        finally:
+            line = run.summary_line(status)
+            run.finish(status)
+            if status != "success" or run.counts["rejected"]:
+                self.logger.warning(line)
+            else:
+                self.logger.info(line)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,223 @@
+"""One Sage 300 company as target-sage300 sees it: cached lookups and the batch calls.
+
+Every lookup is made at most once per run (hotglue's class-level caches, here per company):
+vendors and purchase orders one request each when first needed, the GL chart and the
+connector's own open batches once. Values put into ``$filter`` go through ``odata_literal``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from ml_connector_core.httppolicy import RetryPolicy
+from ml_connector_core.sage300_api import Sage300Client, Sage300Error, odata_literal
+
+#: Every batch this connector creates starts with this; its own batches are found by it.
+BATCH_PREFIX = "ml-connector"
+
+# Sage's duplicate message (reference §5): "Document number 'X' for vendor Y already exists."
+_DUPLICATE = re.compile(r"Document number '(?P<document>.*?)' for vendor (?P<vendor>\S+?)\.?\s"
+                        r".*already exists", re.S)
+
+
+@dataclass(frozen=True)
+class DocumentRef:
+    """Where an AP document lives in Sage: a batch entry (open or posted)."""
+
+    company: str
+    batch: int | None
+    entry: int | None
+    source_id: str | None = None  # the idempotency optional field, when the document has it
+    posted: bool = False
+
+    @property
+    def target_key(self) -> str:
+        return f"{self.company}/{self.batch}/{self.entry}"
+
+    @classmethod
+    def from_target_key(cls, key: str) -> DocumentRef | None:
+        parts = key.split("/")
+        if len(parts) != 3:
+            return None
+        company, batch, entry = parts
+        return cls(company, _int(batch), _int(entry))
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+class CompanyNotFound(Exception):
+    """Sage 300 answered 404 for the company's resources: no such company database."""
+
+
+def duplicate_in_message(message: str | None) -> tuple[str, str] | None:
+    """(vendor, document number) if Sage's message says that document already exists."""
+    match = _DUPLICATE.search(message or "")
+    return (match["vendor"], match["document"]) if match else None
+
+
+class SageCompany:
+    """Cached lookups and writes for one Sage 300 company during one run."""
+
+    def __init__(self, *, company: str, base_url: str, username: str, password: str,
+                 keep_password_case: bool, policy: RetryPolicy, write_policy: RetryPolicy,
+                 verify_tls: bool, idempotency_field: str, cost_center_segment: int) -> None:
+        self.company = company
+        self.client = Sage300Client(base_url=base_url, company=company, username=username,
+                                    password=password, keep_password_case=keep_password_case,
+                                    policy=policy, verify_tls=verify_tls)
+        # Batch POSTs and posting runs are slow on a cold IIS pool: a longer read timeout.
+        self.writer = Sage300Client(base_url=base_url, company=company, username=username,
+                                    password=password, keep_password_case=keep_password_case,
+                                    policy=write_policy, verify_tls=verify_tls,
+                                    session=self.client.session)
+        self.idempotency_field = idempotency_field
+        self.cost_center_field = f"AccountSegmentCode{cost_center_segment}"
+        self._vendors: dict[str, dict[str, Any] | None] = {}
+        self._orders: dict[str, dict[str, Any] | None] = {}
+        self._accounts: dict[str, dict[str, Any]] | None = None
+        self._formatted: dict[str, str] = {}
+        self._by_source: dict[str, DocumentRef] | None = None
+        self._by_document: dict[tuple[str, str], DocumentRef] = {}
+        self._posted: dict[tuple[str, str], DocumentRef | None] = {}
+
+    # -- master data -------------------------------------------------------------------------
+
+    def vendor(self, number: str) -> dict[str, Any] | None:
+        if number not in self._vendors:
+            self._vendors[number] = self.client.get_entity("AP/APVendors", number)
+        return self._vendors[number]
+
+    def purchase_order(self, number: str) -> dict[str, Any] | None:
+        if number not in self._orders:
+            found = list(self.client.iter_records(
+                "PO/POPurchaseOrders",
+                filter=f"PurchaseOrderNumber eq {odata_literal(number)}", top=2))
+            self._orders[number] = found[0] if found else None
+        return self._orders[number]
+
+    @property
+    def accounts(self) -> dict[str, dict[str, Any]]:
+        """The GL chart by unformatted account, loaded once per run."""
+        if self._accounts is None:
+            fields = ["UnformattedAccount", "AccountNumber", "Description", "Status",
+                      self.cost_center_field]
+            try:
+                records = list(self.client.iter_records("GL/GLAccounts", select=fields))
+            except Sage300Error as exc:
+                if exc.status == 404:
+                    raise CompanyNotFound(
+                        f"Sage 300 company {self.company} does not exist (Sage answered 404 "
+                        f"{exc.code or ''} for its GL accounts)") from exc
+                raise
+            self._accounts = {a["UnformattedAccount"].strip(): a for a in records}
+            self._formatted = {(a.get("AccountNumber") or "").strip(): key
+                               for key, a in self._accounts.items()}
+        return self._accounts
+
+    def account(self, code: str) -> dict[str, Any] | None:
+        """A GL account by unformatted id, formatted number, or formatted without separators."""
+        accounts = self.accounts
+        if code in accounts:
+            return accounts[code]
+        if code in self._formatted:
+            return accounts[self._formatted[code]]
+        return accounts.get(re.sub(r"[^A-Za-z0-9]", "", code))
+
+    def display(self, unformatted: str) -> str:
+        """The account as people read it (formatted, e.g. 6100-900)."""
+        account = self.accounts.get(unformatted)
+        return (account.get("AccountNumber") or unformatted).strip() if account else unformatted
+
+    def cost_center(self, account: dict[str, Any]) -> str | None:
+        return (account.get(self.cost_center_field) or "").strip() or None
+
+    # -- what already exists -----------------------------------------------------------------
+
+    def _load_connector_batches(self) -> None:
+        """Index the connector's not-yet-posted batches by source id and vendor + document."""
+        self._by_source = {}
+        query = (f"startswith(Description,{odata_literal(BATCH_PREFIX)}) and "
+                 "BatchStatus ne 'Posted'")
+        for batch in self.client.iter_records("AP/APInvoiceBatches", filter=query):
+            self.remember_batch(batch)
+
+    def remember_batch(self, batch: dict[str, Any]) -> list[DocumentRef]:
+        """Add a batch's entries to the indexes (after a lookup or our own create)."""
+        if self._by_source is None:
+            self._load_connector_batches()
+        assert self._by_source is not None
+        refs = []
+        for invoice in batch.get("Invoices") or []:
+            source_id = next((o.get("Value", "").strip()
+                              for o in invoice.get("InvoiceOptionalFields") or []
+                              if o.get("OptionalField") == self.idempotency_field), None)
+            ref = DocumentRef(self.company, _int(batch.get("BatchNumber")),
+                              _int(invoice.get("EntryNumber")), source_id or None)
+            if source_id:
+                self._by_source[source_id] = ref
+            key = ((invoice.get("VendorNumber") or "").strip(),
+                   (invoice.get("DocumentNumber") or "").strip())
+            self._by_document[key] = ref
+            refs.append(ref)
+        return refs
+
+    def find_by_source(self, source_id: str) -> DocumentRef | None:
+        if self._by_source is None:
+            self._load_connector_batches()
+        assert self._by_source is not None
+        return self._by_source.get(source_id)
+
+    def find_by_document(self, vendor: str, document: str) -> DocumentRef | None:
+        """In the connector's open batches, then among posted documents (one call, cached)."""
+        if self._by_source is None:
+            self._load_connector_batches()
+        key = (vendor, document)
+        if key in self._by_document:
+            return self._by_document[key]
+        if key not in self._posted:
+            found = list(self.client.iter_records(
+                "AP/APPostedDocuments",
+                filter=f"VendorNumber eq {odata_literal(vendor)} and "
+                       f"DocumentNumber eq {odata_literal(document)}", top=1))
+            self._posted[key] = DocumentRef(self.company, _int(found[0].get("BatchNumber")),
+                                            _int(found[0].get("EntryNumber")),
+                                            posted=True) if found else None
+        return self._posted[key]
+
+    def find_anywhere(self, vendor: str, document: str) -> DocumentRef | None:
+        """After Sage said the document exists: also look in batches other people keyed."""
+        found = self.find_by_document(vendor, document)
+        if found:
+            return found
+        query = "BatchStatus ne 'Posted'"
+        for batch in self.client.iter_records("AP/APInvoiceBatches", filter=query):
+            for invoice in batch.get("Invoices") or []:
+                if ((invoice.get("VendorNumber") or "").strip() == vendor
+                        and (invoice.get("DocumentNumber") or "").strip() == document):
+                    return DocumentRef(self.company, _int(batch.get("BatchNumber")),
+                                       _int(invoice.get("EntryNumber")))
+        return None
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def batch_by_description(self, description: str) -> dict[str, Any] | None:
+        found = list(self.client.iter_records(
+            "AP/APInvoiceBatches", filter=f"Description eq {odata_literal(description)}"))
+        return found[0] if found else None
+
+    def create_batch(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """POST one batch; UnknownOutcome on a timeout (the caller reconciles)."""
+        return self.writer.create("AP/APInvoiceBatches", payload)
+
+    def post_batch(self, batch: int) -> dict[str, Any] | None:
+        """Post one ready batch; the batch as Sage holds it afterwards."""
+        self.writer.process("AP/APPostInvoices", {
+            "ProcessAllBatches": "Donotpostallbatches", "FromBatch": batch, "ToBatch": batch})
+        return self.client.get_entity("AP/APInvoiceBatches", batch)

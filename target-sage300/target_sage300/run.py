@@ -1,0 +1,193 @@
+"""One run of target-sage300: its Sage companies, its outcomes, its ledger entries.
+
+Every invoice ends the run with exactly one outcome, recorded in the ledger and offered to the
+source system through the emitted STATE (``transfer_outcomes``):
+
+- ``created``: a new entry in a batch this run created (batch and entry numbers);
+- ``unchanged``: it was already in Sage ("already there": found by source id or by vendor +
+  document number, or Sage's duplicate 409), with the batch and entry it is in;
+- ``rejected``: with a reason a person can act on; nothing was created.
+
+An invoice caught in a technical failure gets no outcome (only a ``failed`` ledger entry): it
+stays unanswered in the source's queue and the next run looks it up before anything else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from ml_connector_core.httppolicy import RetryPolicy
+from ml_connector_core.ledger import BASWARE_TO_SAGE, Action, Entry, Ledger, default_ledger_url
+
+from .client import DocumentRef, SageCompany
+from .coding import MAX_REASON, shorten
+from .contract import STREAM
+
+PLUGIN = "target-sage300"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    source_id: str
+    company: str | None
+    action: Action  # CREATED, UNCHANGED or REJECTED
+    message: str
+    batch: int | None = None
+    entry: int | None = None
+
+    @property
+    def success(self) -> bool:
+        return self.action != Action.REJECTED
+
+    def for_state(self) -> dict[str, Any]:
+        """The shape tap-basware turns into a Basware transfer response."""
+        return {"success": self.success, "message": shorten(self.message, MAX_REASON),
+                "batch": self.batch, "entry": self.entry, "company": self.company}
+
+
+def created_message(ref: DocumentRef, status: str = "ready to post") -> str:
+    return (f"Created in Sage 300 company {ref.company}, batch {ref.batch} entry {ref.entry} "
+            f"({status})")
+
+
+def already_there_message(ref: DocumentRef, how: str) -> str:
+    where = "posted document" if ref.posted else "entry"
+    return (f"Already in Sage 300 company {ref.company}, batch {ref.batch} {where} "
+            f"{ref.entry} (found by {how})")
+
+
+class InvoiceRun:
+    """Run-level state shared by every sink of the target (a schema change makes a new sink)."""
+
+    def __init__(self, config: dict[str, Any], logger: logging.Logger,
+                 secrets: list[str]) -> None:
+        self.config = config
+        self.logger = logger
+        url = (config.get("ledger_url") or os.environ.get("ML_CONNECTOR_LEDGER_URL")
+               or default_ledger_url())
+        self.ledger = Ledger.open(url, secrets=secrets)
+        self.run = self.ledger.start_run(PLUGIN)
+        self.run_id = self.run.run_id
+        self.batch_label = uuid.UUID(self.run_id).hex[:8]
+        self.outcomes: dict[str, Outcome] = {}
+        self.counts: Counter[str] = Counter()
+        self.unanswerable = 0  # rejected records whose source_id cannot be answered
+        self.seen: dict[str, int] = {}  # source_id -> record number, for duplicates in a run
+        self._companies: dict[str, SageCompany] = {}
+        self._batch_numbers: Counter[str] = Counter()
+        timeouts = config.get("timeouts") or {}
+        self.read_policy = RetryPolicy(connect_timeout=float(timeouts.get("connect", 10)),
+                                       read_timeout=float(timeouts.get("read", 60)))
+        # Same stats object, so the summary counts reads and writes together.
+        self.write_policy = dataclasses.replace(
+            self.read_policy, read_timeout=float(timeouts.get("write", 120)))
+
+    # -- Sage --------------------------------------------------------------------------------
+
+    def company(self, company: str) -> SageCompany:
+        if company not in self._companies:
+            self._companies[company] = SageCompany(
+                company=company, base_url=self.config["base_url"],
+                username=self.config["username"], password=self.config["password"],
+                keep_password_case=bool(self.config.get("keep_password_case", False)),
+                policy=self.read_policy, write_policy=self.write_policy,
+                verify_tls=bool(self.config.get("verify_tls", True)),
+                idempotency_field=self.config.get("idempotency_field") or "BWINVID",
+                cost_center_segment=int(self.config.get("cost_center_segment") or 2),
+            )
+        return self._companies[company]
+
+    def next_batch_description(self, company: str) -> str:
+        """Unique per company and run: the key a lost batch response is reconciled by."""
+        self._batch_numbers[company] += 1
+        return f"ml-connector {self.batch_label} {company} #{self._batch_numbers[company]}"
+
+    # -- outcomes ----------------------------------------------------------------------------
+
+    def _entry(self, source_key: str, action: Action, payload: Any, **fields: Any) -> Entry:
+        return Entry(run_id=self.run_id, stream=STREAM, source_key=source_key, action=action,
+                     direction=BASWARE_TO_SAGE, payload=payload, **fields)
+
+    def created(self, source_id: str, ref: DocumentRef, payload: Any, document: str,
+                message: str | None = None) -> Outcome:
+        outcome = Outcome(source_id, ref.company, Action.CREATED,
+                          message or created_message(ref), ref.batch, ref.entry)
+        self._settle(outcome, self._entry(
+            source_id, Action.CREATED, payload, target_key=ref.target_key,
+            sage_batch=str(ref.batch), sage_entry=str(ref.entry), sage_document=document))
+        return outcome
+
+    def already_there(self, source_id: str, ref: DocumentRef, payload: Any, document: str,
+                      how: str) -> Outcome:
+        outcome = Outcome(source_id, ref.company, Action.UNCHANGED,
+                          already_there_message(ref, how), ref.batch, ref.entry)
+        self._settle(outcome, self._entry(
+            source_id, Action.UNCHANGED, payload, target_key=ref.target_key,
+            sage_batch=str(ref.batch), sage_entry=str(ref.entry), sage_document=document))
+        self.logger.info("ap_invoices %s: %s", source_id, outcome.message)
+        return outcome
+
+    def rejected(self, source_id: str | None, company: str | None, reason: str, payload: Any,
+                 label: str) -> None:
+        """A business rejection. Without a usable source_id it cannot be answered upstream."""
+        self.logger.warning("ap_invoices %s rejected: %s", label, reason)
+        entry = self._entry(source_id or label, Action.REJECTED, payload, error=reason)
+        if source_id is None:
+            self.ledger.record(entry)
+            self.counts["rejected"] += 1
+            self.unanswerable += 1
+            return
+        self._settle(Outcome(source_id, company, Action.REJECTED, shorten(reason)), entry)
+
+    def duplicate_in_run(self, source_id: str, label: str, first: int, payload: Any) -> None:
+        """The same source id twice in one run: the first one's outcome stands (it is the one
+        answered upstream); the repeat is only logged and recorded."""
+        reason = (f"source_id {source_id} appears more than once in this run (first as record "
+                  f"{first}); only the first is processed")
+        self.logger.warning("ap_invoices %s rejected: %s", label, reason)
+        self.ledger.record(self._entry(source_id, Action.REJECTED, payload, error=reason))
+        self.counts["duplicate in run"] += 1
+
+    def failed(self, source_ids: list[str], error: BaseException) -> None:
+        """Invoices caught in a technical failure: no outcome, the next run retries them."""
+        entries = [self._entry(source_id, Action.FAILED, None, error=error)
+                   for source_id in source_ids]
+        try:
+            self.ledger.record_many(entries)
+        except Exception:  # the ledger may be what failed; the run fails loudly anyway
+            self.logger.exception("could not record the failed invoices in the ledger")
+
+    def _settle(self, outcome: Outcome, entry: Entry) -> None:
+        self.ledger.record(entry)
+        self.outcomes[outcome.source_id] = outcome
+        self.counts[{Action.CREATED: "created", Action.UNCHANGED: "already there",
+                     Action.REJECTED: "rejected"}[outcome.action]] += 1
+
+    def state_outcomes(self) -> dict[str, dict[str, Any]]:
+        return {key: outcome.for_state() for key, outcome in self.outcomes.items()}
+
+    # -- end ---------------------------------------------------------------------------------
+
+    def summary(self) -> dict[str, Any]:
+        stats = self.read_policy.stats
+        return {"invoices": sum(self.counts.values()), **dict(self.counts),
+                "unanswerable": self.unanswerable, "http_attempts": stats.attempts,
+                "http_retries": stats.retries}
+
+    def summary_line(self, status: str) -> str:
+        order = ["created", "already there", "rejected", "duplicate in run"]
+        parts = [f"{self.counts[key]} {key}" for key in order if self.counts[key]]
+        return (f"target-sage300 {status}: {sum(self.counts.values())} ap_invoices"
+                f"{': ' + ', '.join(parts) if parts else ''}; ledger run {self.run_id}")
+
+    def finish(self, status: str) -> None:
+        try:
+            self.ledger.finish_run(self.run_id, status, self.summary())
+        finally:
+            self.ledger.close()

@@ -1,0 +1,178 @@
+"""The ap_invoices sink: contract check per record, then Sage 300 AP invoice batches.
+
+hotglue's split: :meth:`preprocess_record` checks the contract with no I/O;
+:meth:`process_batch` does the lookups (cached for the run), the exactly-once check and the
+writes, recording one outcome per invoice.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from singer_sdk.sinks import BatchSink
+
+from ml_connector_core.ledger import to_jsonable
+
+from .batches import BatchWriter, Prepared, Ready
+from .client import CompanyNotFound, DocumentRef, SageCompany
+from .coding import Rejected, code_invoice
+from .contract import STREAM, APInvoice, ContractViolation, parse_invoice, source_id_of
+
+if TYPE_CHECKING:
+    from .target import TargetSage300
+
+
+def _jsonable(record: Any) -> Any:
+    try:
+        return to_jsonable(record)
+    except TypeError:
+        return {"unstorable_record": repr(record)[:10_000]}
+
+
+class APInvoicesSink(BatchSink):
+    """Creates one Sage 300 AP invoice per ap_invoices record, exactly once."""
+
+    def __init__(self, target: TargetSage300, stream_name: str, schema: dict,
+                 key_properties: list[str] | None) -> None:
+        super().__init__(target, stream_name, schema, key_properties)
+        self.target = target
+
+    @property
+    def max_size(self) -> int:
+        # Buffer several Sage batches' worth so each company's batches fill up; checkpoints
+        # still follow every Sage batch, so a crash loses at most the batch in flight.
+        return int(self.config.get("batch_size_rows") or 10 * self.target.batch_size)
+
+    # The contract check in preprocess_record replaces the SDK's validation against the
+    # SCHEMA message and its timestamp parsing (which turns an unparseable date into the
+    # maximum date): a bad record must be rejected alone, with its field named.
+    def _validate_and_parse(self, record: dict) -> dict:
+        return record
+
+    # A missing source_id is that record's contract violation, not a reason to stop the run.
+    def _singer_validate_message(self, record: dict) -> None:
+        return None
+
+    def preprocess_record(self, record: dict, context: dict) -> dict:
+        """Check the contract (no I/O); the outcome is settled in process_batch."""
+        seq, number = self.target.next_record_number()
+        try:
+            invoice: APInvoice | None = parse_invoice(record)
+            violation = None
+        except ContractViolation as exc:
+            invoice, violation = None, str(exc)
+        prepared = Prepared(seq=seq, number=number, payload=_jsonable(record),
+                            source_id=source_id_of(record), invoice=invoice,
+                            violation=violation)
+        self.target.unfinished.add(seq)
+        return {"prepared": prepared}
+
+    def process_batch(self, context: dict) -> None:
+        items: list[Prepared] = [item["prepared"] for item in context.get("records", [])]
+        try:
+            self._process(items)
+        except BaseException as exc:
+            run = self.target.invoice_run
+            unfinished = [p.invoice.source_id for p in items
+                          if p.seq in self.target.unfinished and p.invoice is not None]
+            run.failed(unfinished, exc)
+            self.target.write_checkpoint()  # keep what was settled before the failure
+            raise
+
+    def _finished(self, prepared: Prepared) -> None:
+        self.target.unfinished.discard(prepared.seq)
+
+    def _process(self, items: list[Prepared]) -> None:
+        run = self.target.invoice_run
+        by_company: dict[str, list[Prepared]] = {}
+        for prepared in items:
+            first = run.seen.get(prepared.source_id) if prepared.source_id else None
+            if first is not None:
+                run.duplicate_in_run(prepared.source_id or "", prepared.label, first,
+                                     prepared.payload)
+                self._finished(prepared)
+                continue
+            if prepared.source_id:
+                run.seen[prepared.source_id] = prepared.number
+            if prepared.invoice is None:
+                company = prepared.payload.get("company") if isinstance(prepared.payload,
+                                                                         dict) else None
+                run.rejected(prepared.source_id, company if isinstance(company, str) else None,
+                             prepared.violation or "invalid record", prepared.payload,
+                             prepared.label)
+                self._finished(prepared)
+                continue
+            by_company.setdefault(prepared.invoice.company, []).append(prepared)
+        for company, prepared_list in by_company.items():
+            self._write_company(company, prepared_list)
+
+    def _write_company(self, company: str, items: list[Prepared]) -> None:
+        run = self.target.invoice_run
+        sage = run.company(company)
+        try:
+            sage.accounts  # noqa: B018 - the GL chart, loaded once per run and company
+        except CompanyNotFound as exc:
+            for prepared in items:
+                assert prepared.invoice is not None
+                run.rejected(prepared.invoice.source_id, company, str(exc), prepared.payload,
+                             prepared.label)
+                self._finished(prepared)
+            return
+        ready: list[Ready] = []
+        for prepared in items:
+            invoice = prepared.invoice
+            assert invoice is not None
+            found = self._existing(invoice, sage)
+            if found is not None:
+                ref, how = found
+                if ref.source_id and ref.source_id != invoice.source_id:
+                    # Same vendor invoice twice in the source: say so, do not hide it.
+                    run.rejected(invoice.source_id, company,
+                                 f"Document number {invoice.document_number} for vendor "
+                                 f"{invoice.vendor_number} is already in Sage 300 company "
+                                 f"{company}, batch {ref.batch} entry {ref.entry}, as invoice "
+                                 f"{ref.source_id}", prepared.payload, prepared.label)
+                    self._finished(prepared)
+                    continue
+                run.already_there(invoice.source_id, ref, prepared.payload,
+                                  invoice.document_number, how)
+                self._finished(prepared)
+                continue
+            try:
+                lines = code_invoice(invoice, sage, self.target.account_map)
+            except Rejected as exc:
+                run.rejected(invoice.source_id, company, exc.reason, prepared.payload,
+                             prepared.label)
+                self._finished(prepared)
+                continue
+            document = (company, invoice.vendor_number, invoice.document_number)
+            other = self.target.documents_in_run.get(document)
+            if other is not None:
+                run.rejected(invoice.source_id, company,
+                             f"Document number {invoice.document_number} for vendor "
+                             f"{invoice.vendor_number} is also invoice {other} in this run",
+                             prepared.payload, prepared.label)
+                self._finished(prepared)
+                continue
+            self.target.documents_in_run[document] = invoice.source_id
+            ready.append(Ready(prepared, invoice, lines))
+        BatchWriter(run, sage, batch_size=self.target.batch_size,
+                    post_batches=bool(self.config.get("post_batches", False)),
+                    idempotency_field=sage.idempotency_field,
+                    checkpoint=self.target.write_checkpoint, finished=self._finished,
+                    logger=self.logger).write(ready)
+
+    def _existing(self, invoice: APInvoice, sage: SageCompany) -> tuple[DocumentRef, str] | None:
+        """Is this invoice already in Sage? The ledger, then Sage by source id, then Sage by
+        vendor + document number (open connector batches, then posted documents)."""
+        key = self.target.invoice_run.ledger.target_key_for(STREAM, invoice.source_id)
+        ref = DocumentRef.from_target_key(key) if key else None
+        if ref is not None and ref.company == invoice.company:
+            return ref, "the ledger"
+        ref = sage.find_by_source(invoice.source_id)
+        if ref is not None:
+            return ref, f"{sage.idempotency_field} {invoice.source_id}"
+        ref = sage.find_by_document(invoice.vendor_number, invoice.document_number)
+        if ref is not None:
+            return ref, "vendor and document number"
+        return None
