@@ -1,0 +1,336 @@
+"""Approved-invoice export: the accountingDocuments queue (ref §9, §16.6) and its S3 redirects.
+
+``GET /v1/accountingDocuments`` and ``GET /v1/accountingDocuments/{invoiceId}`` answer 302 with
+a one-time pre-signed URL on this same server (``/_s3/exports/<key>?X-Amz-...``). That URL
+serves ``{"accountingDocuments": [...]}`` frozen at the time of the API call and carries the
+``x-amz-meta-continuationtoken`` header when more invoices remain. It refuses a request that
+still carries ``Authorization`` (400, S3's own XML error), a changed query or ``Host`` (403
+SignatureDoesNotMatch), an expired URL (403 AccessDenied) and a second download (404
+NoSuchKey). An empty result is a 404 from the API itself, without a redirect.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import hmac
+import json
+import os
+import random
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+from .basware_common import (
+    CONTINUATION_HEADER,
+    REQUEST_ID_HEADER,
+    ApiError,
+    Ctx,
+    bad_parameter,
+    canonical_stamp,
+    error_response,
+    errors_response,
+    json_body,
+    json_response,
+    last_updated_arg,
+    new_id,
+    no_records,
+    not_found,
+    page_size_arg,
+    query_arg,
+)
+from .basware_masterdata import queue_status, strip_nulls
+from .basware_schemas import TRANSFER_RESPONSE, validate
+from .basware_state import PendingItem, Tenant
+from .data import EXPENSES, Dataset, _coding_row, _invoice, _po_coding_row
+from .http import Request, Response
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from .basware import BaswareSimulator
+
+PAGE_MAX = 100
+KEEP_RESPONSES = 100
+PROCESSING_STATUSES = (
+    "New", "WaitingForPrebook", "PrebookInProgress", "Prebooked", "PrebookFailed",
+    "WaitingForTransfer", "TransferInProgress", "Transferred", "TransferFailed",
+    "WaitingForPrebookCancelation", "PrebookCancelationInProgress", "PrebookCanceled",
+    "PrebookCancelFailed", "WaitingToBeRemoved", "RemoveInProgress", "Removed", "RemoveFailed",
+    "WaitingToBeReturned", "ReturnInProgress", "Returned", "ReturnFailed",
+    "WaitingToBeCompleted", "CompletionInProgress", "Completed", "CompletionFailed", "Paid",
+    "InternalStatusChange", "WaitingForEnrichmentTransfer", "EnrichmentTransferInProgress",
+    "EnrichmentTransferred", "EnrichmentTransferFailed", "InDocumentFilter",
+    "DocumentFilterReleased")
+ACKNOWLEDGE = {"WaitingForTransfer": "TransferInProgress", "WaitingForPrebook": "PrebookInProgress"}
+PROCESSING_MODES = ("Standard", "InvoiceEnrichment")
+
+
+# -- seeding -----------------------------------------------------------------------------------
+
+def seed_invoices(tenant: Tenant, dataset: Dataset, sim: BaswareSimulator) -> None:
+    """Load the seeded approved invoices; seeding sends no webhook notifications."""
+    for source in dataset.basware_invoices:
+        invoice = copy.deepcopy(source)
+        invoice["lastUpdated"] = canonical_stamp(invoice["lastUpdated"])
+        tenant.invoices[invoice["invoiceId"]] = invoice
+        sim.clock.raise_floor(invoice["lastUpdated"])
+
+
+# -- GET (302 to the export store) ---------------------------------------------------------------
+
+def list_invoices(ctx: Ctx) -> Response:
+    request = ctx.request
+    status = _enum_arg(ctx, "ProcessingStatus", PROCESSING_STATUSES)
+    mode = _enum_arg(ctx, "p2pProcessingMode", PROCESSING_MODES) or "Standard"
+    company = query_arg(request, "companyCode") or None
+    since = last_updated_arg(request, ctx.request_id)
+    size = page_size_arg(request, ctx.request_id, PAGE_MAX, PAGE_MAX)
+
+    def keep(inv: dict[str, Any]) -> bool:
+        return ((not status or inv["processingStatus"] == status)
+                and inv.get("p2pProcessingMode", "Standard") == mode
+                and (not company or inv["companyCode"] == company)
+                and (not since or inv["lastUpdated"] > since))
+
+    rows = sorted(((inv["lastUpdated"], inv["invoiceId"]), inv)
+                  for inv in ctx.tenant.invoices.values() if keep(inv))
+    budget = (int(ctx.settings["max_coding_rows_per_page"]),
+              lambda inv: max(1, len(inv.get("codingRows") or [])))
+    page, token = ctx.tenant.pager.page("accountingDocuments", ctx, rows, size, budget)
+    if not page:
+        return no_records(ctx.request_id)
+    return _redirect(ctx, {"accountingDocuments": copy.deepcopy(page)}, token)
+
+
+def get_invoice(ctx: Ctx, invoice_id: str) -> Response:
+    invoice = ctx.tenant.invoices.get(invoice_id)
+    if invoice is None:
+        return no_records(ctx.request_id)
+    return _redirect(ctx, {"accountingDocuments": [copy.deepcopy(invoice)]}, None)
+
+
+def _enum_arg(ctx: Ctx, name: str, allowed: tuple[str, ...]) -> str | None:
+    value = query_arg(ctx.request, name)
+    if value and value not in allowed:
+        raise bad_parameter(ctx.request_id, f"{name} must be one of {', '.join(allowed)}", name)
+    return value or None
+
+
+def _redirect(ctx: Ctx, payload: dict[str, Any], token: str | None) -> Response:
+    location = ctx.sim.exports.put(payload, token, ctx.request,
+                                   int(ctx.settings["presigned_url_ttl"]))
+    return Response(302, b"", {"Location": location, REQUEST_ID_HEADER: ctx.request_id})
+
+
+@dataclass
+class ExportObject:
+    body: bytes
+    token: str | None
+    host: str
+    date: str
+    ttl: int
+    created: datetime
+
+
+class ExportStore:
+    """The "S3 bucket" behind the redirects: pre-signed, one-time, expiring objects."""
+
+    def __init__(self) -> None:
+        self._key = os.urandom(32)
+        self._objects: dict[str, ExportObject] = {}
+
+    def clear(self) -> None:
+        self._objects.clear()
+
+    def put(self, payload: dict[str, Any], token: str | None, request: Request, ttl: int) -> str:
+        key = new_id()
+        host = request.headers.get("Host") or request.base_url.split("://", 1)[1]
+        now = datetime.now(UTC)
+        date = now.strftime("%Y%m%dT%H%M%SZ")
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        self._objects[key] = ExportObject(body, token, host, date, ttl, now)
+        query = urlencode({
+            "X-Amz-Algorithm": "AWS4-HMAC-SHA256",
+            "X-Amz-Credential": f"ASIASANDBOXEXPORTS/{date[:8]}/eu-west-1/s3/aws4_request",
+            "X-Amz-Date": date, "X-Amz-Expires": str(ttl), "X-Amz-SignedHeaders": "host",
+            "X-Amz-Signature": self._sign(key, date, str(ttl), host)})
+        return f"{request.base_url}/_s3/exports/{key}?{query}"
+
+    def serve(self, request: Request) -> Response:
+        if request.method not in ("GET", "HEAD"):
+            return _s3_error(405, "MethodNotAllowed",
+                             "The specified method is not allowed against this resource.")
+        if request.headers.get("Authorization"):
+            return _s3_error(400, "InvalidArgument", "Only one auth mechanism allowed; only the "
+                             "X-Amz-Algorithm query parameter, Signature query string parameter "
+                             "or the Authorization header should be specified",
+                             "<ArgumentName>Authorization</ArgumentName>")
+        key = request.path.rsplit("/", 1)[-1]
+        host = request.headers.get("Host", "")
+        date, ttl = request.arg("X-Amz-Date", ""), request.arg("X-Amz-Expires", "")
+        expected = self._sign(key, date or "", ttl or "", host)
+        if not hmac.compare_digest(expected, request.arg("X-Amz-Signature", "") or ""):
+            return _s3_error(403, "SignatureDoesNotMatch", "The request signature we "
+                             "calculated does not match the signature you provided.")
+        obj = self._objects.get(key)
+        if obj is None:
+            return _s3_error(404, "NoSuchKey", "The specified key does not exist.")
+        if (datetime.now(UTC) - obj.created).total_seconds() > obj.ttl:
+            del self._objects[key]
+            return _s3_error(403, "AccessDenied", "Request has expired")
+        del self._objects[key]  # one-time: a download consumes the object
+        headers = {"Content-Type": "application/json", "ETag": f'"{hashlib.md5(obj.body).hexdigest()}"',  # noqa: S324
+                   "x-amz-request-id": new_id().replace("-", "")[:16].upper(),
+                   "Server": "AmazonS3"}
+        if obj.token:
+            headers[CONTINUATION_HEADER] = obj.token
+        return Response(200, obj.body, headers)
+
+    def _sign(self, key: str, date: str, ttl: str, host: str) -> str:
+        message = f"{key}\n{date}\n{ttl}\n{host}".encode()
+        return hmac.new(self._key, message, hashlib.sha256).hexdigest()
+
+
+def _s3_error(status: int, code: str, message: str, extra: str = "") -> Response:
+    xml = ('<?xml version="1.0" encoding="UTF-8"?>\n'
+           f"<Error><Code>{code}</Code><Message>{message}</Message>{extra}"
+           f"<RequestId>{new_id().replace('-', '')[:16].upper()}</RequestId></Error>")
+    return Response.text(status, xml, "application/xml")
+
+
+# -- acknowledge and transfer responses --------------------------------------------------------
+
+def acknowledge(ctx: Ctx, invoice_id: str) -> Response:
+    invoice = ctx.tenant.invoices.get(invoice_id)
+    if invoice is None:
+        raise not_found(ctx.request_id, "Record to acknowledge not found", invoice_id)
+    status = invoice["processingStatus"]
+    target = ACKNOWLEDGE.get(status)
+    if target is None:
+        raise ApiError(error_response(405, ctx.request_id, "METHOD_NOT_ALLOWED",
+                                      f"Invoice {invoice_id} is {status}: an invoice can be "
+                                      "acknowledged only once unless retransferred from P2P",
+                                      type_="BUSINESS", external_code=invoice_id))
+    invoice["processingStatus"] = target
+    invoice["lastUpdated"] = ctx.sim.clock.stamp()
+    ctx.sim.complete_tasks(ctx.tenant, invoice_id, f"Invoice acknowledged ({target})")
+    return json_response(200, "Success", ctx.request_id)
+
+
+def post_transfer_response(ctx: Ctx, invoice_id: str) -> Response:
+    invoice = ctx.tenant.invoices.get(invoice_id)
+    if invoice is None:
+        raise not_found(ctx.request_id, "Record to update not found", invoice_id)
+    body = json_body(ctx)
+    if not isinstance(body, dict):
+        raise ApiError(error_response(400, ctx.request_id, "SCHEMA_VALIDATION_ERROR",
+                                      "Transfer response must be a single JSON object, not an "
+                                      "array"))
+    errors = validate(TRANSFER_RESPONSE, body)
+    if errors:
+        raise ApiError(errors_response(400, ctx.request_id, errors))
+    response = strip_nulls(body)
+    _check_transfer_allowed(ctx, invoice, response["externalCode"])
+    stamp = ctx.sim.clock.stamp()
+    _apply_transfer(invoice, response, stamp)
+    item = PendingItem(response["externalCode"], {**response, "lastUpdated": stamp}, 0, False,
+                       parent=invoice_id)
+    queue_status(ctx, "TransferResponse", "POST", [item], None)
+    return json_response(200, response, ctx.request_id)
+
+
+def _check_transfer_allowed(ctx: Ctx, invoice: dict[str, Any], code: str) -> None:
+    invoice_id, status = invoice["invoiceId"], invoice["processingStatus"]
+
+    def reject(message: str) -> ApiError:
+        return ApiError(error_response(400, ctx.request_id, "DATA_VALIDATION_FAILED", message,
+                                       type_="BUSINESS", external_code=code, info=invoice_id))
+
+    if any(r.get("externalCode") == code for r in invoice.get("transferResponses", [])):
+        raise reject(f"A transfer response with externalCode {code} already exists for invoice "
+                     f"{invoice_id}; every response needs a new externalCode")
+    if status == "Transferred":
+        raise reject(f"Invoice {invoice_id} is already Transferred; transfer responses are not "
+                     "allowed for transferred invoices")
+    if status in ACKNOWLEDGE:
+        raise reject(f"Invoice {invoice_id} is {status}; acknowledge it before sending a "
+                     "transfer response")
+    if status != "TransferInProgress":
+        raise reject(f"Invoice {invoice_id} is {status}; transfer responses are accepted only "
+                     "while it is TransferInProgress")
+
+
+def _apply_transfer(invoice: dict[str, Any], response: dict[str, Any], stamp: str) -> None:
+    history = [*invoice.get("transferResponses", []), {**response, "lastUpdated": stamp}]
+    invoice["transferResponses"] = history[-KEEP_RESPONSES:]
+    if response["success"]:
+        invoice["processingStatus"] = "Transferred"
+        invoice["paymentBlock"] = response["paymentBlock"]
+        for field in ("voucherNumber1", "voucherNumber2"):
+            if field in response:
+                invoice[field] = response[field]
+    else:
+        invoice["processingStatus"] = "TransferFailed"
+    invoice["lastUpdated"] = stamp
+
+
+# -- admin: what a P2P user does ---------------------------------------------------------------
+
+_FIXED_FIELDS = {"companyCode", "supplierCode", "orderNumber", "invoiceId", "processingStatus",
+                 "transferResponses", "lastUpdated"}
+
+
+def create_invoice(sim: BaswareSimulator, tenant: Tenant, body: dict[str, Any]) -> dict:
+    """A new approved invoice in WaitingForTransfer, built like the seeded ones.
+
+    ``companyCode`` (default US01), ``supplierCode`` and ``orderNumber`` pick what it is for;
+    with an ``orderNumber`` it is matched line by line to that Sage PO. Any other field given
+    overrides the generated value. The same seed and call sequence give the same invoices.
+    """
+    dataset = sim.dataset
+    company = next((c for c in dataset.companies
+                    if c.basware_code == body.get("companyCode", "US01")), None)
+    if company is None:
+        raise ValueError(f"unknown companyCode {body.get('companyCode')!r}")
+    records = dataset.sage[company.sage_id]
+    vendors = {v["VendorNumber"]: v for v in records["AP/APVendors"]}
+    sim.admin_counter += 1
+    rng = random.Random(f"{sim.seed}:{sim.data}:admin-invoice:{sim.admin_counter}")
+    order_number = body.get("orderNumber")
+    if order_number:
+        order = next((o for o in records["PO/POPurchaseOrders"]
+                      if o["PurchaseOrderNumber"] == order_number), None)
+        if order is None:
+            raise ValueError(f"no purchase order {order_number} in {company.sage_id}")
+        accounts = {a["UnformattedAccount"]: a for a in records["GL/GLAccounts"]}
+        rows = [_po_coding_row(rng, line, order, accounts) for line in order["PurchaseOrderLines"]]
+        vendor = _vendor(vendors, body.get("supplierCode") or order["Vendor"])
+        invoice = _invoice(rng, company, vendor, rows, [order_number])
+    else:
+        active = [v for v in vendors.values() if v["Status"] == "Active"]
+        vendor = _vendor(vendors, body.get("supplierCode") or active[0]["VendorNumber"])
+        row = _coding_row(rng, "6300-100", EXPENSES["6300"], "100", round(rng.uniform(80, 2500), 2))
+        invoice = _invoice(rng, company, vendor, [row], [])
+    invoice.update({k: v for k, v in body.items() if k not in _FIXED_FIELDS})
+    invoice["lastUpdated"] = sim.clock.stamp()
+    tenant.invoices[invoice["invoiceId"]] = invoice
+    sim.notify(tenant, "AccountingDocuments", "WaitingForTransfer", invoice["invoiceId"])
+    return invoice
+
+
+def _vendor(vendors: dict[str, dict[str, Any]], number: str) -> dict[str, Any]:
+    if number not in vendors:
+        raise ValueError(f"no vendor {number}")
+    return vendors[number]
+
+
+def retransfer(sim: BaswareSimulator, tenant: Tenant, invoice_id: str) -> dict[str, Any]:
+    """A P2P user sends a TransferFailed invoice again: back to WaitingForTransfer."""
+    invoice = tenant.invoices[invoice_id]
+    if invoice["processingStatus"] != "TransferFailed":
+        raise ValueError(f"invoice {invoice_id} is {invoice['processingStatus']}; only "
+                         "TransferFailed invoices can be retransferred")
+    invoice["processingStatus"] = "WaitingForTransfer"
+    invoice["lastUpdated"] = sim.clock.stamp()
+    sim.notify(tenant, "AccountingDocuments", "WaitingForTransfer", invoice_id)
+    return invoice
