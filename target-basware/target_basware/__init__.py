@@ -1,0 +1,1 @@
+"""target-basware: a Singer target that upserts master data and matching orders into Basware."""

@@ -1,23 +1,215 @@
-"""target-basware (skeleton)."""
+"""target-basware: Sage 300 master data and purchase orders into Basware, by bulk upsert."""
 
 from __future__ import annotations
 
+import copy
+import logging
+import os
+import sys
+from collections.abc import Iterable
+from types import FrameType
+from typing import IO, Any, ClassVar
+
 from singer_sdk import typing as th
-from singer_sdk.sinks import RecordSink
+from singer_sdk.helpers.capabilities import (
+    TARGET_BATCH_SIZE_ROWS_CONFIG,
+    CapabilitiesEnum,
+    PluginCapabilities,
+)
+from singer_sdk.plugin_base import PluginBase
+from singer_sdk.sinks import Sink
 from singer_sdk.target_base import Target
 
+from ml_connector_core.basware_api import REGION_BASE_URLS, BaswareClient
+from ml_connector_core.ledger import Ledger, default_ledger_url
+from ml_connector_core.redaction import Redactor, install_log_redaction
+from target_basware.delivery import Delivery
+from target_basware.sinks import SINKS, BaswareSink
 
-class _PendingSink(RecordSink):
-    def process_record(self, record: dict, context: dict) -> None:
-        raise NotImplementedError("target-basware has no sinks yet")
+#: Write scopes of the six import endpoints, read scopes for look-ups, and requestStatus.read to
+#: follow each import to its outcome.
+DEFAULT_SCOPES = " ".join(
+    f"{api}.{access}" for api in ("vendors", "accounts", "costCenters", "paymentTerms",
+                                  "matchingOrders", "matchingOrderLines")
+    for access in ("write", "read")
+) + " requestStatus.read"
+LEDGER_URL_ENV = "ML_CONNECTOR_LEDGER_URL"  # what `make demo` and operators set for all plugins
+
+
+class UnknownStreamError(Exception):
+    """A stream target-basware has no contract for: never dropped silently."""
 
 
 class TargetBasware(Target):
+    """Upserts vendors, GL accounts, cost centers, payment terms and matching orders."""
+
     name = "target-basware"
+    # No flattening (the contract is flat already), no validate-records (the contract replaces
+    # the SDK's SCHEMA check, see BaswareSink.get_validator).
+    capabilities: ClassVar[list[CapabilitiesEnum]] = [
+        PluginCapabilities.ABOUT, PluginCapabilities.STREAM_MAPS,
+        PluginCapabilities.STRUCTURED_LOGGING,
+    ]
     config_jsonschema = th.PropertiesList(
-        th.Property("base_url", th.StringType),
+        th.Property("client_id", th.StringType, required=True,
+                    description="OAuth2 client id from the Basware provisioning consultant"),
+        th.Property("client_secret", th.StringType, required=True, secret=True,
+                    description="OAuth2 client secret (never logged or stored)"),
+        th.Property("region", th.StringType, default="eu",
+                    allowed_values=sorted(REGION_BASE_URLS),
+                    description="Basware region of the tenant (eu, us, au, ca); ignored when "
+                                "base_url is set"),
+        th.Property("base_url", th.StringType,
+                    description="Explicit API root, e.g. https://test-api.basware.com or the "
+                                "sandbox; overrides region"),
+        th.Property("scopes", th.StringType, default=DEFAULT_SCOPES,
+                    description="Space-separated OAuth2 scopes to request"),
+        th.Property("ledger_url", th.StringType, secret=True,
+                    description="Audit ledger database URL (sqlite:///... or postgresql://...); "
+                                f"default ${LEDGER_URL_ENV}, else .ml-connector/ledger.sqlite "
+                                "under the Meltano project"),
+        th.Property("request_status_timeout", th.NumberType, default=300,
+                    description="Seconds to wait for Basware to finish processing an import "
+                                "(requestStatus) before the run fails"),
+        th.Property("verify_tls", th.BooleanType, default=True,
+                    description="Check Basware's TLS certificate; turn off only for a test "
+                                "proxy (a loud warning is logged)"),
+        th.Property("source_system", th.StringType, default="SAGE300",
+                    description="sourceSystem sent on vendors and matching orders"),
     ).to_dict()
-    default_sink_class = _PendingSink
+
+    @classmethod
+    def append_builtin_config(cls, config_jsonschema: dict) -> None:
+        # Of the SDK's target built-ins only batch_size_rows means something here (smaller
+        # POSTs than Basware's maximum); add_record_metadata would break every contract and
+        # load_method is always "upsert" for Basware.
+        properties = config_jsonschema["properties"]
+        for name, schema in TARGET_BATCH_SIZE_ROWS_CONFIG["properties"].items():
+            properties.setdefault(name, schema)
+        PluginBase.append_builtin_config.__func__(cls, config_jsonschema)  # type: ignore[attr-defined]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Dependencies are drained in order by Delivery; never in parallel threads.
+        self.max_parallelism = 1
+        config = self.config
+        redactor = Redactor.from_config(config)
+        install_log_redaction(redactor.secrets)  # the same secrets never reach the logs
+        if config.get("verify_tls") is False:
+            self.logger.warning(
+                "verify_tls is OFF: Basware's TLS certificate is NOT checked, so anyone on the "
+                "network path can read the client secret and every record. Use only against a "
+                "test proxy.")
+        ledger_url = config.get("ledger_url") or os.environ.get(LEDGER_URL_ENV) \
+            or default_ledger_url()
+        self.ledger = Ledger.open(ledger_url, secrets=redactor)
+        self.ledger_run = self.ledger.start_run(self.name)
+        self.delivery = Delivery(
+            client=None, client_factory=self._make_client, ledger=self.ledger,
+            run=self.ledger_run, streams=[cls.spec(name) for name, cls in SINKS.items()],
+            request_status_timeout=float(config.get("request_status_timeout") or 300),
+            batch_size_rows=config.get("batch_size_rows"),
+        )
+        self._received_state: dict | None = None  # latest tap STATE received
+        self._emitted_state: dict | None = None  # latest STATE written (all before confirmed)
+        self._input_ended = False
+        self._finished = False
+
+    def _make_client(self) -> BaswareClient:
+        config = self.config
+        return BaswareClient(
+            client_id=config["client_id"], client_secret=config["client_secret"],
+            scopes=config.get("scopes") or DEFAULT_SCOPES, region=config.get("region"),
+            base_url=config.get("base_url"), verify_tls=config.get("verify_tls", True),
+        )
+
+    def get_sink_class(self, stream_name: str) -> type[Sink]:
+        sink_class: type[BaswareSink] | None = SINKS.get(stream_name)
+        if sink_class is None:
+            raise UnknownStreamError(
+                f"target-basware has no stream {stream_name!r}; it accepts "
+                f"{', '.join(SINKS)}. Rename the stream with a stream map (__alias__) or "
+                "deselect it in the tap.")
+        return sink_class
+
+    # -- checkpoints -------------------------------------------------------------------------
+    # The SDK emits STATE only from drain_all() (singer-meltano.md §3.3). Here every tap STATE
+    # triggers delivery of what is ready, and the STATE is written once every record received
+    # before it is confirmed by Basware's requestStatus (and in the ledger). A crash therefore
+    # re-reads only unconfirmed records, and the ledger's hashes keep re-reads from re-posting.
+
+    def _process_state_message(self, message_dict: dict) -> None:
+        self._assert_line_requires(message_dict, requires={"value"})
+        self._received_state = message_dict["value"]
+        self.delivery.deliver(final=False)
+        self._confirm_state()
+
+    def _drain_all(self, sink_list: Iterable[Sink], parallelism: int) -> None:
+        # drain_all() calls this at end of input, after 5 minutes of buffering and on SIGTERM.
+        # All streams are delivered together, in dependency order, one at a time; before the
+        # end of input, records whose references have not arrived yet wait.
+        self.delivery.deliver(final=self._input_ended)
+        self._confirm_state()
+
+    def _confirm_state(self) -> None:
+        if self.delivery.has_pending() or self._received_state is None:
+            return
+        if self._received_state != self._emitted_state:
+            self._emitted_state = copy.deepcopy(self._received_state)
+            self._write_state_message(copy.deepcopy(self._emitted_state))
+        # drain_all() writes _latest_state after draining; keep it None so only
+        # _confirm_state() writes STATE (and never one with unconfirmed records before it).
+        self._latest_state = None
+
+    # -- run boundaries ----------------------------------------------------------------------
+
+    def listen(self, file_input: IO[str] | None = None) -> None:  # type: ignore[misc]
+        # Wraps the SDK's read loop (final there only for type checkers) so a failed run
+        # still leaves its ledger entries, run status and summary.
+        try:
+            super().listen(file_input)
+        except BaseException as exc:
+            self._finish(exc)
+            raise
+        self._finish(None)
+
+    def process_endofpipe(self) -> None:
+        self._input_ended = True
+        super().process_endofpipe()
+
+    def _handle_termination(self, signum: int, frame: FrameType | None) -> None:  # pragma: no cover
+        self.logger.warning("Terminated by signal %d: delivering what is ready; the rest is "
+                            "sent again next run", signum)
+        try:
+            self.delivery.deliver(final=False)
+            self._confirm_state()
+        finally:
+            self._finish(KeyboardInterrupt(f"signal {signum}"))
+        sys.exit(128 + signum)
+
+    def _finish(self, error: BaseException | None) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        status = "success"
+        try:
+            if error is not None:
+                status = "failed"
+                self.delivery.fail_pending(error)
+            self.delivery.flush_ledger()
+        finally:
+            summary = self.delivery.summary
+            log = self.logger.error if error is not None else self.logger.info
+            log("Run summary (%s):", status)
+            for line in summary.lines():
+                log("  %s", line)
+            if error is not None:
+                log("  run FAILED: %s: %s", type(error).__name__, error)
+            try:
+                self.ledger.finish_run(self.ledger_run.run_id, status, summary.as_dict())
+            except Exception:  # the original error matters more than the bookkeeping one
+                logging.getLogger(self.name).exception("could not close the ledger run")
+            self.ledger.close()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,235 @@
+"""The input contract of each stream: flat, source-neutral records, checked with jsonschema.
+
+Whoever feeds target-basware (stream maps over tap-sage300 in meltano.yml, or any other tap)
+sends one flat record per Basware entity with these fields. The target builds Basware's nested
+payload itself (companies[], processingStatus{}, accountNames[]...), because SDK stream maps
+type every computed nested value as a string (singer-meltano.md §2.7).
+
+A record that breaks its contract is rejected alone: the ledger gets a `rejected` entry naming
+the record key and the field, and the run goes on. Unknown fields are refused
+(`additionalProperties: false`) so a typo in a stream map shows up instead of being ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+
+def _text(max_length: int, description: str, min_length: int = 1) -> dict[str, Any]:
+    return {"type": "string", "minLength": min_length, "maxLength": max_length,
+            "description": description}
+
+
+def _optional(schema: dict[str, Any]) -> dict[str, Any]:
+    return {**schema, "type": [schema["type"], "null"]}
+
+
+EXTERNAL_CODE = _text(36, "Basware key of the record, unique per endpoint; built from company + "
+                          "source key (e.g. SAMINC-1200). Upserts overwrite by this key.")
+COMPANY_CODE = _text(25, "Basware company code (e.g. US01), not the source company id.", 2)
+ACTIVE = {"type": "boolean", "description": "false deactivates the record in Basware (soft "
+                                           "delete); it is still sent."}
+NAME = _text(250, "Display name.")
+# Basware's translations (accountNames[] etc.) need at least 2 characters.
+TRANSLATED_NAME = _text(250, "Display name, sent as the en-US translation.", 2)
+SOURCE_SYSTEM = _optional(_text(36, "Source system tag; default: the `source_system` setting."))
+
+VENDORS: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["externalCode", "vendorCode", "name", "companyCode", "active"],
+    "properties": {
+        "externalCode": EXTERNAL_CODE,
+        "vendorCode": _text(25, "The vendor number invoices and POs refer to (supplierCode)."),
+        "name": NAME,
+        "companyCode": COMPANY_CODE,
+        "active": ACTIVE,
+        "paymentDenied": _optional({"type": "boolean",
+                                    "description": "Vendor on hold: Basware blocks payment."}),
+        "paymentTermCode": _optional(_text(25, "Default payment term; must exist in Basware "
+                                               "(payment_terms are sent first).")),
+        "currencyCode": _optional({"type": "string", "pattern": "^[A-Z]{3}$",
+                                   "description": "ISO 4217 currency the vendor is paid in; "
+                                                  "sent in paymentMeans[] with "
+                                                  "paymentMeansCode."}),
+        "paymentMeansCode": _optional(_text(25, "How the vendor is paid (e.g. CHECK); without "
+                                                "it no paymentMeans[] is sent.")),
+        "taxRegistrationNumber": _optional(_text(36, "Tax registration id, sent as identifier "
+                                                     "scheme VAT.", 0)),
+        "addressLine1": _optional(_text(200, "Street address, first line.", 0)),
+        "addressLine2": _optional(_text(200, "Street address, second line.", 0)),
+        "city": _optional(_text(50, "City.", 0)),
+        "region": _optional(_text(50, "State or province.", 0)),
+        "postalCode": _optional(_text(50, "ZIP or postal code.", 0)),
+        "countryCode": _optional({"type": "string", "pattern": "^([A-Z]{2})?$",
+                                  "description": "ISO 3166 alpha-2 country (US, CA)."}),
+        "contactName": _optional(_text(200, "AP contact person.", 0)),
+        "phone": _optional(_text(50, "AP contact phone.", 0)),
+        "email": _optional({"type": "string", "maxLength": 200,
+                            "pattern": "^$|^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$",
+                            "description": "AP contact e-mail."}),
+        "sourceSystem": SOURCE_SYSTEM,
+    },
+}
+
+ACCOUNTS: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["externalCode", "accountCode", "name", "companyCode", "active"],
+    "properties": {
+        "externalCode": EXTERNAL_CODE,
+        "accountCode": _text(25, "GL account as invoices are coded with it (e.g. 6100-100)."),
+        "name": TRANSLATED_NAME,
+        "companyCode": COMPANY_CODE,
+        "active": ACTIVE,
+    },
+}
+
+COST_CENTERS: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["externalCode", "costCenterCode", "name", "companyCode", "active"],
+    "properties": {
+        "externalCode": EXTERNAL_CODE,
+        "costCenterCode": _text(25, "Cost center code (e.g. the GL department segment 100)."),
+        "name": TRANSLATED_NAME,
+        "companyCode": COMPANY_CODE,
+        "active": ACTIVE,
+    },
+}
+
+PAYMENT_TERMS: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["externalCode", "paymentTermCode", "name", "companyCode", "active"],
+    "properties": {
+        "externalCode": EXTERNAL_CODE,
+        "paymentTermCode": _text(25, "Payment term code vendors and orders refer to (N30)."),
+        "name": TRANSLATED_NAME,
+        "companyCode": COMPANY_CODE,
+        "active": ACTIVE,
+        "dueDays": _optional({"type": "integer", "minimum": 0, "maximum": 999,
+                              "description": "Days from the base date to the due date."}),
+        "cashDiscountDays": _optional({"type": "integer", "minimum": 0, "maximum": 999,
+                                       "description": "Days in which the discount applies."}),
+        "cashDiscountPercent": _optional({"type": "number", "minimum": 0, "maximum": 100,
+                                          "description": "Early-payment discount, percent."}),
+        "validFrom": _optional({"type": "string", "format": "date",
+                                "description": "Default 2000-01-01."}),
+        "validTo": _optional({"type": "string", "format": "date",
+                              "description": "Default 9999-12-31."}),
+    },
+}
+
+MATCHING_ORDERS: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["externalCode", "orderNumber", "companyCode", "supplierCode", "currencyCode"],
+    "properties": {
+        "externalCode": EXTERNAL_CODE,
+        "orderNumber": _text(100, "The PO number invoices quote."),
+        "companyCode": COMPANY_CODE,
+        "organizationElementCode": _optional(_text(25, "Default: companyCode.")),
+        "supplierCode": _text(25, "vendorCode of the vendor (sent before orders)."),
+        "currencyCode": {"type": "string", "pattern": "^[A-Z]{3}$",
+                         "description": "ISO 4217 order currency."},
+        "paymentTermCode": _optional(_text(25, "Payment term of the order.")),
+        "orderDate": _optional({"type": "string", "format": "date",
+                                "description": "Order date, sent as `created`."}),
+        "description": _optional(_text(1000, "Order description.", 0)),
+        "isClosed": _optional({"type": "boolean",
+                               "description": "Closed in the source. A closed order Basware "
+                                              "never received is not sent; one it has is "
+                                              "sent closed. Default false."}),
+        "sourceSystem": SOURCE_SYSTEM,
+    },
+}
+
+MATCHING_ORDER_LINES: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["externalCode", "orderExternalCode", "lineNumber", "quantity"],
+    "properties": {
+        "externalCode": EXTERNAL_CODE,
+        "orderExternalCode": _text(36, "externalCode of the order header (sent first)."),
+        "lineNumber": {"type": ["string", "integer"], "minLength": 1, "maxLength": 100,
+                       "minimum": 0, "description": "Line number as invoices quote it "
+                                                     "(orderLineNumber); sent as a string."},
+        "quantity": {"type": "number", "description": "Ordered quantity."},
+        "netPrice": _optional({"type": "number", "description": "Net unit price."}),
+        "netSum": _optional({"type": "number", "description": "Net line total."}),
+        "productCode": _optional(_text(250, "Item number.", 0)),
+        "productName": _optional(_text(250, "Item description.", 0)),
+        "uom": _optional(_text(25, "Unit of measure.", 0)),
+        "accountCode": _optional(_text(50, "Default GL account of the invoice coding "
+                                           "(accounts are sent first).")),
+        "costCenterCode": _optional(_text(200, "Default cost center of the invoice coding.")),
+        "matchingMode": _optional({"type": "string",
+                                   "enum": ["Standard", "Blanket", "Return", "Service"],
+                                   "description": "Default Standard (three-way matching)."}),
+        "isReceiptRequired": _optional({"type": "boolean",
+                                        "description": "Goods receipt needed before matching; "
+                                                       "not sent when null (Basware decides)."}),
+        "isClosed": _optional({"type": "boolean",
+                               "description": "Closed/received in full in the source; same "
+                                              "rule as orders. Default false."}),
+    },
+}
+
+CONTRACTS: dict[str, dict[str, Any]] = {
+    "payment_terms": PAYMENT_TERMS,
+    "accounts": ACCOUNTS,
+    "cost_centers": COST_CENTERS,
+    "vendors": VENDORS,
+    "matching_orders": MATCHING_ORDERS,
+    "matching_order_lines": MATCHING_ORDER_LINES,
+}
+
+_VALIDATORS = {
+    stream: Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    for stream, schema in CONTRACTS.items()
+}
+
+
+def contract_errors(stream: str, record: dict[str, Any]) -> list[str]:
+    """Every contract violation of `record`, each naming the field: `field 'x': why`."""
+    problems = []
+    errors = sorted(_VALIDATORS[stream].iter_errors(record), key=lambda e: list(e.absolute_path))
+    for error in errors:
+        problems.append(_describe(error))
+    return problems
+
+
+def _describe(error: ValidationError) -> str:
+    if error.validator == "required":
+        missing = error.message.split("'")[1] if "'" in error.message else error.message
+        return f"field '{missing}': required but missing"
+    if error.validator == "additionalProperties":
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        return f"field(s) {', '.join(repr(f) for f in extra)}: not in the contract"
+    field = ".".join(str(part) for part in error.absolute_path) or "(record)"
+    value = error.instance
+    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+    return f"field '{field}': {_reason(error)} (got {shown})"
+
+
+def _reason(error: ValidationError) -> str:
+    schema = error.schema
+    match error.validator:
+        case "type":
+            return f"must be {error.validator_value}"
+        case "minLength":
+            return "must not be empty" if schema["minLength"] == 1 else error.message
+        case "maxLength":
+            return f"longer than {schema['maxLength']} characters"
+        case "pattern":
+            return f"does not match {schema['pattern']}"
+        case "enum":
+            return f"must be one of {schema['enum']}"
+        case "format":
+            return f"is not a valid {schema['format']}"
+        case _:
+            return error.message
