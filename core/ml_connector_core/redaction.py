@@ -115,21 +115,23 @@ class Redactor:
             text = pattern.sub(MASK, text)
         return _SHAPES.sub(_mask_shape, text)
 
-    def redact_obj(self, value: Any) -> Any:
-        """A copy of nested dicts/lists with secret-looking keys' values and secrets masked."""
+    def redact_obj(self, value: Any, *, by_key: bool = True) -> Any:
+        """A copy of nested dicts/lists with every string redacted and, with `by_key`, the
+        values of secret-looking keys masked. `by_key=False` suits documents whose keys are
+        field names rather than settings, such as a JSON schema (`"password": {...}`)."""
         if isinstance(value, str):
             return self.redact(value)
         if isinstance(value, Mapping):
             return {
                 key: (
                     MASK
-                    if SECRET_KEY.search(str(key)) and item not in (None, "")
-                    else self.redact_obj(item)
+                    if by_key and SECRET_KEY.search(str(key)) and item not in (None, "")
+                    else self.redact_obj(item, by_key=by_key)
                 )
                 for key, item in value.items()
             }
         if isinstance(value, list | tuple):
-            return [self.redact_obj(item) for item in value]
+            return [self.redact_obj(item, by_key=by_key) for item in value]
         return value
 
 
@@ -142,7 +144,7 @@ def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
 
 
 class RedactingFilter(logging.Filter):
-    """Rewrites a log record so that its message, args and traceback are redacted."""
+    """Masks secrets in every record passing through (see `scrub`)."""
 
     def __init__(self, redactor: Redactor) -> None:
         super().__init__()
@@ -154,19 +156,27 @@ class RedactingFilter(logging.Filter):
 
 
 def scrub(record: logging.LogRecord, redactor: Redactor) -> None:
-    """Redact a record in place: the formatted message replaces msg/args, and the traceback is
-    pre-rendered (redacted) into exc_text so no formatter renders the raw exception again."""
+    """Redact a record in place.
+
+    A record without secrets is left exactly as it is, so formatters that use `args` or
+    `exc_info` (the SDK's metric and JSON formatters) keep working. When the message needs
+    masking it replaces msg/args; when the traceback does, the masked traceback is appended to
+    the message and exc_info dropped, so no formatter can render the raw exception again.
+    """
     try:
         message = record.getMessage()
     except Exception:  # a broken format string must not hide the log line
         message = f"{record.msg} {record.args}"
-    record.msg = redactor.redact(message)
-    record.args = None
+    redacted = redactor.redact(message)
+    if redacted != message:
+        record.msg, record.args = redacted, None
     if record.exc_info:
-        if not record.exc_text:
-            record.exc_text = "".join(traceback.format_exception(*record.exc_info)).rstrip()
-        record.exc_info = None
-    if record.exc_text:
+        trace = "".join(traceback.format_exception(*record.exc_info)).rstrip()
+        clean = redactor.redact(trace)
+        if clean != trace:
+            record.msg, record.args = f"{redacted}\n{clean}", None
+            record.exc_info = record.exc_text = None
+    elif record.exc_text:
         record.exc_text = redactor.redact(record.exc_text)
     if record.stack_info:
         record.stack_info = redactor.redact(record.stack_info)

@@ -294,3 +294,17 @@ def test_sqlite_uses_wal(sqlite_url: str) -> None:
     with Ledger.open(sqlite_url) as ledger, ledger.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
+
+
+def test_stored_schema_keeps_secret_looking_field_names(sqlite_url: str) -> None:
+    schema = {"type": "object", "properties": {"Password": {"type": "string"},
+                                               "Memo": {"type": "string",
+                                                        "default": "x S3cr3t-value"}}}
+    with Ledger.open(sqlite_url, secrets=["S3cr3t-value"]) as ledger:
+        run = ledger.start_run("tap")
+        ledger.record(Entry(run.run_id, "users", "u1", "failed", schema=schema,
+                            payload={"Password": "hunter2", "Memo": "m"}))
+        stored = ledger.latest_outcome("users", "u1")
+    assert stored.schema["properties"]["Password"] == {"type": "string"}
+    assert stored.schema["properties"]["Memo"]["default"] == "x ***"
+    assert stored.payload == {"Password": "***", "Memo": "m"}

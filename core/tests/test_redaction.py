@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from ml_connector_core.redaction import (
     MASK,
+    RedactingFilter,
     Redactor,
     install_log_redaction,
     redact_headers,
@@ -129,3 +130,15 @@ def test_log_records_are_redacted_even_for_handlers_added_later() -> None:
     text = late.getvalue() + early.getvalue()
     assert "L0g-s3cret-value" not in text
     assert "args: ***" in text and "RuntimeError: boom ***" in text and "root {'pw': '***'}" in text
+
+
+def test_records_without_secrets_are_left_intact() -> None:
+    """The SDK's formatters read `args` (metric points) and `exc_info` (JSON logs)."""
+    redactor = install_log_redaction(["Cl34n-test-secret"])
+    point = object()
+    error = ValueError("nothing secret")
+    clean = logging.LogRecord("x", logging.INFO, "f", 1, "METRIC: %s", (point,),
+                              (ValueError, error, None))
+    RedactingFilter(redactor).filter(clean)
+    assert clean.msg == "METRIC: %s" and clean.args == (point,)
+    assert clean.exc_info == (ValueError, error, None)

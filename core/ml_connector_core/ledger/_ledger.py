@@ -303,7 +303,7 @@ class Ledger:
             "key_properties": None if entry.key_properties is None
             else _dumps(list(entry.key_properties)),
             "stream_schema": None if entry.schema is None
-            else _dumps(redact.redact_obj(to_jsonable(entry.schema))),
+            else _dumps(redact.redact_obj(to_jsonable(entry.schema), by_key=False)),
             "created_at": _utc(entry.created_at) or datetime.now(UTC),
         }
 

@@ -91,7 +91,6 @@ def _entries(md: MetaData, version: int) -> Table:
         Index("ix_entries_payload_hash", "payload_hash"),
         Index("ix_entries_run_id", "run_id"),
         Index("ix_entries_action_created_at", "action", "created_at"),
-        Index("ix_entries_target_key", "target_key"),
     ]
     if version >= 2:
         columns += [Column("key_properties", Text), Column("stream_schema", Text)]
@@ -183,17 +182,18 @@ def writer(engine: Engine) -> Engine:
 
 
 T = TypeVar("T")
+# On top of the 30 s busy_timeout per attempt: long enough to outlast any sane writer.
+_LOCK_RETRY_SECONDS = 120.0
 
 
-def write_with_retry(engine: Engine, work: Callable[[Connection], T], *,
-                     budget: float = 120.0) -> T:
+def write_with_retry(engine: Engine, work: Callable[[Connection], T]) -> T:
     """Run `work` in a write transaction; retry it whole when SQLite reports a lock.
 
     busy_timeout already waits for the lock; this covers the cases SQLite reports without
     waiting (e.g. a busy WAL snapshot or checkpoint). The failed transaction was rolled back,
     so retrying cannot write twice.
     """
-    deadline = time.monotonic() + budget
+    deadline = time.monotonic() + _LOCK_RETRY_SECONDS
     delay = 0.01
     while True:
         try:
