@@ -197,6 +197,12 @@ class Sage300Client:
         raise_for_sage_status(response, self.username, f"POST {resource}('$process')")
 
     def _rebase(self, next_link: str) -> str:
-        link = urlsplit(next_link)
-        own = urlsplit(self.base_url)
-        return link._replace(scheme=own.scheme, netloc=own.netloc).geturl()
+        return rebase_url(next_link, self.base_url)
+
+
+def rebase_url(link: str, base_url: str) -> str:
+    """``link`` (e.g. an ``@odata.nextLink``) moved onto the scheme and host of ``base_url``:
+    behind a reverse proxy Sage may put its internal host in the link (reference §3.3)."""
+    parts = urlsplit(link)
+    own = urlsplit(base_url)
+    return parts._replace(scheme=own.scheme, netloc=own.netloc).geturl()

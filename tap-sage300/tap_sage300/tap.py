@@ -1,25 +1,181 @@
-"""tap-sage300: reads master data and AP batches from the Sage 300 Web API (skeleton)."""
+"""tap-sage300: vendors, purchase orders (+ lines), GL accounts, cost centers, terms, customers
+and AP invoice batches from the Sage 300 Web API, for every configured company."""
 
 from __future__ import annotations
 
+import contextlib
+from functools import cached_property
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
 from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
 
+from ml_connector_core.httppolicy import RetryPolicy
+from ml_connector_core.redaction import Redactor, install_log_redaction
+from ml_connector_core.sage300_api import Sage300Auth, Sage300Client
+from tap_sage300 import streams
+from tap_sage300.audit import ReadAudit, ledger_url
+from tap_sage300.auth import sage300_auth
+from tap_sage300.output import BufferedSingerWriter
+
+STREAM_TYPES: list[type[streams.Sage300Stream]] = [
+    # Reference data first (BRIEF decision 5), then the documents that point at it.
+    streams.GLAccountsStream,
+    streams.CostCentersStream,
+    streams.PaymentTermsStream,
+    streams.VendorsStream,
+    streams.PurchaseOrdersStream,
+    streams.PurchaseOrderLinesStream,
+    streams.CustomersStream,
+    streams.APInvoiceBatchesStream,
+]
+
 
 class TapSage300(Tap):
+    """Sage 300 Web API (on-premises, OData v4) for every configured company: vendors,
+    purchase orders and their lines (with GL account and cost center), GL accounts, cost
+    centers, payment terms, customers and AP invoice batches."""
+
     name = "tap-sage300"
+    message_writer_class = BufferedSingerWriter
+
     config_jsonschema = th.PropertiesList(
         th.Property("base_url", th.StringType, required=True,
-                    description="Web API root, e.g. https://erp.example.com/Sage300WebApi/v1.0/-"),
+                    description="Web API root up to the tenant segment, e.g. "
+                                "https://erp.example.com/Sage300WebApi/v1.0/-"),
         th.Property("company_ids", th.ArrayType(th.StringType), required=True,
-                    description="Sage 300 company (org) ids, e.g. [SAMINC]"),
-        th.Property("username", th.StringType, required=True),
-        th.Property("password", th.StringType, required=True, secret=True),
+                    description="Sage 300 company (org) ids, e.g. [\"SAMINC\", \"SAMLTD\"]; "
+                                "each is a partition with its own bookmarks"),
+        th.Property("username", th.StringType, required=True,
+                    description="Sage 300 user id (sent uppercased), e.g. WEBAPI"),
+        th.Property("password", th.StringType, required=True, secret=True,
+                    description="Sage 300 password (sent uppercased unless "
+                                "keep_password_case)"),
+        th.Property("keep_password_case", th.BooleanType, default=False,
+                    description="Send the password as typed (newer installs with case-sensitive "
+                                "passwords); by default it is uppercased like the user id"),
+        th.Property("start_date", th.DateTimeType,
+                    description="Earliest DateLastMaintained to read when a stream has no "
+                                "bookmark yet (date part used)"),
+        th.Property("page_size", th.IntegerType, default=1000,
+                    description="Records per request ($top). Sage caps it at the PageSize of "
+                                "its web.config (default 100; Sage recommends 1000)"),
+        th.Property("connect_timeout", th.NumberType, default=10,
+                    description="Seconds to wait for a connection to Sage"),
+        th.Property("read_timeout", th.NumberType, default=120,
+                    description="Seconds to wait for a page (cold IIS starts are slow)"),
+        th.Property("verify_tls", th.BooleanType, default=True,
+                    description="Verify Sage's TLS certificate. Turning it off is for test "
+                                "servers only and logs a warning on every run"),
+        th.Property("cost_center_segment", th.IntegerType, default=2,
+                    description="Which GL account segment is the cost center (1-10)"),
+        th.Property("ledger_url", th.StringType, secret=True,
+                    description="Audit ledger database URL (SQLite or PostgreSQL); also "
+                                "ML_CONNECTOR_LEDGER_URL. When set, every record read is "
+                                "recorded as a `read` entry, written per page"),
     ).to_dict()
 
-    def discover_streams(self) -> list[Stream]:
-        return []
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Password and ledger URL credentials: never in logs, ledger rows or error text.
+        self.redactor = Redactor.from_config(self.config)
+        if self.config.get("password"):
+            install_log_redaction([self.config["password"], *url_passwords(self.config)])
+        self.audit = ReadAudit()  # the real one is opened by sync_all
+        self._gl_accounts: dict[str, dict[str, tuple[str | None, str | None]]] = {}
 
+    def discover_streams(self) -> list[Stream]:
+        return [stream_type(tap=self) for stream_type in STREAM_TYPES]
+
+    def load_streams(self) -> list[Stream]:
+        # The SDK sorts streams by name; keep STREAM_TYPES order so a target sees accounts,
+        # cost centers, terms and vendors before the purchase orders that refer to them.
+        order = {stream_type.name: index for index, stream_type in enumerate(STREAM_TYPES)}
+        return sorted(super().load_streams(), key=lambda stream: order[stream.name])
+
+    # -- what the streams share ------------------------------------------------------------------
+
+    @cached_property
+    def retry_policy(self) -> RetryPolicy:
+        return RetryPolicy(connect_timeout=float(self.config.get("connect_timeout", 10)),
+                           read_timeout=float(self.config.get("read_timeout", 120)))
+
+    @cached_property
+    def sage_auth(self) -> Sage300Auth:
+        return sage300_auth(self.config)
+
+    @cached_property
+    def http_session(self) -> requests.Session:
+        session = requests.Session()
+        session.auth = self.sage_auth
+        if not self.config.get("verify_tls", True):
+            self.logger.warning(
+                "!!! verify_tls is OFF: the Sage 300 TLS certificate is NOT checked, so the "
+                "Basic credentials go to whoever answers at %s. Use this only against a test "
+                "server; for a private CA, trust the CA instead (REQUESTS_CA_BUNDLE). !!!",
+                self.config["base_url"])
+            session.verify = False
+        return session
+
+    @property
+    def cost_center_segment_number(self) -> str:
+        """``SegmentNumber`` as GLSegmentCodes writes it: six digits, zero-padded."""
+        return f"{int(self.config.get('cost_center_segment', 2)):06d}"
+
+    @property
+    def cost_center_field(self) -> str:
+        return f"AccountSegmentCode{int(self.config.get('cost_center_segment', 2))}"
+
+    def gl_account_index(self, company: str) -> dict[str, tuple[str | None, str | None]]:
+        """UnformattedAccount -> (formatted AccountNumber, cost-center segment code) for one
+        company, read once per run (one small $select request per page of the chart)."""
+        index = self._gl_accounts.get(company)
+        if index is None:
+            client = Sage300Client(
+                base_url=self.config["base_url"], company=company,
+                username=self.config["username"], password=self.config["password"],
+                keep_password_case=bool(self.config.get("keep_password_case", False)),
+                policy=self.retry_policy, verify_tls=bool(self.config.get("verify_tls", True)),
+                session=self.http_session)
+            segment = self.cost_center_field
+            index = {}
+            for account in client.iter_records(
+                    "GL/GLAccounts", select=["UnformattedAccount", "AccountNumber", segment]):
+                key = str(account.get("UnformattedAccount") or "").rstrip()
+                index[key] = ((account.get("AccountNumber") or "").rstrip() or None,
+                              (account.get(segment) or "").rstrip() or None)
+            self._gl_accounts[company] = index
+            self.logger.info("Loaded %d GL accounts of %s for cost centers (%s)",
+                             len(index), company, segment)
+        return index
+
+    # -- the run ---------------------------------------------------------------------------------
+
+    def sync_all(self) -> None:
+        url = ledger_url(dict(self.config))
+        if url:
+            self.audit = ReadAudit.open(url, self.redactor)
+        try:
+            super().sync_all()
+        except BaseException as exc:
+            self.audit.finish("failed", error=self.redactor.redact(f"{type(exc).__name__}: "
+                                                                   f"{exc}"))
+            raise
+        self.audit.finish("success")
+
+
+def url_passwords(config: dict[str, Any] | Any) -> list[str]:
+    """Passwords embedded in URL settings (a PostgreSQL ledger URL)."""
+    passwords = []
+    for name in ("ledger_url", "base_url"):
+        value = config.get(name)
+        if value and "://" in value:
+            with contextlib.suppress(ValueError):
+                if password := urlsplit(value).password:
+                    passwords.append(password)
+    return passwords
 
 if __name__ == "__main__":
     TapSage300.cli()

@@ -1,0 +1,79 @@
+"""`read` entries in the audit ledger (BRIEF decision 7), one per record, written per page.
+
+Off unless ``ledger_url`` (or ``ML_CONNECTOR_LEDGER_URL``) is set: a warehouse load rarely
+wants it, the Sage -> Basware pipeline does. Entries of a page go in one transaction, so the
+cost is one commit per page, not per record.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from ml_connector_core.ledger import SAGE_TO_BASWARE, Action, Entry, Ledger
+from ml_connector_core.redaction import Redactor
+
+if TYPE_CHECKING:
+    from singer_sdk import Stream
+
+LEDGER_URL_ENV = "ML_CONNECTOR_LEDGER_URL"
+PLUGIN = "tap-sage300"
+
+
+def ledger_url(config: dict[str, Any]) -> str | None:
+    return config.get("ledger_url") or os.environ.get(LEDGER_URL_ENV) or None
+
+
+class ReadAudit:
+    """Collects ledger entries for the current page; a no-op when there is no ledger."""
+
+    def __init__(self, ledger: Ledger | None = None, run_id: str | None = None) -> None:
+        self.ledger = ledger
+        self.run_id = run_id
+        self.counts: Counter[str] = Counter()
+        self._pending: list[Entry] = []
+        self._schemas_written: set[str] = set()
+
+    @classmethod
+    def open(cls, url: str, secrets: Iterable[str] | Redactor) -> ReadAudit:
+        ledger = Ledger.open(url, secrets=secrets)
+        return cls(ledger, ledger.start_run(PLUGIN).run_id)
+
+    @property
+    def enabled(self) -> bool:
+        return self.ledger is not None
+
+    def add(self, stream: Stream, source_key: str, record: dict[str, Any],
+            action: Action = Action.READ, error: str | None = None) -> None:
+        if self.ledger is None:
+            return
+        # The SCHEMA once per stream and run (for `audit replay`), not on every row.
+        schema = None
+        if stream.name not in self._schemas_written:
+            self._schemas_written.add(stream.name)
+            schema = stream.schema
+        self._pending.append(Entry(
+            run_id=self.run_id or "", stream=stream.name, source_key=source_key, action=action,
+            direction=SAGE_TO_BASWARE, payload=record, error=error,
+            key_properties=stream.primary_keys, schema=schema,
+        ))
+        self.counts[f"{stream.name}:{action}"] += 1
+
+    def flush(self) -> None:
+        if self.ledger is not None and self._pending:
+            pending, self._pending = self._pending, []
+            self.ledger.record_many(pending)
+
+    def finish(self, status: str, error: str | None = None) -> None:
+        if self.ledger is None or self.run_id is None:
+            return
+        try:
+            self.flush()
+        finally:
+            summary: dict[str, Any] = {"records": dict(sorted(self.counts.items()))}
+            if error:
+                summary["error"] = error
+            self.ledger.finish_run(self.run_id, status, summary)
+            self.ledger.close()

@@ -1,0 +1,398 @@
+"""The base stream of every Sage 300 Web API entity set: OData query, paging, errors, records.
+
+One request per page: ``$select`` of the declared schema, ``$filter`` on the replication key
+(date-only, the boundary day is re-read), ``@odata.nextLink`` followed on our own base URL.
+Records are projected onto the schema, trimmed and given one timestamp format here, so the
+SDK's per-record type conformance is switched off (it would walk every record a second time).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import ParseResult, quote, unquote, urlencode, urlsplit
+
+import requests
+from singer_sdk import RESTStream
+from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
+from singer_sdk.helpers.conform import TypeConformanceLevel
+from singer_sdk.helpers.types import Context
+from singer_sdk.pagination import BaseHATEOASPaginator
+from singer_sdk.streams.rest import HTTPRequest, PageContext
+
+from ml_connector_core.httppolicy import sdk_wait_generator
+from ml_connector_core.ledger import Action
+from ml_connector_core.sage300_api import (
+    Sage300Error,
+    explain_unauthorized,
+    odata_literal,
+    parse_error,
+    raise_for_sage_status,
+    rebase_url,
+)
+
+try:  # the msgspec extra of singer-sdk: a C decoder, several times faster than json
+    import msgspec.json
+
+    _decoder = msgspec.json.Decoder(float_hook=Decimal)
+
+    def decode_json(content: bytes) -> Any:
+        return _decoder.decode(content)
+except ImportError:  # pragma: no cover - depends on the installed extra
+
+    def decode_json(content: bytes) -> Any:
+        return json.loads(content, parse_float=Decimal)
+
+if TYPE_CHECKING:
+    from tap_sage300.tap import TapSage300
+
+# requests.Response has no slot for it: the paginator reads the page parsed by parse_response
+# instead of decoding the whole body a second time for one link.
+_BODY_ATTR = "_sage300_body"
+
+# OData wants these unescaped to stay readable in Sage/IIS logs; %20 for spaces (not '+').
+_QUERY_SAFE = "$,:'()"
+
+_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+def encode_query(options: Mapping[str, str]) -> str:
+    return urlencode(options, quote_via=quote, safe=_QUERY_SAFE)
+
+
+def sage_day(value: Any) -> str:
+    """A Sage date as ``YYYY-MM-DDT00:00:00Z``, taking the date part *as written*.
+
+    Sage stores these dates date-only; the server may render them at local midnight with an
+    offset (``...T00:00:00-04:00``) or without a zone. Converting to UTC first would move the
+    day (reference §7), so the calendar date is kept and one format is emitted, which also
+    keeps the SDK's string comparison of bookmarks sound.
+    """
+    if not isinstance(value, str) or (len(value) > 10 and value[10] != "T"):
+        raise ValueError("not a date")
+    return date.fromisoformat(value[:10]).isoformat() + "T00:00:00Z"
+
+
+def _types(schema: Mapping[str, Any]) -> set[str]:
+    kind = schema.get("type", [])
+    return {kind} if isinstance(kind, str) else set(kind)
+
+
+@dataclass
+class Problem:
+    """A field of a record that does not fit the schema (the record still goes out)."""
+
+    path: str
+    value: Any
+    expected: str
+    outcome: str = "emitted as null"
+
+    def __str__(self) -> str:
+        return f"field {self.path}={self.value!r} is not {self.expected}; {self.outcome}"
+
+
+@dataclass
+class RecordShape:
+    """How to turn one Sage object into a schema-conforming record, compiled once per stream.
+
+    Only declared fields are copied (missing ones become null); text is right-trimmed (Sage
+    pads fixed-width fields); dates get one format; integral decimals of integer fields become
+    int; enum members are checked. A value that fails is nulled and reported as a Problem.
+    """
+
+    fields: tuple[str, ...]
+    text: tuple[str, ...] = ()
+    dates: tuple[str, ...] = ()
+    integers: tuple[str, ...] = ()
+    enums: dict[str, frozenset[str]] = field(default_factory=dict)
+    nested: dict[str, RecordShape] = field(default_factory=dict)
+
+    @classmethod
+    def from_schema(cls, schema: Mapping[str, Any], skip: Iterable[str] = ()) -> RecordShape:
+        skip = set(skip)
+        props = {k: v for k, v in schema.get("properties", {}).items() if k not in skip}
+        text, dates, integers, enums, nested = [], [], [], {}, {}
+        for name, prop in props.items():
+            kinds = _types(prop)
+            if "enum" in prop:
+                enums[name] = frozenset(v for v in prop["enum"] if v is not None)
+            elif "string" in kinds and prop.get("format") in ("date-time", "date"):
+                dates.append(name)
+            elif "string" in kinds:
+                text.append(name)
+            elif "integer" in kinds:
+                integers.append(name)
+            elif "array" in kinds and "properties" in prop.get("items", {}):
+                nested[name] = cls.from_schema(prop["items"])
+        return cls(tuple(props), tuple(text), tuple(dates), tuple(integers), enums, nested)
+
+    def apply(self, raw: Mapping[str, Any], into: dict[str, Any], problems: list[Problem],
+              prefix: str = "") -> dict[str, Any]:
+        get = raw.get
+        for name in self.fields:
+            into[name] = get(name)
+        for name in self.text:
+            value = into[name]
+            if value and value[-1] == " ":
+                into[name] = value.rstrip()
+        for name in self.dates:
+            value = into[name]
+            if value is not None:
+                try:
+                    into[name] = sage_day(value)
+                except ValueError:
+                    problems.append(Problem(prefix + name, value, "a date"))
+                    into[name] = None
+        for name in self.integers:
+            value = into[name]
+            if value is not None and value.__class__ is not int:
+                if isinstance(value, Decimal | float) and value == int(value):
+                    into[name] = int(value)
+                else:
+                    problems.append(Problem(prefix + name, value, "an integer"))
+                    into[name] = None
+        for name, members in self.enums.items():
+            value = into[name]
+            if value is not None and value not in members:
+                problems.append(Problem(prefix + name, value, f"one of {sorted(members)}"))
+                into[name] = None
+        for name, shape in self.nested.items():
+            rows = into[name]
+            if rows is not None:
+                into[name] = [shape.apply(row, {}, problems, f"{prefix}{name}[{i}].")
+                              for i, row in enumerate(rows)]
+        return into
+
+
+class ODataPaginator(BaseHATEOASPaginator):
+    """Pages by ``@odata.nextLink`` (moved onto our own base URL, reference §3.3) inside
+    windows of ``$top=page_size``.
+
+    Sage's own PageSize (web.config, default 100) caps every response and the nextLink walks
+    the rest of the window; a full window then opens the next one at ``$skip`` + page_size.
+    So the tap reads everything whichever of the two sizes is larger.
+    """
+
+    def __init__(self, base_url: str, page_size: int) -> None:
+        super().__init__()
+        self._base_url = base_url
+        self._page_size = page_size
+        self._window_start = 0
+        self._received = 0
+
+    def get_next_url(self, response: requests.Response) -> str | None:
+        body = getattr(response, _BODY_ATTR, None)
+        if body is None:
+            body = decode_json(response.content)
+        self._received += len(body.get("value") or ())
+        link = body.get("@odata.nextLink")
+        if link:
+            return rebase_url(link, self._base_url)
+        if self._received != self._page_size:
+            return None  # a short (or, if $top was ignored, oversized) window is the last
+        self._window_start += self._page_size
+        self._received = 0
+        return with_window(response.request.url or "", self._page_size, self._window_start)
+
+
+def with_window(url: str, top: int, skip: int) -> str:
+    """``url`` with ``$top``/``$skip`` replaced; every other option kept exactly as sent."""
+    parts = urlsplit(url)
+    kept = [piece for piece in parts.query.split("&")
+            if piece and unquote(piece.split("=", 1)[0]) not in ("$top", "$skip")]
+    return parts._replace(query="&".join([*kept, f"$top={top}", f"$skip={skip}"])).geturl()
+
+
+class Sage300Stream(RESTStream[ParseResult | None]):
+    """One Sage 300 entity set, read for every configured company (one partition each)."""
+
+    #: ``MODULE/Resource`` under the company, e.g. ``AP/APVendors``.
+    resource: ClassVar[str]
+    #: Record fields the tap adds itself; never part of ``$select``.
+    derived_fields: ClassVar[frozenset[str]] = frozenset({"company_id"})
+    #: Extra ``$filter`` terms every request of the stream carries.
+    static_filter: ClassVar[str | None] = None
+
+    # Sage's default order is key order and $orderby is undocumented (reference §3.2), so no
+    # stream claims to be sorted: the SDK keeps the new bookmark as a progress marker and
+    # commits it when a company's partition completes. An interrupted run therefore keeps the
+    # last committed bookmark and re-reads from it; the target's dedup absorbs the repeats.
+    is_sorted = False
+    # post_process already projects and types every record (RecordShape).
+    TYPE_CONFORMANCE_LEVEL = TypeConformanceLevel.NONE
+
+    _tap: TapSage300
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if getattr(cls, "resource", None):
+            cls.path = "/{company_id}/" + cls.resource
+
+    def __init__(self, tap: TapSage300, **kwargs: Any) -> None:
+        super().__init__(tap, **kwargs)
+        self.shape = RecordShape.from_schema(self.schema, skip=self.derived_fields)
+        self._key_fields = tuple(k for k in self.primary_keys or () if k != "company_id")
+
+    # -- where and how to call -----------------------------------------------------------------
+
+    @property
+    def url_base(self) -> str:
+        return str(self.config["base_url"]).rstrip("/")
+
+    @property
+    def partitions(self) -> list[dict[str, Any]]:
+        return [{"company_id": company} for company in self.config["company_ids"]]
+
+    @property
+    def requests_session(self) -> requests.Session:
+        return self._tap.http_session  # one pool for all streams: connections are reused
+
+    @property
+    def authenticator(self) -> Any:
+        return self._tap.sage_auth
+
+    @property
+    def http_headers(self) -> dict[str, str]:
+        # DevRef §2: without Content-Type some Sage versions answer 500, even on GET.
+        return {"Accept": "application/json", "Content-Type": "application/json"}
+
+    @property
+    def timeout(self) -> Any:
+        return self._tap.retry_policy.timeout  # (connect, read)
+
+    def backoff_wait_generator(self) -> Any:
+        return sdk_wait_generator(self._tap.retry_policy)
+
+    def backoff_max_tries(self) -> int:
+        return self._tap.retry_policy.max_tries
+
+    def backoff_jitter(self, value: float) -> float:
+        return value  # the shared policy already jitters
+
+    def get_new_paginator(self) -> ODataPaginator:
+        return ODataPaginator(self.url_base, self.page_size)
+
+    @property
+    def page_size(self) -> int:
+        return int(self.config.get("page_size", 1000))
+
+    # -- the query -------------------------------------------------------------------------------
+
+    def select_fields(self) -> list[str]:
+        """The Sage fields to ask for: the declared schema less what the tap derives."""
+        return list(self.shape.fields)
+
+    def filter_expression(self, context: Context | None) -> str | None:
+        terms = [self.static_filter] if self.static_filter else []
+        if self.replication_key:
+            start = self.get_starting_timestamp(context)
+            if start is not None:
+                # Date-only field: re-read the whole boundary day. The literal is the bookmark's
+                # calendar date as Sage wrote it (see sage_day), so no day is skipped.
+                terms.append(f"{self.replication_key} ge {odata_literal(start.date())}")
+        return " and ".join(terms) or None
+
+    def query_options(self, context: Context | None) -> dict[str, str]:
+        options = {"$select": ",".join(self.select_fields())}
+        expression = self.filter_expression(context)
+        if expression:
+            options["$filter"] = expression
+        options["$top"] = str(self.page_size)
+        return options
+
+    def get_http_request(self, *, page: PageContext) -> HTTPRequest:
+        request = super().get_http_request(page=page)
+        request.params = {}
+        if page.next_page_token:  # the link carries $select/$filter/$skip already
+            request.url = page.next_page_token.geturl()
+        else:
+            request.url = f"{request.url}?{encode_query(self.query_options(page.stream_context))}"
+        return request
+
+    # -- responses -------------------------------------------------------------------------------
+
+    def validate_response(self, response: requests.Response) -> None:
+        status = response.status_code
+        if status < 400:
+            return
+        if status in _RETRY_STATUSES:
+            raise RetriableAPIError(self.response_error_message(response), response)
+        if status == 401:
+            raise FatalAPIError(explain_unauthorized(response, self.config["username"]))
+        company, module, resource = (urlsplit(response.url).path.split("/")[-3:] + ["?"] * 3)[:3]
+        what = f"Reading {module}/{resource} of company {company} (module {module})"
+        if status == 404:
+            code, message = parse_error(response)
+            raise FatalAPIError(
+                f"{what}: HTTP 404 {code or ''}: {message}. Check base_url (it ends with "
+                f"/Sage300WebApi/v1.0/-) and that company {company} exists.")
+        try:
+            raise_for_sage_status(response, self.config["username"], what)
+        except Sage300Error as exc:
+            raise FatalAPIError(str(exc)) from None
+
+    def response_error_message(self, response: requests.Response) -> str:
+        # The OData error text, not the whole body: IIS error pages are long HTML.
+        code, message = parse_error(response)
+        return (f"HTTP {response.status_code} {code or ''} from "
+                f"{urlsplit(response.url).path}: {message[:500]}")
+
+    def parse_response(self, response: requests.Response) -> Iterable[dict[str, Any]]:
+        self._tap.audit.flush()  # the previous page's ledger entries, in one transaction
+        try:
+            body = decode_json(response.content)
+            records = body["value"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise FatalAPIError(
+                f"{self.name}: {urlsplit(response.url).path} did not return an OData feed "
+                f"(HTTP {response.status_code}, {response.headers.get('Content-Type')})"
+            ) from exc
+        setattr(response, _BODY_ATTR, body)
+        return records
+
+    def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
+        if self.parent_stream_type is None and context is not None:
+            # A checkpoint between companies: the partition just finished has committed its
+            # bookmark, so an interruption in the next company does not lose it.
+            self._write_state_message()
+        try:
+            yield from super().get_records(context)
+        finally:
+            self._tap.audit.flush()
+
+    # -- records ---------------------------------------------------------------------------------
+
+    def source_key(self, record: Mapping[str, Any]) -> str:
+        return "/".join([str(record["company_id"]), *(str(record[k]) for k in self._key_fields)])
+
+    def post_process(self, row: dict[str, Any], context: Context | None = None
+                     ) -> dict[str, Any] | None:
+        problems: list[Problem] = []
+        record = self.shape.apply(row, {"company_id": context["company_id"]}, problems)
+        return self.accept(record, problems)
+
+    def accept(self, record: dict[str, Any], problems: list[Problem]) -> dict[str, Any] | None:
+        """Emit the record unless its key is unusable; report every problem by record + field."""
+        missing = [k for k in self._key_fields if record.get(k) in (None, "")]
+        key = self.source_key(record)
+        if missing:
+            error = f"{self.name} {key}: key field(s) {', '.join(missing)} empty; record rejected"
+            self.logger.error(error)
+            self._tap.audit.add(self, key, record, Action.REJECTED, error)
+            return None
+        error = None
+        if problems:
+            error = f"{self.name} {key}: " + "; ".join(map(str, problems))
+            self.logger.warning(error)
+        self._tap.audit.add(self, key, record, Action.READ, error)
+        return record
+
+    def generate_child_contexts(self, record: dict[str, Any], context: Context | None
+                                ) -> Iterable[Context | None]:
+        if not self.child_streams:
+            return ()  # the SDK would copy every record for children that do not exist
+        return super().generate_child_contexts(record, context)

@@ -1,0 +1,332 @@
+"""The streams: one small class per Sage 300 entity set.
+
+Field names are Sage's own (reference §4); every record adds ``company_id``. Names in lower
+case (``gl_account``, ``cost_center``, ``completed``) are derived by the tap. Enums list the
+members the reference documents; a value outside them is nulled and reported, never dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+from singer_sdk import typing as th
+from singer_sdk.helpers.types import Context
+
+from ml_connector_core.sage300_api import odata_literal
+from tap_sage300.client import Problem, RecordShape, Sage300Stream
+
+STATUS = ["Active", "Inactive"]
+YES_NO = ["No", "Yes"]
+
+
+def text(name: str, **kwargs: Any) -> th.Property:
+    return th.Property(name, th.StringType, **kwargs)
+
+
+def day(name: str, **kwargs: Any) -> th.Property:
+    """A Sage date (date-only), emitted as ``YYYY-MM-DDT00:00:00Z``."""
+    return th.Property(name, th.DateTimeType, **kwargs)
+
+
+def amount(name: str, **kwargs: Any) -> th.Property:
+    """Edm.Decimal amounts and quantities: exact Decimal in, JSON number out."""
+    return th.Property(name, th.NumberType, **kwargs)
+
+
+def whole(name: str, **kwargs: Any) -> th.Property:
+    return th.Property(name, th.IntegerType, **kwargs)
+
+
+def choice(name: str, members: list[str], **kwargs: Any) -> th.Property:
+    return th.Property(name, th.StringType(allowed_values=members), **kwargs)
+
+
+COMPANY = th.Property("company_id", th.StringType, required=True,
+                      description="Sage 300 company (org) id the record was read from")
+
+
+def address() -> list[th.Property]:
+    return [text(f"AddressLine{n}") for n in range(1, 5)] + [
+        text("City"), text("StateProvince"), text("ZipPostalCode"), text("Country")]
+
+
+class VendorsStream(Sage300Stream):
+    name = "vendors"
+    resource = "AP/APVendors"
+    primary_keys: ClassVar[list[str]] = ["company_id", "VendorNumber"]
+    replication_key = "DateLastMaintained"
+    schema = th.PropertiesList(
+        COMPANY,
+        text("VendorNumber", required=True),
+        text("ShortName"), text("VendorName"), text("GroupCode"),
+        choice("Status", STATUS), day("InactiveDate"),
+        choice("OnHold", ["NotOnHold", "OnHold"]),
+        day("DateLastMaintained"), day("StartDate"),
+        *address(),
+        text("ContactName"), text("PhoneNumber"), text("FaxNumber"), text("Email"),
+        text("WebSite"), text("CurrencyCode"), text("AccountSet"), text("RateType"),
+        text("Terms", description="Payment terms code (APTerms.TermsCode)"),
+        text("TaxGroup"),
+        *[text(f"TaxRegistrationCode{n}") for n in range(1, 6)],
+        *[whole(f"TaxClassCode{n}") for n in range(1, 6)],
+        text("BankCode"), text("PaymentCode"), text("DistributionSet"),
+        text("DistributionCode"), text("DuplicateAmountCode"), text("DuplicateDateCode"),
+    ).to_dict()
+
+
+class CustomersStream(Sage300Stream):
+    name = "customers"
+    resource = "AR/ARCustomers"
+    primary_keys: ClassVar[list[str]] = ["company_id", "CustomerNumber"]
+    replication_key = "DateLastMaintained"
+    schema = th.PropertiesList(
+        COMPANY,
+        text("CustomerNumber", required=True),
+        text("ShortName"), text("CustomerName"), text("GroupCode"),
+        choice("Status", STATUS), day("InactiveDate"), choice("OnHold", YES_NO),
+        day("DateLastMaintained"), day("StartDate"),
+        *address(),
+        text("ContactName"), text("PhoneNumber"), text("Email"), text("CurrencyCode"),
+        text("AccountSet"), text("Terms"), text("TaxGroup"),
+    ).to_dict()
+
+
+class PaymentTermsStream(Sage300Stream):
+    """APTerms has no maintenance date: full table (downstream detects change by hash)."""
+
+    name = "payment_terms"
+    resource = "AP/APTerms"
+    primary_keys: ClassVar[list[str]] = ["company_id", "TermsCode"]
+    schema = th.PropertiesList(
+        COMPANY,
+        text("TermsCode", required=True),
+        text("Description"), choice("UsePaymentSchedule", YES_NO),
+        text("CalculationBaseForDiscountwithTax"), text("MethodOfCalcForDiscountDate"),
+        text("MethodOfCalcForDueDate"), whole("NumberOfPayments"),
+        amount("TotalPercentageDue"),
+        th.Property("TermsPaymentSchedule", th.ArrayType(th.ObjectType(
+            whole("PaymentNumber"), amount("PercentDue"), whole("DueNumberOfDays"),
+            amount("DiscountPercent"), whole("DiscountNumberOfDays"),
+        ))),
+    ).to_dict()
+
+
+class GLAccountsStream(Sage300Stream):
+    """The chart of accounts; GLAccounts has no maintenance date, so full table."""
+
+    name = "gl_accounts"
+    resource = "GL/GLAccounts"
+    primary_keys: ClassVar[list[str]] = ["company_id", "UnformattedAccount"]
+    derived_fields = frozenset({"company_id", "cost_center"})
+    schema = th.PropertiesList(
+        COMPANY,
+        text("UnformattedAccount", required=True,
+             description="Account id without delimiters (what PO lines and AP details use)"),
+        text("AccountNumber", description="Formatted account, with segment delimiters"),
+        text("Description"), day("DateCreated"),
+        choice("AccountType", ["IncomeStatement", "BalanceSheet", "RetainedEarnings"]),
+        choice("NormalBalanceDRCR", ["Debit", "Credit"]), choice("Status", STATUS),
+        text("PostToAccount"), text("StructureCode"),
+        *[text(f"AccountSegmentCode{n}") for n in range(1, 11)],
+        text("AccountGroupCode"), choice("Multicurrency", YES_NO), text("DefaultCurrencyCode"),
+        choice("ControlAccount", YES_NO), choice("QuantitiesAllowed", YES_NO),
+        text("UnitOfMeasure"), choice("AllocationsAllowed", YES_NO),
+        text("cost_center", description="The account's cost-center segment code "
+                                         "(AccountSegmentCode<cost_center_segment>)"),
+    ).to_dict()
+
+    def post_process(self, row: dict[str, Any], context: Context | None = None
+                     ) -> dict[str, Any] | None:
+        problems: list[Problem] = []
+        record = self.shape.apply(row, {"company_id": context["company_id"]}, problems)
+        record["cost_center"] = record.get(self._tap.cost_center_field) or None
+        return self.accept(record, problems)
+
+
+class CostCentersStream(Sage300Stream):
+    """Codes of the GL segment that is the cost center (``cost_center_segment``)."""
+
+    name = "cost_centers"
+    resource = "GL/GLSegmentCodes"
+    primary_keys: ClassVar[list[str]] = ["company_id", "SegmentNumber", "SegmentCodeKey"]
+    schema = th.PropertiesList(
+        COMPANY,
+        text("SegmentNumber", required=True, description="Zero-padded, e.g. 000002"),
+        text("SegmentCodeKey", required=True, description="The cost center code"),
+        text("SegmentCodeDescription"),
+    ).to_dict()
+
+    @property
+    def static_filter(self) -> str:  # type: ignore[override]
+        return f"SegmentNumber eq {odata_literal(self._tap.cost_center_segment_number)}"
+
+
+class PurchaseOrdersStream(Sage300Stream):
+    """PO headers. Lines come inline in the same response and feed purchase_order_lines."""
+
+    name = "purchase_orders"
+    resource = "PO/POPurchaseOrders"
+    primary_keys: ClassVar[list[str]] = ["company_id", "PurchaseOrderSequenceKey"]
+    replication_key = "DateLastMaintained"
+    schema = th.PropertiesList(
+        COMPANY,
+        whole("PurchaseOrderSequenceKey", required=True,
+              description="The PO's key (Edm.Decimal in Sage, always integral)"),
+        text("PurchaseOrderNumber"),
+        text("Vendor", description="Vendor number (APVendors.VendorNumber)"),
+        text("VendorName"), day("PurchaseOrderDate"), day("DateLastMaintained"),
+        text("Description"), text("Reference"), text("Comment"), text("CurrencyCode"),
+        text("TermsCode"), choice("Completed", YES_NO), amount("ExtendedCostTotal"),
+    ).to_dict()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Lines of the PO being processed, handed to the child stream without a new request.
+        self.pending_lines: dict[tuple[str, int], list[dict[str, Any]]] = {}
+
+    def _lines_wanted(self) -> bool:
+        return any(child.selected for child in self.child_streams)
+
+    def select_fields(self) -> list[str]:
+        fields = super().select_fields()
+        return [*fields, "PurchaseOrderLines"] if self._lines_wanted() else fields
+
+    def post_process(self, row: dict[str, Any], context: Context | None = None
+                     ) -> dict[str, Any] | None:
+        record = super().post_process(row, context)
+        if record is not None and self._lines_wanted():
+            key = (record["company_id"], record["PurchaseOrderSequenceKey"])
+            self.pending_lines[key] = row.get("PurchaseOrderLines") or []
+        return record
+
+    def get_child_context(self, record: dict[str, Any], context: Context | None
+                          ) -> dict[str, Any]:
+        # Header fields the lines repeat ride along; only company_id partitions the state.
+        return {"company_id": record["company_id"],
+                "PurchaseOrderSequenceKey": record["PurchaseOrderSequenceKey"],
+                "PurchaseOrderNumber": record["PurchaseOrderNumber"],
+                "Vendor": record["Vendor"]}
+
+    def take_lines(self, context: Context) -> list[dict[str, Any]]:
+        return self.pending_lines.pop(
+            (context["company_id"], context["PurchaseOrderSequenceKey"]), [])
+
+
+class PurchaseOrderLinesStream(Sage300Stream):
+    """One record per PO line, with its GL account and cost center, for three-way matching.
+
+    A child of purchase_orders fed from the header's own response (Sage returns the lines
+    inline), so it makes no request of its own and follows the headers' incremental filter.
+    The cost center is the configured segment of the line's expense account, looked up once
+    per company and run in GLAccounts rather than cut out of the account string, because
+    segment lengths and order differ per account structure.
+    """
+
+    name = "purchase_order_lines"
+    resource = "PO/POPurchaseOrders"
+    parent_stream_type = PurchaseOrdersStream
+    primary_keys: ClassVar[list[str]] = ["company_id", "PurchaseOrderSequenceKey", "LineNumber"]
+    # One state entry per company, not one per purchase order (the child context).
+    state_partitioning_keys: ClassVar[list[str]] = ["company_id"]
+    derived_fields = frozenset({"company_id", "PurchaseOrderNumber", "Vendor", "gl_account",
+                                "gl_account_formatted", "cost_center", "completed"})
+    schema = th.PropertiesList(
+        COMPANY,
+        whole("PurchaseOrderSequenceKey", required=True),
+        text("PurchaseOrderNumber"), text("Vendor"),
+        whole("LineNumber", required=True),
+        text("ItemNumber"), text("ItemDescription"), text("Location"), text("UnitOfMeasure"),
+        amount("QuantityOrdered"), amount("QuantityReceived"), amount("UnitCost"),
+        amount("ExtendedCost"),
+        text("gl_account", description="Expense GL account, unformatted (ExpenseAccount)"),
+        text("gl_account_formatted", description="The same account as GLAccounts formats it"),
+        text("cost_center", description="Cost-center segment code of gl_account"),
+        th.Property("completed", th.BooleanType, description="Line is complete (Completed=Yes)"),
+    ).to_dict()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        line_schema = th.PropertiesList(
+            text("ExpenseAccount"), choice("Completed", YES_NO)).to_dict()
+        line_schema["properties"] = {**self.schema["properties"], **line_schema["properties"]}
+        self.line_shape = RecordShape.from_schema(line_schema, skip=self.derived_fields)
+        self._schema_sent = False
+        # One "Beginning sync" line per purchase order is noise; warnings still show.
+        self.logger.setLevel(logging.WARNING)
+
+    def _write_schema_message(self) -> None:
+        # The SDK syncs a child once per parent record, and each sync() would repeat the
+        # SCHEMA: one per purchase order. Once per run says the same.
+        if not self._schema_sent:
+            self._schema_sent = True
+            super()._write_schema_message()
+
+    def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
+        parent = self._tap.streams[PurchaseOrdersStream.name]
+        assert isinstance(parent, PurchaseOrdersStream)
+        return parent.take_lines(context or {})
+
+    def post_process(self, row: dict[str, Any], context: Context | None = None
+                     ) -> dict[str, Any] | None:
+        company = context["company_id"]
+        problems: list[Problem] = []
+        record = {"company_id": company,
+                  "PurchaseOrderSequenceKey": context["PurchaseOrderSequenceKey"],
+                  "PurchaseOrderNumber": context["PurchaseOrderNumber"],
+                  "Vendor": context["Vendor"]}
+        self.line_shape.apply(row, record, problems)
+        account = record.pop("ExpenseAccount") or None
+        completed = record.pop("Completed")
+        record["PurchaseOrderSequenceKey"] = context["PurchaseOrderSequenceKey"]
+        record.update(gl_account=account, gl_account_formatted=None, cost_center=None,
+                      completed=None if completed is None else completed == "Yes")
+        if account:
+            known = self._tap.gl_account_index(company).get(account)
+            if known is None:
+                problems.append(Problem("gl_account", account, "an account in GLAccounts",
+                                        "cost_center emitted as null"))
+            else:
+                record["gl_account_formatted"], record["cost_center"] = known
+        return self.accept(record, problems)
+
+
+class APInvoiceBatchesStream(Sage300Stream):
+    """AP invoice batches with their entries: which Basware invoice became which Sage entry
+    (the BWINVID optional field), and whether the batch is open, ready or posted.
+
+    Incremental on ``DateLastEdited`` (date-only like DateLastMaintained; a status change
+    such as posting edits it), so the feedback to Basware sees every batch that moved.
+    """
+
+    name = "ap_invoice_batches"
+    resource = "AP/APInvoiceBatches"
+    primary_keys: ClassVar[list[str]] = ["company_id", "BatchNumber"]
+    replication_key = "DateLastEdited"
+    schema = th.PropertiesList(
+        COMPANY,
+        whole("BatchNumber", required=True, description="Edm.Decimal in Sage, always integral"),
+        day("BatchDate"), text("Description"), text("BatchType"),
+        choice("BatchStatus", ["Open", "ReadyToPost", "Posted", "Deleted", "PostInProgress"]),
+        whole("NumberOfEntries"), amount("BatchTotal"), whole("LastEntryNumber"),
+        whole("PostingSequenceNumber"), whole("NumberOfErrors"), day("DateLastEdited"),
+        text("SourceApplication"),
+        th.Property("Invoices", th.ArrayType(th.ObjectType(
+            whole("EntryNumber"), text("VendorNumber"), text("DocumentNumber"),
+            choice("DocumentType", ["Invoice", "DebitNote", "CreditNote"]),
+            text("InvoiceDescription"), day("DocumentDate"), day("DueDate"),
+            day("PostingDate"), text("CurrencyCode"), text("PONumber"), text("OrderNumber"),
+            text("Terms"), text("TaxGroup"), amount("TaxAmount1"), amount("TaxTotal"),
+            amount("DocumentTotalBeforeTaxes"), amount("DocumentTotalIncludingTax"),
+            whole("NumberOfDetails"),
+            th.Property("InvoiceDetails", th.ArrayType(th.ObjectType(
+                whole("LineNumber"), text("DistributionCode"), text("GLAccount"),
+                amount("DistributedAmount"), amount("DistributedAmountBeforeTaxes"),
+                text("DistributionDescription"), amount("TaxAmount1"), text("Comment"),
+            ))),
+            th.Property("InvoiceOptionalFields", th.ArrayType(th.ObjectType(
+                text("OptionalField"), text("Value"),
+            ))),
+        ))),
+    ).to_dict()
