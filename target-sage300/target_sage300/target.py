@@ -14,7 +14,8 @@ import math
 from typing import Any
 
 from singer_sdk import typing as th
-from singer_sdk.sinks import Sink
+from singer_sdk.mapper import RemoveRecordTransform
+from singer_sdk.sinks import RecordSink, Sink
 from singer_sdk.target_base import Target
 
 from ml_connector_core.redaction import install_log_redaction
@@ -26,6 +27,14 @@ from .sinks import APInvoicesSink
 
 class UnknownStreamError(Exception):
     """A stream this target does not take: a mapping mistake must not lose records quietly."""
+
+
+class DroppedStreamSink(RecordSink):
+    """For a stream the stream maps drop (``name: __NULL__``): the SDK still wants a sink for
+    its SCHEMA, but no record ever reaches it."""
+
+    def process_record(self, record: dict, context: dict) -> None:
+        return None
 
 
 class TargetSage300(Target):
@@ -115,11 +124,16 @@ class TargetSage300(Target):
         return self._invoice_run
 
     def get_sink_class(self, stream_name: str) -> type[Sink]:
+        if stream_name == STREAM:
+            return APInvoicesSink
+        maps = self.mapper.stream_maps.get(stream_name) or []
+        if maps and all(isinstance(stream_map, RemoveRecordTransform) for stream_map in maps):
+            return DroppedStreamSink
         if stream_name != STREAM:
             raise UnknownStreamError(
                 f"target-sage300 takes only the {STREAM} stream, got '{stream_name}'. Map "
-                f"the source stream to {STREAM} (stream_maps __alias__) or deselect it.")
-        return APInvoicesSink
+                f"the source stream to {STREAM} (stream_maps __alias__), or drop it "
+                f"(stream_maps {stream_name}: __NULL__), or deselect it in the tap.")
 
     # -- records and state -------------------------------------------------------------------
 
