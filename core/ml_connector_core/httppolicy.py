@@ -55,7 +55,11 @@ OnRetry = Callable[[int, float, "requests.Response | BaseException"], None]
 
 @dataclass
 class RetryStats:
-    """Counters for benchmarks and run summaries; shared by all threads using one policy."""
+    """Counters for benchmarks and run summaries; shared by all threads using one policy.
+
+    `attempts` counts requests sent by `request_with_retry`; retries, give-ups and waits are
+    also counted for SDK streams using `sdk_wait_generator`.
+    """
 
     attempts: int = 0
     retries: int = 0
@@ -64,7 +68,7 @@ class RetryStats:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, *, attempts: int = 0, retries: int = 0, gave_up: int = 0,
-               waited: float = 0.0) -> None:
+            waited: float = 0.0) -> None:
         with self._lock:
             self.attempts += attempts
             self.retries += retries
@@ -245,7 +249,7 @@ def request_with_retry(
                 timeout=policy.timeout, allow_redirects=allow_redirects, **kwargs,
             )
         except requests.exceptions.SSLError:
-            raise
+            raise  # a certificate problem does not heal by retrying (and is a ConnectionError)
         except _TRANSIENT as exc:
             if not retry_on_timeout and not _never_sent(exc):
                 raise UnknownOutcome(method, url, attempt, exc) from exc

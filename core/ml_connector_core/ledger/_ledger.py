@@ -230,8 +230,9 @@ class Ledger:
 
     def start_run(self, plugin: str, job_id: str | None = None,
                   state_id: str | None = None) -> Run:
-        """Register a run. The Meltano ids default to $MELTANO_RUN_ID / $MELTANO_STATE_ID (set
-        when the operator passes `meltano run --run-id`), so tap and target runs correlate."""
+        """Register a run. The Meltano ids default to $MELTANO_RUN_ID / $MELTANO_STATE_ID: an
+        operator or scheduler exporting MELTANO_RUN_ID (which `meltano run` also takes as its
+        run id) makes the tap's and the target's runs correlate."""
         run = Run(
             run_id=str(uuid.uuid4()), plugin=plugin, started_at=datetime.now(UTC),
             job_id=job_id or os.environ.get("MELTANO_RUN_ID"),
