@@ -18,6 +18,7 @@ from ml_connector_core.ledger._ledger import (
 )
 from ml_connector_core.ledger._schema import (
     LATEST_VERSION,
+    LEDGER_URL_ENV,
     LedgerVersionError,
     default_ledger_url,
     migrate,
@@ -37,6 +38,7 @@ __all__ = [
     "Replay",
     "Report",
     "Run",
+    "LEDGER_URL_ENV",
     "default_ledger_url",
     "migrate",
     "normalize_cause",

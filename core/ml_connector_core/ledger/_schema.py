@@ -136,8 +136,14 @@ class LedgerVersionError(RuntimeError):
     """The ledger was created by a newer ml-connector-core than the one running."""
 
 
+LEDGER_URL_ENV = "ML_CONNECTOR_LEDGER_URL"
+
+
 def default_ledger_url() -> str:
-    """`sqlite:///<MELTANO_PROJECT_ROOT or cwd>/.ml-connector/ledger.sqlite`; creates the dir."""
+    """``$ML_CONNECTOR_LEDGER_URL`` if set (one ledger for every plugin of a deployment), else
+    `sqlite:///<MELTANO_PROJECT_ROOT or cwd>/.ml-connector/ledger.sqlite`; creates the dir."""
+    if os.environ.get(LEDGER_URL_ENV):
+        return os.environ[LEDGER_URL_ENV]
     root = Path(os.environ.get("MELTANO_PROJECT_ROOT") or Path.cwd())
     directory = root / ".ml-connector"
     directory.mkdir(parents=True, exist_ok=True)
