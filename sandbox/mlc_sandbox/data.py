@@ -137,7 +137,55 @@ def _company_records(rng: random.Random, company: Company) -> dict[str, list[dic
         "PO/POPurchaseOrders": orders,
         "AR/ARCustomers": [_customer(rng, company, i) for i in range(20)],
         "AP/APInvoiceBatches": [],
+        # Added for the Sage 300 simulator; no RNG draws, so the rest of the data is unchanged.
+        "AP/APDistributionCodes": _distribution_codes(),
+        "AP/APPostedDocuments": _posted_history(company, active_vendors),
     }
+
+
+# Distribution codes: code, description, unformatted GL account, status.
+DISTRIBUTION_CODES = [
+    ("FREIGHT", "Freight in - Warehouse East", "6200200", "Active"),
+    ("ITSVC", "IT services - Sales", "6500400", "Active"),
+    ("OFFICE", "Office supplies - Administration", "6100100", "Active"),
+    ("OLDOPS", "Office supplies - Discontinued", "6100900", "Active"),  # account is inactive
+    ("REPAIRS", "Repairs - Warehouse West", "6300300", "Inactive"),
+]
+
+
+def _distribution_codes() -> list[dict[str, Any]]:
+    return [{"DistributionCodeKey": code, "Description": description, "GLAccount": account,
+             "Discountable": "Yes", "Status": status,
+             "InactiveDate": sage_date(date(2024, 6, 30)) if status == "Inactive" else None,
+             "DateLastMaintained": sage_date(date(2024, 6, 30))}
+            for code, description, account, status in DISTRIBUTION_CODES]
+
+
+def _posted_history(company: Company, vendors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """AP documents posted before the connector existed (the open-document file), keyed by
+    vendor and document number: two invoices for each of the first eight active vendors,
+    posted in batches 1-4. Deterministic, no RNG."""
+    documents = []
+    for index, vendor in enumerate(vendors[:8]):
+        for n in range(2):
+            batch = 1 + (index * 2 + n) % 4
+            day = date(2025, 3, 1) + timedelta(days=7 * index + 3 * n)
+            before = 100.0 + 37.5 * index + 12.25 * n
+            tax = round(before * 0.05, 2)
+            documents.append({
+                "VendorNumber": vendor["VendorNumber"],
+                "DocumentNumber": f"H{vendor['VendorNumber']}-{n + 1:03d}",
+                "DocumentType": "Invoice", "BatchNumber": batch, "EntryNumber": index + 1,
+                "PostingSequenceNumber": batch, "DocumentDate": sage_date(day),
+                "DueDate": sage_date(day + timedelta(days=30)), "PostingDate": sage_date(day),
+                "CurrencyCode": company.currency, "PONumber": "", "OrderNumber": "",
+                "InvoiceDescription": f"Opening balance {vendor['VendorName']}",
+                "Terms": vendor["Terms"], "DocumentTotalBeforeTaxes": before, "TaxTotal": tax,
+                "OriginalDocumentAmount": round(before + tax, 2),
+                "CurrentBalance": round(before + tax, 2) if n else 0.0,
+                "FullyPaid": "No" if n else "Yes",
+            })
+    return sorted(documents, key=lambda doc: (doc["VendorNumber"], doc["DocumentNumber"]))
 
 
 def _vendor(rng: random.Random, company: Company, number: int, index: int) -> dict[str, Any]:
@@ -218,6 +266,7 @@ def _terms(code: str, description: str, due: int, discount: int, discount_days: 
         "UsePaymentSchedule": "No",
         "NumberOfPayments": 1,
         "TotalPercentageDue": 100,
+        "DateLastMaintained": sage_date(date(2019, 1, 1)),
         "TermsPaymentSchedule": [{
             "TermsCode": code, "PaymentNumber": 1, "PercentDue": 100,
             "DueNumberOfDays": due, "DiscountPercent": discount,

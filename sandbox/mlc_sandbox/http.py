@@ -50,6 +50,8 @@ class Response:
     status: int
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
+    # Headers that must repeat (e.g. two WWW-Authenticate challenges), sent after ``headers``.
+    extra_headers: list[tuple[str, str]] = field(default_factory=list)
 
     @classmethod
     def json(cls, status: int, payload: Any, headers: dict[str, str] | None = None,
@@ -311,7 +313,7 @@ def _make_handler(server: SimulatorServer) -> type[BaseHTTPRequestHandler]:
 
         def _send(self, response: Response) -> None:
             self.send_response(response.status)
-            for key, value in response.headers.items():
+            for key, value in [*response.headers.items(), *response.extra_headers]:
                 self.send_header(key, value)
             self.send_header("Content-Length", str(len(response.body)))
             self.end_headers()
