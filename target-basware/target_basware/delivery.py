@@ -61,6 +61,7 @@ class Prepared:
     references: tuple[str, ...] = ()  # reference keys that must reach Basware first
     closed: bool = False
     known: bool = False  # Basware already has this key (from an earlier run): update
+    refused_before: bool = False  # Basware rejected exactly this payload in an earlier run
     size: int = 0  # bytes of the JSON payload
     confirmed: bool = False  # its outcome is final and queued for the ledger
 
@@ -168,6 +169,8 @@ class Delivery:
                                              target_key=latest.target_key))
             return
         record.known = self.ledger.target_key_for(record.stream, record.key) is not None
+        record.refused_before = (latest is not None and latest.action == Action.REJECTED
+                                 and latest.payload_hash == record.payload_hash)
         if record.closed and not record.known:
             # Only open orders and lines matter for matching; a closed one Basware never had
             # stays out. One it has is sent, closed, so invoices stop matching against it.
@@ -190,8 +193,30 @@ class Delivery:
 
     # -- delivery ----------------------------------------------------------------------------
 
+    def batch_limit(self, spec: StreamSpec) -> int:
+        return min(spec.post_limit, self.batch_size_rows or spec.post_limit)
+
+    def full_batch_ready(self) -> bool:
+        """True when some stream has a full POST's worth of records ready to go."""
+        return any(len(ready) >= self.batch_limit(self.specs[stream])
+                   for stream, ready in self._plan(final=False).items())
+
     def deliver(self, final: bool) -> None:
-        """Send what is ready, stream by stream in dependency order; `final` sends everything.
+        """Send what is ready, stream by stream in dependency order; `final` sends everything."""
+        for stream, ready in self._plan(final).items():
+            queue = self.pending[stream]
+            try:
+                if ready:
+                    self._send_stream(self.specs[stream], ready)
+            finally:
+                # On a fatal error the unconfirmed records stay queued for fail_pending().
+                for record in ready:
+                    if record.confirmed:
+                        queue.pop(record.key, None)
+                self.flush_ledger()
+
+    def _plan(self, final: bool) -> dict[str, list[Prepared]]:
+        """The records to send now, per stream in dependency order.
 
         A record is ready when everything it references arrived in this run and is not held
         back itself. A reference not seen in this run (e.g. an order of a vendor that did not
@@ -199,26 +224,16 @@ class Delivery:
         delivered in an earlier run is already in Basware.
         """
         held: set[str] = set()
+        plan: dict[str, list[Prepared]] = {}
         for spec in self.order:
-            queue = self.pending[spec.name]
-            if not queue:
-                continue
-            ready = []
-            for record in queue.values():
+            ready = plan[spec.name] = []
+            for record in self.pending[spec.name].values():
                 if final or all(ref in self.seen and ref not in held
                                 for ref in record.references):
                     ready.append(record)
                 else:
                     held.update(record.provides)
-            try:
-                if ready:
-                    self._send_stream(spec, ready)
-            finally:
-                # On a fatal error the unconfirmed records stay queued for fail_pending().
-                for record in ready:
-                    if record.confirmed:
-                        queue.pop(record.key, None)
-                self.flush_ledger()
+        return plan
 
     def flush_ledger(self) -> None:
         if self._entries:
@@ -241,8 +256,7 @@ class Delivery:
 
     def _send_stream(self, spec: StreamSpec, records: list[Prepared]) -> None:
         sent: list[_Request] = []
-        limit = min(spec.post_limit, self.batch_size_rows or spec.post_limit)
-        for batch in _batches(records, limit, MAX_REQUEST_BYTES):
+        for batch in _batches(records, self.batch_limit(spec), MAX_REQUEST_BYTES):
             sent += self._post(spec, batch)
         self._follow(sent)
 
@@ -364,6 +378,14 @@ class Delivery:
 
     def _finish_success(self, record: Prepared, request: _Request, item_status: str,
                         warning: str | None = None) -> None:
+        if item_status == "NotProcessed" and record.refused_before:
+            # Basware processes a record only when it changes (its FAQ): the identical re-send
+            # of a record it refused is NotProcessed, and P2P still does not have it.
+            self._finish(record, Action.REJECTED, request=request, error=(
+                "Basware did not process this identical re-send of a record it rejected "
+                "before (it only processes changed records); fix the cause, then change the "
+                "record in the source so it is sent again"))
+            return
         if item_status == "NotProcessed":
             action = Action.UNCHANGED
         else:

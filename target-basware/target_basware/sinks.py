@@ -73,15 +73,17 @@ class BaswareSink(BatchSink):
         return {**{k: record[k] for k in self.key_properties if k in record}, PREPARED: result}
 
     def _normalize(self, record: dict[str, Any]) -> dict[str, Any]:
-        """Plain JSON values: the SDK hands datetimes and Decimals; Sage pads strings."""
+        """Plain JSON values: the SDK hands datetimes and Decimals; Sage pads strings and has
+        no null for text, so an empty optional field means "not given"."""
         data = to_jsonable(record)
+        required = set(self.contract.get("required", []))
         for name, value in data.items():
             if isinstance(value, str):
                 value = value.strip()
                 prop = self.contract["properties"].get(name, {})
                 if prop.get("format") == "date" and "T" in value:
                     value = value.split("T", 1)[0]  # a date-time where a date is due
-                data[name] = value
+                data[name] = None if value == "" and name not in required else value
         return data
 
     def provides(self, record: dict[str, Any]) -> list[str]:

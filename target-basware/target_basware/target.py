@@ -133,15 +133,17 @@ class TargetBasware(Target):
         return sink_class
 
     # -- checkpoints -------------------------------------------------------------------------
-    # The SDK emits STATE only from drain_all() (singer-meltano.md §3.3). Here every tap STATE
-    # triggers delivery of what is ready, and the STATE is written once every record received
-    # before it is confirmed by Basware's requestStatus (and in the ledger). A crash therefore
-    # re-reads only unconfirmed records, and the ledger's hashes keep re-reads from re-posting.
+    # The SDK emits STATE only from drain_all() (singer-meltano.md §3.3). Here a tap STATE
+    # that arrives when some stream has a full batch ready triggers delivery, and a STATE is
+    # written as soon as every record received before it is confirmed by Basware's
+    # requestStatus and in the ledger. A crash therefore re-reads at most about one batch per
+    # stream, and the ledger's payload hashes keep the re-read records from being re-posted.
 
     def _process_state_message(self, message_dict: dict) -> None:
         self._assert_line_requires(message_dict, requires={"value"})
         self._received_state = message_dict["value"]
-        self.delivery.deliver(final=False)
+        if self.delivery.full_batch_ready():
+            self.delivery.deliver(final=False)
         self._confirm_state()
 
     def _drain_all(self, sink_list: Iterable[Sink], parallelism: int) -> None:
@@ -154,6 +156,7 @@ class TargetBasware(Target):
     def _confirm_state(self) -> None:
         if self.delivery.has_pending() or self._received_state is None:
             return
+        self.delivery.flush_ledger()  # skips and rejections are on record before the STATE
         if self._received_state != self._emitted_state:
             self._emitted_state = copy.deepcopy(self._received_state)
             self._write_state_message(copy.deepcopy(self._emitted_state))
