@@ -54,7 +54,8 @@ Guesses beyond the reference (each is a choice the real API may make differently
 6. Validation messages are ours (ASP.NET-like, naming the field path, e.g. ``The field
    'companies[0].companyCode' is required.``); ``info`` holds the JSON path ``$[i].field``.
 7. Asynchronous processing: outcomes are decided when an entry is processed, in arrival
-   order, ``processing_delay`` after the write (triggered by a timer and by any later call).
+   order, ``processing_delay`` after the write (run by a background ticker and before every
+   API call, so results never depend on timing luck).
    Business errors: unknown company code ("Record skipped due to wrong or missing
    CompanyCode 'X'", the spec's example text) on every entity; vendor payment term missing
    for a company ("Payment term X does not exist for company Y"); currency not in
@@ -115,8 +116,10 @@ Guesses beyond the reference (each is a choice the real API may make differently
 
 from __future__ import annotations
 
+import heapq
 import re
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -216,7 +219,10 @@ class BaswareSimulator(Simulator):
         super().__init__()
         self.auth = TokenService(BASWARE_CLIENT_ID, BASWARE_CLIENT_SECRET)
         self.exports = invoices.ExportStore()
+        self._due: list[float] = []
+        self._wake = threading.Condition(threading.Lock())
         self.reset(seed, data)
+        threading.Thread(target=self._ticker, name="basware-p2p", daemon=True).start()
 
     # -- state hooks -------------------------------------------------------------------------
     def reset(self, seed: int, data: str) -> None:
@@ -287,9 +293,24 @@ class BaswareSimulator(Simulator):
                     self.notify(tenant, "RequestStatus", entry.status, entry.request_id)
 
     def schedule_processing(self, delay: float) -> None:
-        timer = threading.Timer(delay + 0.005, self.process_due)
-        timer.daemon = True
-        timer.start()
+        """Make sure :meth:`process_due` runs ``delay`` seconds from now, even if no call comes."""
+        with self._wake:
+            heapq.heappush(self._due, time.monotonic() + delay)
+            self._wake.notify()
+
+    def _ticker(self) -> None:
+        """One daemon thread runs processing when entries fall due (webhooks need no caller)."""
+        while True:
+            with self._wake:
+                while not self._due:
+                    self._wake.wait()
+                wait = self._due[0] - time.monotonic()
+                if wait > 0:
+                    self._wake.wait(wait)
+                    continue
+                while self._due and self._due[0] <= time.monotonic():
+                    heapq.heappop(self._due)
+            self.process_due()  # never while holding _wake: process_due takes self.lock
 
     def notify(self, tenant: Tenant, task_type: str, sub_type: str, document_id: str) -> None:
         webhooks.notify(self, tenant, task_type, sub_type, document_id)

@@ -25,6 +25,7 @@ REQUEST_ID_HEADER = "x-amzn-RequestId"
 CONTINUATION_HEADER = "x-amz-meta-continuationtoken"
 NO_RECORDS = "Request was successful and no records were found"
 CURSOR_LIFETIME = 3600.0  # seconds a continuation token stays usable (guess)
+MAX_CURSORS = 10_000  # past this many live tokens, expired ones are dropped
 JSON_TYPES = ("application/json", "text/json", "application/json-patch+json")
 
 
@@ -270,12 +271,19 @@ class Pager:
         if len(chosen) == len(rows) or not chosen:
             return [item for _, item in chosen], None
         next_token = new_id()
+        if len(self._cursors) > MAX_CURSORS:
+            self._purge()
         self._cursors[next_token] = Cursor(scope, query, chosen[-1][0],
                                            time.monotonic() + CURSOR_LIFETIME)
         return [item for _, item in chosen], next_token
 
     def clear(self) -> None:
         self._cursors.clear()
+
+    def _purge(self) -> None:
+        now = time.monotonic()
+        for token in [t for t, c in self._cursors.items() if c.expires < now]:
+            del self._cursors[token]
 
 
 def _cut(rows: list[tuple[tuple[str, ...], Any]], size: int, budget: Any) -> list[Any]:

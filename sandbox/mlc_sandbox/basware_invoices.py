@@ -146,6 +146,9 @@ class ExportStore:
         key = new_id()
         host = request.headers.get("Host") or request.base_url.split("://", 1)[1]
         now = datetime.now(UTC)
+        for stale in [k for k, o in self._objects.items()
+                      if (now - o.created).total_seconds() > o.ttl]:
+            del self._objects[stale]
         date = now.strftime("%Y%m%dT%H%M%SZ")
         body = json.dumps(payload, separators=(",", ":")).encode()
         self._objects[key] = ExportObject(body, token, host, date, ttl, now)
