@@ -1,4 +1,4 @@
-"""`ml-connector`: the operator's command line (sandbox, audit, and later check/plan/webhooks)."""
+"""`ml-connector`: the operator's command line (sandbox, audit, check, webhooks)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import requests
+
+from ml_connector import check, webhooks
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,12 +47,21 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("audit", help="trace, failures, replay, report (see: audit --help)",
                         add_help=False)
 
+    check.add_arguments(commands.add_parser(
+        "check", help="test the connection to Sage 300 and Basware with the Meltano settings"))
+    webhooks.add_arguments(commands.add_parser(
+        "webhooks", help="receive Basware notifications and trigger the invoice job"))
+
     args, rest = parser.parse_known_args(argv)
     if args.command == "audit":
         from ml_connector_core.audit import main as audit_main
         return audit_main(rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.command == "check":
+        return check.main(args)
+    if args.command == "webhooks":
+        return webhooks.main(args)
     if args.sandbox_command == "serve":
         return _serve(args)
     return _sandbox_admin(args)

@@ -1,0 +1,290 @@
+"""`ml-connector check` as an operator runs it: a subprocess reading the Meltano settings (here
+from env vars pointing at the sandbox), talking to both simulators over HTTP.
+
+Each misconfiguration the sandbox can mimic is switched on through the simulators' admin API
+or the plugin settings, and the check must fail on exactly that line with a reason and a fix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from mlc_sandbox.serve import Sandbox
+
+ROOT = Path(__file__).resolve().parent.parent
+CLI = [sys.executable, "-m", "ml_connector.cli", "check"]
+PLUGINS = ("TAP_SAGE300", "TARGET_SAGE300", "TAP_BASWARE", "TARGET_BASWARE")
+UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+
+
+def plugin_env(sandbox: Sandbox, **overrides: str) -> dict[str, str]:
+    """The settings of all four plugins pointed at this sandbox's (free) ports.
+
+    The user id goes in lowercase so the output has to show the uppercase rule at work.
+    """
+    info = sandbox.info()
+    sage, basware = info["sage300"], info["basware"]
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(tuple(f"{p}_" for p in PLUGINS)) and k != "MELTANO_ENVIRONMENT"}
+    for prefix in PLUGINS:
+        if "SAGE300" in prefix:
+            env.update({f"{prefix}_BASE_URL": sage["base_url"],
+                        f"{prefix}_COMPANY_IDS": json.dumps(sage["company_ids"]),
+                        f"{prefix}_USERNAME": sage["username"].lower(),
+                        f"{prefix}_PASSWORD": sage["password"]})
+        else:
+            env.update({f"{prefix}_BASE_URL": basware["base_url"],
+                        f"{prefix}_CLIENT_ID": basware["client_id"],
+                        f"{prefix}_CLIENT_SECRET": basware["client_secret"]})
+    env["MELTANO_SEND_ANONYMOUS_USAGE_STATS"] = "false"
+    for name, value in overrides.items():
+        for prefix in PLUGINS:
+            if name.split("_", 1)[0] in prefix:  # SAGE300_x -> both Sage plugins, etc.
+                env[f"{prefix}_{name.split('_', 1)[1]}"] = value
+    return env
+
+
+def run_check(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300, check=False)
+
+
+def run_json(env: dict[str, str]) -> tuple[int, dict[str, Any], str]:
+    result = run_check(env, "--json")
+    try:
+        report = json.loads(result.stdout)
+    except ValueError:
+        pytest.fail(f"no JSON on stdout (exit {result.returncode}): {result.stdout}\n"
+                    f"{result.stderr}")
+    return result.returncode, report, result.stdout + result.stderr
+
+
+def by_what(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {f"{c['system']} {c['what']}": c for c in report["checks"]}
+
+
+def failed(report: dict[str, Any]) -> dict[str, str]:
+    return {f"{c['system']} {c['what']}": c["detail"] for c in report["checks"]
+            if c["status"] == "FAIL"}
+
+
+def set_settings(server_url: str, changes: dict[str, Any]) -> None:
+    requests.patch(f"{server_url}/_sandbox/settings", json=changes, timeout=10
+                   ).raise_for_status()
+
+
+def requests_log(server_url: str) -> list[dict[str, Any]]:
+    return requests.get(f"{server_url}/_sandbox/requests", timeout=30).json()["requests"]
+
+
+def assert_no_secret(output: str, sandbox: Sandbox, *more: str) -> None:
+    info = sandbox.info()
+    for secret in (info["sage300"]["password"], info["sage300"]["password"].upper(),
+                   info["basware"]["client_secret"], *more):
+        assert secret not in output
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+# --------------------------------------------------------------------------- all good
+
+
+def test_passes_against_the_sandbox_and_only_reads(fresh_sandbox: Sandbox) -> None:
+    code, report, output = run_json(plugin_env(fresh_sandbox))
+
+    assert code == 0, output
+    assert report["verdict"] == "PASS" and report["failed"] == 0
+    checks = by_what(report)
+    expected = ["sage300 IIS authentication", "sage300 credentials", "basware token",
+                "basware scopes", "basware X-BW-REQUEST-ID"]
+    expected += [f"sage300 company {c}" for c in ("SAMINC", "SAMLTD")]
+    expected += [f"sage300 {c} {m} permission" for c in ("SAMINC", "SAMLTD")
+                 for m in ("AP", "PO", "GL")]
+    expected += [f"basware API {api}" for api in (
+        "vendors", "accounts", "costCenters", "paymentTerms", "matchingOrders",
+        "accountingDocuments", "requestStatus")]
+    assert set(expected) <= set(checks)
+    credentials = checks["sage300 credentials"]["detail"]
+    assert "'webapi' sent as WEBAPI" in credentials and "password sent UPPERCASED" in credentials
+    # The queue has invoices, the master data APIs are empty: 404 counts as reachable.
+    assert "200" in checks["basware API accountingDocuments"]["detail"]
+    assert "404, reachable" in checks["basware API vendors"]["detail"]
+    assert_no_secret(output, fresh_sandbox)
+
+    # Nothing written: Sage saw only GETs of one record; Basware only GETs besides the token.
+    sage_calls = requests_log(fresh_sandbox.sage300.base_url)
+    assert sage_calls and all(c["method"] == "GET" for c in sage_calls)
+    assert all("%24top=1" in c["query"] or "$top=1" in c["query"] for c in sage_calls)
+    basware_calls = requests_log(fresh_sandbox.basware.base_url)
+    writes = [c for c in basware_calls if c["method"] != "GET"]
+    assert [(c["method"], c["path"]) for c in writes] == [("POST", "/v1/tokens")]
+    api_calls = [c for c in basware_calls if c["path"].startswith("/v1/")
+                 and c["path"] != "/v1/tokens"]
+    assert {c["path"] for c in api_calls} >= {"/v1/vendors", "/v1/matchingOrders",
+                                              "/v1/accountingDocuments"}
+    assert all(UUID4.match(c["headers"]["X-BW-REQUEST-ID"]) for c in api_calls)
+
+
+def test_text_output_is_one_line_per_check_then_a_verdict(fresh_sandbox: Sandbox) -> None:
+    result = run_check(plugin_env(fresh_sandbox))
+
+    lines = result.stdout.strip().splitlines()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert all(re.match(r"^(PASS|FAIL)  \S+ +\S.*  — \S", line) for line in lines[:-1]), lines
+    assert lines[-1].startswith("VERDICT: PASS")
+    assert any(re.match(r"^PASS  sage300 +SAMINC PO permission +— GET PO/POPurchaseOrders", line)
+               for line in lines)
+
+
+# --------------------------------------------------------------------------- Sage 300
+
+
+def test_wrong_password(fresh_sandbox: Sandbox) -> None:
+    code, report, output = run_json(plugin_env(fresh_sandbox, SAGE300_PASSWORD="Not-The-Pass9"))
+
+    assert code == 1 and report["verdict"] == "FAIL"
+    detail = failed(report)["sage300 credentials"]
+    assert "refused the credentials for user WEBAPI" in detail
+    assert "password sent UPPERCASED" in detail
+    assert "also refused with the password's case kept" in detail
+    assert_no_secret(output, fresh_sandbox, "Not-The-Pass9", "NOT-THE-PASS9")
+
+
+def test_mixed_case_password_kept_against_a_legacy_install(fresh_sandbox: Sandbox) -> None:
+    # The sandbox's default is the legacy install: passwords must arrive UPPERCASED.
+    assert fresh_sandbox.info()["sage300"]["password_case_sensitive"] is False
+    env = plugin_env(fresh_sandbox, SAGE300_KEEP_PASSWORD_CASE="true")
+
+    code, report, output = run_json(env)
+
+    assert code == 1
+    detail = failed(report)["sage300 credentials"]
+    assert "password sent with its case kept" in detail
+    assert "accepted uppercased" in detail and "set keep_password_case to false" in detail
+    assert_no_secret(output, fresh_sandbox)
+
+
+def test_uppercased_password_against_a_case_sensitive_install(fresh_sandbox: Sandbox) -> None:
+    set_settings(fresh_sandbox.sage300.base_url, {"password_case_sensitive": True})
+
+    code, report, _ = run_json(plugin_env(fresh_sandbox))
+
+    assert code == 1
+    detail = failed(report)["sage300 credentials"]
+    assert "set keep_password_case to true" in detail
+
+
+def test_iis_windows_authentication(fresh_sandbox: Sandbox) -> None:
+    set_settings(fresh_sandbox.sage300.base_url, {"iis_windows_auth": True})
+
+    code, report, _ = run_json(plugin_env(fresh_sandbox))
+
+    assert code == 1
+    failures = failed(report)
+    assert list(failures) == ["sage300 IIS authentication"]  # Basware unaffected
+    assert "Negotiate/NTLM" in failures["sage300 IIS authentication"]
+    assert "disable Windows authentication" in failures["sage300 IIS authentication"]
+    assert "sage300 credentials" not in by_what(report)  # cannot be judged through IIS
+
+
+def test_missing_module_permission(fresh_sandbox: Sandbox) -> None:
+    set_settings(fresh_sandbox.sage300.base_url, {"forbidden_modules": ["PO"]})
+
+    code, report, _ = run_json(plugin_env(fresh_sandbox))
+
+    assert code == 1
+    failures = failed(report)
+    assert set(failures) == {"sage300 SAMINC PO permission", "sage300 SAMLTD PO permission"}
+    assert "lacks the 'Sage 300 Web API' right" in failures["sage300 SAMINC PO permission"]
+    assert by_what(report)["sage300 SAMINC AP permission"]["status"] == "PASS"
+    assert by_what(report)["sage300 credentials"]["status"] == "PASS"
+
+
+def test_unknown_company_id(fresh_sandbox: Sandbox) -> None:
+    env = plugin_env(fresh_sandbox, SAGE300_COMPANY_IDS=json.dumps(["SAMINC", "SAMXYZ"]))
+
+    code, report, _ = run_json(env)
+
+    assert code == 1
+    failures = failed(report)
+    assert list(failures) == ["sage300 company SAMXYZ"]
+    assert "no company 'SAMXYZ'" in failures["sage300 company SAMXYZ"]
+    assert by_what(report)["sage300 company SAMINC"]["status"] == "PASS"
+
+
+def test_nothing_listening_on_the_sage_port(fresh_sandbox: Sandbox) -> None:
+    port = free_port()
+    env = plugin_env(fresh_sandbox,
+                     SAGE300_BASE_URL=f"http://127.0.0.1:{port}/Sage300WebApi/v1.0/-")
+
+    code, report, _ = run_json(env)
+
+    assert code == 1
+    failures = failed(report)
+    assert list(failures) == [f"sage300 network 127.0.0.1:{port}"]
+    assert "connection refused" in failures[f"sage300 network 127.0.0.1:{port}"]
+
+
+# --------------------------------------------------------------------------- Basware
+
+
+def test_wrong_basware_client_secret(fresh_sandbox: Sandbox) -> None:
+    wrong = f"wrong-{uuid.uuid4().hex}"
+    code, report, output = run_json(plugin_env(fresh_sandbox, BASWARE_CLIENT_SECRET=wrong))
+
+    assert code == 1
+    failures = failed(report)
+    assert list(failures) == ["basware token"]
+    assert "ml-connector-sandbox" in failures["basware token"]
+    assert "invalid_client" in failures["basware token"]
+    assert_no_secret(output, fresh_sandbox, wrong)
+
+
+def test_missing_basware_scopes(fresh_sandbox: Sandbox) -> None:
+    from mlc_sandbox.data import BASWARE_SCOPES
+    allowed = [s for s in BASWARE_SCOPES.split()
+               if s not in ("accountingDocuments.write", "matchingOrderLines.write")]
+    set_settings(fresh_sandbox.basware.base_url, {"allowed_scopes": " ".join(allowed)})
+
+    code, report, _ = run_json(plugin_env(fresh_sandbox))
+
+    assert code == 1
+    failures = failed(report)
+    assert list(failures) == ["basware scopes"]  # every read still works
+    detail = failures["basware scopes"]
+    assert "2 needed scope(s) not granted" in detail
+    assert "accountingDocuments.write (tap-basware" in detail
+    assert "matchingOrderLines.write (target-basware" in detail
+
+
+def test_no_needed_scope_at_all(fresh_sandbox: Sandbox) -> None:
+    set_settings(fresh_sandbox.basware.base_url, {"allowed_scopes": "tasks.read"})
+
+    code, report, _ = run_json(plugin_env(fresh_sandbox))
+
+    assert code == 1
+    assert "grants it none of the needed scopes" in failed(report)["basware token"]
+
+
+def test_nothing_listening_on_the_basware_port(fresh_sandbox: Sandbox) -> None:
+    port = free_port()
+    code, report, _ = run_json(plugin_env(fresh_sandbox,
+                                          BASWARE_BASE_URL=f"http://127.0.0.1:{port}"))
+
+    assert code == 1
+    assert list(failed(report)) == [f"basware network 127.0.0.1:{port}"]
