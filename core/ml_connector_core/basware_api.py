@@ -182,8 +182,9 @@ class BaswareClient:
                     "client may lack access to this tenant.", status=401, request_id=request_id)
         if response.status_code == 403:
             raise BaswareAuthError(
-                f"Basware refused {method} {path} (403): the token lacks a scope this call needs. "
-                f"Granted scopes: {' '.join(sorted(self.tokens.granted_scopes))}.",
+                f"Basware refused {method} {path} (403): the token lacks a scope this call needs "
+                f"({error_messages(response)}). Granted scopes: "
+                f"{' '.join(sorted(self.tokens.granted_scopes))}.",
                 status=403, body=_body(response), request_id=request_id)
         return response
 
