@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
 from singer_sdk.helpers.types import Context
@@ -16,6 +16,7 @@ from tap_basware.schemas import ACCOUNTING_DOCUMENT, REQUEST_STATUS, VENDOR
 
 WAITING = "WaitingForTransfer"
 IN_PROGRESS = "TransferInProgress"
+P2P_SYSTEM = "P2P"
 BASWARE_REQUEST_ID = "x-amzn-RequestId"
 
 
@@ -140,5 +141,7 @@ class RequestStatusStream(BaswareStream):
     primary_keys = ("requestId",)
     stream_schema = REQUEST_STATUS
 
-    def read_pages(self, params: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
-        yield from super().read_pages(params)
+    def list_params(self, context: Context | None) -> dict[str, Any]:
+        # Without entityType or system Basware lists only status=Error; naming the P2P system
+        # lists every status (InProgress, Success, Error, Acknowledged*), incrementally.
+        return {**super().list_params(context), "system": P2P_SYSTEM}

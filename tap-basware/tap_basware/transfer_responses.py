@@ -5,11 +5,12 @@ Each outcome in the input state, `{invoice_id: {"success", "message", "batch", "
 new externalCode (Basware requires a fresh one per response). Answered outcomes leave the
 state one by one, so a crash re-answers only the rest.
 
-- Basware refuses a response once an invoice is Transferred: that outcome was already answered
-  (e.g. by a run that crashed before its state was saved) and is dropped with a log line.
-- An outcome whose invoice Basware no longer knows, or that is malformed, is dropped with an
-  error log and a `rejected` ledger entry: the invoice (if it still waits) is read again from
-  TransferInProgress and the target produces a fresh outcome for it.
+- Basware refuses a response once an invoice is Transferred (or TransferFailed): that outcome
+  was already answered (e.g. by a run that crashed before its state was saved) and is dropped
+  with a log line.
+- An outcome that is malformed, or whose invoice Basware no longer knows or no longer holds in
+  TransferInProgress, is dropped with an error log and a `rejected` ledger entry: an invoice
+  that still (or again) waits is read again and the target produces a fresh outcome for it.
 - Anything else (auth, persistent 5xx, an unexpected refusal) stops the run loudly with the
   remaining outcomes kept in the state.
 """
@@ -30,6 +31,8 @@ STREAM = "transfer_responses"
 MAX_MESSAGE = 250  # Basware: responseMessage is 1-250 characters
 MAX_VOUCHER = 25
 BASWARE_REQUEST_ID = "x-amzn-RequestId"
+IN_PROGRESS = "TransferInProgress"
+ANSWERED = ("Transferred", "TransferFailed")  # Basware accepts no further transfer response
 
 
 class MalformedOutcome(ValueError):
@@ -114,7 +117,7 @@ class TransferResponder:
     def answer(self, outcomes: dict[str, Any], on_progress: Callable[[], None]) -> dict[str, int]:
         """Answer every outcome; each one answered or dropped is removed from `outcomes`
         (the tap's state) and `on_progress` emits the state. Raises on technical failures."""
-        counts = {"responded": 0, "already_transferred": 0, "rejected": 0}
+        counts = {"responded": 0, "already_answered": 0, "rejected": 0}
         for invoice_id in list(outcomes):
             kind = self._answer_one(invoice_id, outcomes[invoice_id])
             counts[kind] += 1
@@ -154,22 +157,27 @@ class TransferResponder:
 
         refusal = error_messages(response)
         status = self._current_status(invoice_id) if response.status_code < 500 else None
-        if status == "Transferred":
-            self.logger.info("Invoice %s is already Transferred in Basware; dropping its "
-                             "outcome (Basware said: %s)", invoice_id, refusal)
+        if status in ANSWERED:
+            # Answered already, e.g. by a run that crashed before its state was saved.
+            self.logger.info("Invoice %s is already %s in Basware; dropping its outcome "
+                             "(Basware said: %s)", invoice_id, status, refusal)
             self._ledger(invoice_id, Action.UNCHANGED, payload=body, bw_request_id=request_id,
-                         basware_request_id=basware_id,
-                         error=f"already Transferred: {refusal}")
-            return "already_transferred"
-        if status == "unknown":
-            message = (f"Basware does not know invoice {invoice_id} (HTTP "
-                       f"{response.status_code}: {refusal}); its outcome is dropped")
+                         basware_request_id=basware_id, error=f"already {status}: {refusal}")
+            return "already_answered"
+        if status is not None and status != IN_PROGRESS:
+            # Unknown to Basware, or no longer waiting for this answer (removed, or sent back
+            # to the queue from P2P): if it waits again it is read again and gets a new outcome.
+            why = ("Basware does not know the invoice" if status == "unknown"
+                   else f"the invoice is {status} in Basware, not {IN_PROGRESS}")
+            message = (f"Outcome for invoice {invoice_id} dropped: {why} "
+                       f"(HTTP {response.status_code}: {refusal})")
             self.logger.error(message)
             self._ledger(invoice_id, Action.REJECTED, payload=body, bw_request_id=request_id,
                          basware_request_id=basware_id, error=message)
             return "rejected"
         message = (f"Basware refused the transfer response for invoice {invoice_id} "
-                   f"(HTTP {response.status_code}, invoice status {status}): {refusal}")
+                   f"(HTTP {response.status_code}, invoice status {status or 'unknown'}): "
+                   f"{refusal}")
         self._ledger(invoice_id, Action.FAILED, payload=body, bw_request_id=request_id,
                      basware_request_id=basware_id, error=message)
         raise BaswareError(message, status=response.status_code, request_id=request_id)
