@@ -16,6 +16,8 @@ from ml_connector_core.sage300_api import Sage300Client, Sage300Error, odata_lit
 
 #: Every batch this connector creates starts with this; its own batches are found by it.
 BATCH_PREFIX = "ml-connector"
+#: Batches whose entries are documents in Sage (posted ones are found in APPostedDocuments).
+UNPOSTED = "BatchStatus ne 'Posted' and BatchStatus ne 'Deleted'"
 
 # Sage's duplicate message (reference §5): "Document number 'X' for vendor Y already exists."
 _DUPLICATE = re.compile(r"Document number '(?P<document>.*?)' for vendor (?P<vendor>\S+?)\.?\s"
@@ -143,8 +145,7 @@ class SageCompany:
     def _load_connector_batches(self) -> None:
         """Index the connector's not-yet-posted batches by source id and vendor + document."""
         self._by_source = {}
-        query = (f"startswith(Description,{odata_literal(BATCH_PREFIX)}) and "
-                 "BatchStatus ne 'Posted'")
+        query = f"startswith(Description,{odata_literal(BATCH_PREFIX)}) and {UNPOSTED}"
         for batch in self.client.iter_records("AP/APInvoiceBatches", filter=query):
             self.remember_batch(batch)
 
@@ -196,8 +197,7 @@ class SageCompany:
         found = self.find_by_document(vendor, document)
         if found:
             return found
-        query = "BatchStatus ne 'Posted'"
-        for batch in self.client.iter_records("AP/APInvoiceBatches", filter=query):
+        for batch in self.client.iter_records("AP/APInvoiceBatches", filter=UNPOSTED):
             for invoice in batch.get("Invoices") or []:
                 if ((invoice.get("VendorNumber") or "").strip() == vendor
                         and (invoice.get("DocumentNumber") or "").strip() == document):

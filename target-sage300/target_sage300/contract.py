@@ -30,6 +30,8 @@ _CODE = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 _DOCUMENT_NUMBER = r"^[^\x00-\x1f\x7f'\"/\\%?#&]+$"
 # Free text: printable, tabs/newlines excluded too (Sage views store single-line text).
 _TEXT = r"^[^\x00-\x1f\x7f]*$"
+_CURRENCY = r"^[A-Z]{3}$"
+_COMPANY = r"^[A-Z0-9]+$"
 _DATE = r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|[+-]\d{2}:\d{2})?)?$"
 
 #: Larger than any plausible AP document; a bigger value is a unit or parsing mistake.
@@ -37,6 +39,9 @@ MAX_AMOUNT = 9_999_999_999.99
 #: Sage keeps amounts to the cent in the document currency; totals must agree to that.
 TOLERANCE = Decimal("0.01")
 EARLIEST_DATE, LATEST_DATE = date(1980, 1, 1), date(2099, 12, 31)
+
+#: How many broken fields one rejection message lists.
+MAX_REPORTED = 3
 
 DOCUMENT_TYPES = {"invoice": "Invoice", "credit_note": "CreditNote", "debit_note": "DebitNote"}
 
@@ -95,7 +100,7 @@ AP_INVOICE_SCHEMA: dict[str, Any] = {
     "properties": {
         "source_id": _code(60, "The source system's id of the invoice (Basware invoiceId): "
                                "the idempotency key, stored with the Sage document."),
-        "company": {"type": "string", "minLength": 1, "maxLength": 6, "pattern": r"^[A-Z0-9]+$",
+        "company": {"type": "string", "minLength": 1, "maxLength": 6, "pattern": _COMPANY,
                     "description": "Sage 300 company (org) id, e.g. SAMINC."},
         "vendor_number": _code(12, "Sage 300 vendor number."),
         "document_number": {"type": "string", "minLength": 1, "maxLength": 22,
@@ -107,7 +112,7 @@ AP_INVOICE_SCHEMA: dict[str, Any] = {
         "due_date": _optional(_date("Due date; Sage computes it from the vendor's terms when "
                                     "absent.")),
         "posting_date": _optional(_date("Posting date; defaults to the document date.")),
-        "currency": {"type": "string", "pattern": r"^[A-Z]{3}$",
+        "currency": {"type": "string", "pattern": _CURRENCY,
                      "description": "ISO currency code; must be the vendor's currency."},
         "net_total": _amount("Total before tax, positive; equals the sum of line amounts."),
         "tax_total": _optional(_amount("Total tax, positive (0 when absent).")),
@@ -195,6 +200,8 @@ def _describe(error: ValidationError) -> tuple[str, str]:
             _DOCUMENT_NUMBER: "may not hold control characters, quotes, / \\ % ? # or &",
             _TEXT: "may not hold control characters (tabs, newlines...)",
             _DATE: "must be a date YYYY-MM-DD",
+            _CURRENCY: "must be a 3-letter ISO currency code in capitals (USD)",
+            _COMPANY: "must be a Sage 300 company id: capital letters and digits (SAMINC)",
         }.get(error.validator_value, f"must match {error.validator_value}")
         return field_path(path), f"{show(value)} {why}"
     if error.validator in ("maxLength", "minLength"):
@@ -257,8 +264,11 @@ def parse_invoice(record: dict[str, Any]) -> APInvoice:
     errors = sorted(_VALIDATOR.iter_errors(data), key=lambda e: (len(e.absolute_path),
                                                                  list(map(str, e.absolute_path))))
     if errors:
-        field, problem = _describe(errors[0])
-        raise ContractViolation(field, problem)
+        described = list(dict.fromkeys(_describe(error) for error in errors))
+        field, problem = described[0]
+        # A person fixing the record wants every broken field at once (a few, not hundreds).
+        more = "; ".join(f"field {f}: {p}" for f, p in described[1:MAX_REPORTED])
+        raise ContractViolation(field, problem + (f"; {more}" if more else ""))
 
     lines = []
     for index, line in enumerate(data["lines"]):

@@ -94,6 +94,9 @@ class TargetSage300(Target):
         self._secrets = [value for value in (self.config.get("password"),
                                              self.config.get("ledger_url")) if value]
         install_log_redaction(self._secrets)
+        # One stream, and writes to Sage are serialized per company anyway (reference §7):
+        # draining in the main thread keeps signals, logs and the run state simple.
+        self.max_parallelism = 1
         self._invoice_run: InvoiceRun | None = None
         self._record_seq = 0  # records prepared so far (all ap_invoices sinks)
         self._states: list[tuple[int, dict[str, Any]]] = []  # (records before it, tap state)
@@ -199,7 +202,11 @@ class TargetSage300(Target):
     def _finish(self, status: str) -> None:
         run = self._invoice_run
         if run is None:
-            self.logger.info("target-sage300 %s: no ap_invoices records", status)
+            if status == "success":
+                self.logger.info("target-sage300 success: no ap_invoices records")
+            else:
+                self.logger.error("target-sage300 failed before any ap_invoices record was "
+                                  "settled")
             return
         try:
             self.write_checkpoint()
