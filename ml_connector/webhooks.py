@@ -358,8 +358,8 @@ def resolve_token(args: argparse.Namespace, project_root: Path, environment: str
 
 
 def job_command(args: argparse.Namespace) -> list[str]:
-    if args.command:
-        return shlex.split(args.command)
+    if args.job_command:
+        return shlex.split(args.job_command)
     return [check.meltano_executable(), "run", args.job]
 
 
@@ -477,7 +477,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             sub.add_argument("--job", default="invoices", help="Meltano job to run")
             sub.add_argument("--state-dir", type=Path, help="where notifications and run logs "
                              "are kept (default <project>/.meltano/ml-connector-webhooks)")
-            sub.add_argument("--command", help="run this command instead of `meltano run "
+            sub.add_argument("--command", dest="job_command", help="run this command instead of `meltano run "
                              "<job>` (tests, wrappers); split like a shell would")
             sub.add_argument("--signature-header", default=SIGNATURE_HEADER,
                              help=f"signature header name (default {SIGNATURE_HEADER})")
