@@ -254,13 +254,13 @@ def parse_invoice(record: dict[str, Any]) -> APInvoice:
 
     Extra properties are ignored (the stream may carry more than the contract needs).
     """
+    _check_non_finite(record, [])
     try:
         data = to_jsonable(record)  # Decimal/datetime from the SDK reader -> JSON values
     except TypeError as exc:
         raise ContractViolation("(record)", f"holds a value that is not JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise ContractViolation("(record)", "must be an object")
-    _check_non_finite(data, [])
     errors = sorted(_VALIDATOR.iter_errors(data), key=lambda e: (len(e.absolute_path),
                                                                  list(map(str, e.absolute_path))))
     if errors:
@@ -325,12 +325,16 @@ def parse_invoice(record: dict[str, Any]) -> APInvoice:
     )
 
 
+_AMOUNTS = ("amount", "tax_amount", "net_total", "tax_total", "gross_total")
+
+
 def _check_non_finite(value: Any, path: list[Any]) -> None:
     """NaN/Infinity pass jsonschema's range checks (every comparison is false): catch them."""
-    if isinstance(value, float) and not math.isfinite(value):
+    if (isinstance(value, float) and not math.isfinite(value)) or (
+            isinstance(value, Decimal) and not value.is_finite()):
         raise ContractViolation(field_path(path), f"{value!r} is not a finite number")
-    if isinstance(value, str) and value in ("NaN", "Infinity", "-Infinity", "sNaN") and path \
-            and path[-1] in ("amount", "tax_amount", "net_total", "tax_total", "gross_total"):
+    if isinstance(value, str) and path and path[-1] in _AMOUNTS \
+            and value.strip().lower().lstrip("+-") in ("nan", "snan", "inf", "infinity"):
         raise ContractViolation(field_path(path), f"{value!r} is not a finite number")
     if isinstance(value, dict):
         for key, item in value.items():
