@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 from singer_sdk import Stream
@@ -76,15 +76,18 @@ class BaswareStream(Stream):
     def since(self, context: Context | None) -> str | None:
         """`lastUpdated` for the query: the bookmark, else start_date, else None.
 
-        Truncated to whole seconds: Basware returns records updated *after* the value, so
-        rounding down can only re-read a record, never skip one.
+        Basware returns records updated strictly *after* the value; the SDK's bookmarks are
+        inclusive (the last record is sent again). One millisecond earlier keeps the SDK's
+        semantics: records stamped at the bookmark instant are read again, none is skipped
+        (one bulk write stamps all its records alike).
         """
         start = self.get_starting_timestamp(context)
         if start is None:
             return None
         if start.tzinfo is None:
             start = start.replace(tzinfo=UTC)
-        return start.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        start = start.astimezone(UTC) - timedelta(milliseconds=1)
+        return start.strftime("%Y-%m-%dT%H:%M:%S.") + f"{start.microsecond // 1000:03d}Z"
 
     def list_params(self, context: Context | None) -> dict[str, Any]:
         params: dict[str, Any] = {"pageSize": self.page_size}

@@ -18,6 +18,11 @@ def waiting(invoices: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
             if inv["processingStatus"] == WAITING and inv["companyCode"] in COMPANIES}
 
 
+def basware_stamp(invoice: dict[str, Any]) -> str:
+    """A simulator timestamp (`...T12:00:00.000Z`) in the tap's bookmark form."""
+    return invoice["lastUpdated"].replace("Z", "000+00:00")
+
+
 def api_calls(log: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [entry for entry in log if not entry["path"].startswith("/_sandbox/")]
 
@@ -173,10 +178,17 @@ def test_plain_extraction_is_incremental_on_last_updated(basware, tap_config, ru
     assert all(p["replication_key"] == "lastUpdated" and p["replication_key_value"]
                for p in partitions)
     mark = basware.last_seq()
+    before = basware.invoices()
     created = basware.admin_invoice({"companyCode": "US01"})
 
     second = run_tap(tap_config, state=first.final_state)
 
-    assert [r["invoiceId"] for r in second.records()] == [created["invoiceId"]]
+    # Bookmarks are inclusive: besides the new invoice, only each company's invoice stamped
+    # at its bookmark instant is read again.
+    marks = {p["context"]["companyCode"]: p["replication_key_value"] for p in partitions}
+    again = {r["invoiceId"] for r in second.records()} - {created["invoiceId"]}
+    assert created["invoiceId"] in {r["invoiceId"] for r in second.records()}
+    assert again and all(basware_stamp(before[i]) == marks[before[i]["companyCode"]]
+                         for i in again)
     lists = [c for c in basware.requests(mark) if c["path"] == "/v1/accountingDocuments"]
     assert lists and all("lastUpdated=" in c["query"] for c in lists)

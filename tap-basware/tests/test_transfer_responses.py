@@ -6,8 +6,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from mlc_sandbox.data import BASWARE_SCOPES
 from tap_basware_testkit import COMPANIES, header
+
+from mlc_sandbox.data import BASWARE_SCOPES
 
 IN_PROGRESS = "TransferInProgress"
 RESPONSES = re.compile(r"^/v1/accountingDocuments/(\w+)/transferResponses$")

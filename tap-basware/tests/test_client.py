@@ -1,0 +1,114 @@
+"""Auth, faults, secrets and the reconciliation streams, against the Basware simulator."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+from tap_basware_testkit import header
+
+from mlc_sandbox.data import BASWARE_CLIENT_SECRET
+
+ACCOUNTING_DOCUMENTS = "/v1/accountingDocuments"
+
+
+def authenticated_calls(log: list[dict]) -> list[dict]:
+    return [c for c in log if c["path"].startswith("/v1/") and c["path"] != "/v1/tokens"]
+
+
+def test_expired_token_mid_run_is_replaced_once_and_the_call_repeated(
+        basware, tap_config, run_tap):
+    # The acknowledging run makes 36 API calls; the token dies after 25 of them.
+    basware.faults({"token_expiry_calls": 25})
+
+    run = run_tap({**tap_config, "acknowledge": True})
+
+    log = basware.requests()
+    refused = [c for c in log if c["status"] == 401]
+    assert len(refused) == 1
+    assert len([c for c in log if c["path"] == "/v1/tokens"]) == 2  # one new token
+    after = [c for c in log if c["seq"] > refused[0]["seq"]]
+    assert after[0]["path"] == "/v1/tokens"
+    retried = after[1]
+    assert (retried["method"], retried["path"]) == (refused[0]["method"], refused[0]["path"])
+    assert header(retried, "X-BW-REQUEST-ID") == header(refused[0], "X-BW-REQUEST-ID")
+    assert retried["status"] in (200, 302, 404)
+    emitted = {r["invoiceId"] for r in run.records()}
+    assert {inv["processingStatus"] for i, inv in basware.invoices().items()
+            if i in emitted} == {"TransferInProgress"}
+
+
+def test_429_waits_as_long_as_retry_after_says(basware, tap_config, run_tap):
+    basware.faults({"retry_after": 1, "schedule": [
+        {"nth": 2, "fault": "429", "method": "GET", "path": f"^{ACCOUNTING_DOCUMENTS}$"}]})
+
+    run = run_tap(tap_config)
+
+    assert len(run.records()) == 28  # all seeded invoices of US01 and CA01
+    log = basware.requests()
+    limited = [c for c in log if c["status"] == 429]
+    assert len(limited) == 1
+    request_id = header(limited[0], "X-BW-REQUEST-ID")
+    repeat = next(c for c in log if c["seq"] > limited[0]["seq"]
+                  and header(c, "X-BW-REQUEST-ID") == request_id)
+    assert repeat["path"] == ACCOUNTING_DOCUMENTS and repeat["status"] == 302
+    # A lower bound only (the client sleeps at least Retry-After): never flaky.
+    assert repeat["time"] - limited[0]["time"] >= 1.0
+
+
+def test_secrets_stay_out_of_output_state_and_ledger(basware, tap_config, run_tap, tmp_path):
+    basware.faults({"token_expiry_calls": 3})  # a 401 on the way, its error path included
+    run = run_tap({**tap_config, "acknowledge": True})
+
+    ledger_file = Path(tap_config["ledger_url"].removeprefix("sqlite:///"))
+    for text in (run.stdout, run.stderr, ledger_file.read_bytes().decode("utf-8", "replace")):
+        assert BASWARE_CLIENT_SECRET not in text
+        assert "Bearer ey" not in text and "Basic bWwt" not in text
+
+
+def test_verify_tls_off_warns_loudly(basware, tap_config, run_tap):
+    run = run_tap({**tap_config, "verify_tls": False})
+    assert "TLS CERTIFICATE VERIFICATION IS OFF" in run.stderr
+
+
+def test_region_or_base_url_is_required(tap_config, run_tap):
+    config = {k: v for k, v in tap_config.items() if k != "base_url"}
+    run = run_tap(config, check=False)
+    assert run.returncode != 0
+    assert "needs `region` (eu, us, au, ca) or `base_url`" in run.stderr
+
+
+def test_vendors_and_request_status_for_reconciliation(basware, tap_config, run_tap,
+                                                       ledger_rows):
+    vendors = [{"externalCode": f"SAMINC-{n}", "vendorCode": n, "name": f"Vendor {n}",
+                "companies": [{"companyCode": "US01"}],
+                "processingStatus": {"active": True, "paymentDenied": False}}
+               for n in ("1200", "1210")]
+    posted = basware.api("POST", "/v1/vendors", json=vendors,
+                         headers={"X-BW-REQUEST-ID": str(uuid.uuid4())})
+    assert posted.status_code == 200, posted.text
+    basware_request_id = posted.headers["x-amzn-RequestId"]
+
+    run = run_tap(tap_config)
+
+    got = {r["externalCode"]: r for r in run.records("vendors")}
+    assert set(got) == {"SAMINC-1200", "SAMINC-1210"}
+    assert got["SAMINC-1200"]["companies"] == [{"companyCode": "US01"}]
+    assert got["SAMINC-1200"]["processingStatus"] == {"active": True, "paymentDenied": False}
+    statuses = {r["requestId"]: r for r in run.records("request_status")}
+    assert statuses[basware_request_id]["entityType"] == "Vendor"
+    items = statuses[basware_request_id]["systems"][0]["items"]
+    assert sorted(item["externalCode"] for item in items) == sorted(got)
+    reads = {(r["stream"], r["source_key"]) for r in ledger_rows() if r["action"] == "read"}
+    assert {("vendors", "SAMINC-1200"), ("request_status", basware_request_id)} <= reads
+    # Incremental: the next run asks for what changed since the bookmark. Bookmarks are
+    # inclusive, so the records stamped at the bookmark instant (this one POST) come again.
+    later = basware.api("POST", "/v1/vendors", json=[{**vendors[0], "name": "Vendor 1200 B"}],
+                        headers={"X-BW-REQUEST-ID": str(uuid.uuid4())})
+    assert later.status_code == 200, later.text
+    mark = basware.last_seq()
+    again = run_tap(tap_config, state=run.final_state)
+    assert [r["name"] for r in again.records("vendors")] == ["Vendor 1210", "Vendor 1200 B"]
+    bookmark = run.final_state["bookmarks"]["vendors"]["replication_key_value"]
+    query = next(c["query"] for c in basware.requests(mark) if c["path"] == "/v1/vendors")
+    assert "lastUpdated=" in query and bookmark[:19] in query.replace("%3A", ":")
