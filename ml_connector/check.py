@@ -412,8 +412,10 @@ def check_sage(connection: SageConnection) -> list[Check]:
 
 def _credentials_pass(connection: SageConnection, response: requests.Response) -> Check:
     if response.status_code == 404:  # every configured company is unknown: login not proven
-        return Check("sage300", "credentials", False, "not verified: none of the configured "
-                     "companies exists (see below), so no call could prove the login.")
+        return Check("sage300", "credentials", False, "not verified: Sage answered 404 for "
+                     "every configured company, so no call could prove the login. Either the "
+                     "company ids are wrong (see below) or base_url does not end in "
+                     f"/Sage300WebApi/v1.0/- (it is {connection.base_url}).")
     return Check("sage300", "credentials", True, f"accepted; {_credential_rule(connection)}")
 
 

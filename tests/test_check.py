@@ -11,9 +11,13 @@ import json
 import os
 import re
 import socket
+import ssl
 import subprocess
 import sys
+import threading
 import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +29,9 @@ from mlc_sandbox.serve import Sandbox
 ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "ml_connector.cli", "check"]
 PLUGINS = ("TAP_SAGE300", "TARGET_SAGE300", "TAP_BASWARE", "TARGET_BASWARE")
+# A self-signed certificate for 127.0.0.1/localhost, valid 2000-2100, made for these tests.
+TLS_CERT = Path(__file__).parent / "check_tls" / "localhost-cert.pem"
+TLS_KEY = Path(__file__).parent / "check_tls" / "localhost-key.pem"
 UUID4 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
 
@@ -35,8 +42,11 @@ def plugin_env(sandbox: Sandbox, **overrides: str) -> dict[str, str]:
     """
     info = sandbox.info()
     sage, basware = info["sage300"], info["basware"]
+    # A proxy or CA bundle of the machine running the tests must not change what is probed.
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(tuple(f"{p}_" for p in PLUGINS)) and k != "MELTANO_ENVIRONMENT"}
+           if not k.startswith(tuple(f"{p}_" for p in PLUGINS)) and k.upper() not in (
+               "MELTANO_ENVIRONMENT", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
+               "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")}
     for prefix in PLUGINS:
         if "SAGE300" in prefix:
             env.update({f"{prefix}_BASE_URL": sage["base_url"],
@@ -288,3 +298,69 @@ def test_nothing_listening_on_the_basware_port(fresh_sandbox: Sandbox) -> None:
 
     assert code == 1
     assert list(failed(report)) == [f"basware network 127.0.0.1:{port}"]
+
+
+def test_unknown_host(fresh_sandbox: Sandbox) -> None:
+    env = plugin_env(fresh_sandbox,
+                     SAGE300_BASE_URL="http://sage300.invalid/Sage300WebApi/v1.0/-")
+
+    code, report, _ = run_json(env)
+
+    assert code == 1
+    assert "DNS cannot resolve 'sage300.invalid'" in failed(report)["sage300 network "
+                                                                    "sage300.invalid:80"]
+
+
+class _IisNotFound(BaseHTTPRequestHandler):
+    """Any HTTPS server that is not the Sage 300 Web API: IIS's HTML 404."""
+
+    def do_GET(self) -> None:  # noqa: N802
+        body = b"<html><body><h1>404 - File or directory not found.</h1></body></html>"
+        self.send_response(404)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def https_port() -> Iterator[int]:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(TLS_CERT, TLS_KEY)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _IisNotFound)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    server.handle_error = lambda *_: None  # the refused handshake is the point of one test
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def test_untrusted_tls_certificate(fresh_sandbox: Sandbox, https_port: int) -> None:
+    env = plugin_env(fresh_sandbox, SAGE300_BASE_URL=f"https://127.0.0.1:{https_port}"
+                                                     "/Sage300WebApi/v1.0/-")
+
+    code, report, _ = run_json(env)
+
+    assert code == 1
+    detail = failed(report)[f"sage300 network 127.0.0.1:{https_port}"]
+    assert "TLS certificate of 127.0.0.1 not trusted" in detail
+    assert "self-signed certificate" in detail and "REQUESTS_CA_BUNDLE" in detail
+
+
+def test_trusted_tls_but_not_the_web_api(fresh_sandbox: Sandbox, https_port: int) -> None:
+    env = plugin_env(fresh_sandbox, SAGE300_BASE_URL=f"https://127.0.0.1:{https_port}/wrong")
+    env["REQUESTS_CA_BUNDLE"] = str(TLS_CERT)  # the operator installs the issuing CA
+
+    code, report, _ = run_json(env)
+
+    assert code == 1
+    checks = by_what(report)
+    network = checks[f"sage300 network 127.0.0.1:{https_port}"]
+    assert network["status"] == "PASS" and "certificate valid" in network["detail"]
+    assert "TLSv1." in network["detail"]
+    assert "not the Sage 300 Web API" in failed(report)["sage300 Web API answers"]
