@@ -152,6 +152,9 @@ def post_subscriptions(ctx: Ctx) -> Response:
         body = ctx.request.json()
     except (ValueError, UnicodeDecodeError):
         return json_response(422, {"message": "UnprocessableEntity"}, ctx.request_id)
+    for item in body if isinstance(body, list) else []:
+        if isinstance(item, dict):
+            ctx.sim.remember_secret(item.get("webhookAuthenticationToken"))
     problems = _subscription_problems(body)
     if problems:
         return _validation_error(ctx, problems)

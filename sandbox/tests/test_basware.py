@@ -1130,11 +1130,17 @@ def test_request_log_never_contains_secrets(bw: Bw, receiver: Receiver,
     hook_secret = "webhook-secret-do-not-log"
     subscribe(bw, receiver.url, hook_secret)
     bw.get("/v1/subscriptions", params={"note": hook_secret})
-    bw.get("/v1/accounts", params={"leak": token})
+    rejected_secret = "rejected-hook-secret-42"
+    bw.post("/v1/subscriptions", json=[{"taskType": "Nope", "subscriptionType": "Webhook",
+                                        "notificationWebhookURL": receiver.url,
+                                        "webhookAuthenticationToken": rejected_secret}])
+    bw.call("DELETE", "/v1/subscriptions", params={
+        "lastUpdated": "0001-01-01", "taskType": "All", "taskSubType": "All"})
+    bw.get("/v1/accounts", params={"leak": token, "hook": hook_secret, "other": rejected_secret})
     log = requests.get(f"{bw.admin}/requests", timeout=10).text
     basic = base64.b64encode(f"{CID}:{SECRET}".encode()).decode()
     assert log.count('"path"') >= 7
-    for secret in (SECRET, basic, token, hook_secret):
+    for secret in (SECRET, basic, token, hook_secret, rejected_secret):
         assert secret not in log
     state = requests.get(f"{bw.admin}/state", timeout=10)
     assert state.status_code == 200
