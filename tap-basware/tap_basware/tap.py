@@ -176,7 +176,7 @@ class TapBasware(Tap):
         streams = {name: stream.run_counts for name, stream in self.streams.items()
                    if getattr(stream, "run_counts", None)}
         return {**summary, "streams": streams,
-                "token_requests": self.basware.tokens.issued if "basware" in self.__dict__
+                "oauth_grants": self.basware.tokens.issued if "basware" in self.__dict__
                 else 0}
 
 

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select
 
 from ml_connector_core.ledger import Ledger
-from ml_connector_core.ledger._schema import entries
+from ml_connector_core.ledger._schema import entries, runs
 from mlc_sandbox.data import BASWARE_CLIENT_ID, BASWARE_CLIENT_SECRET
 from mlc_sandbox.serve import Sandbox
 
@@ -78,5 +78,17 @@ def ledger_rows(ledger_url: str) -> Callable[[], list[dict[str, Any]]]:
         with Ledger.open(ledger_url) as ledger, ledger.engine.connect() as conn:
             return [dict(row._mapping)
                     for row in conn.execute(select(entries).order_by(entries.c.id))]
+
+    return rows
+
+
+@pytest.fixture
+def ledger_runs(ledger_url: str) -> Callable[[], list[dict[str, Any]]]:
+    """Every run the tap registered in the ledger, oldest first."""
+
+    def rows() -> list[dict[str, Any]]:
+        with Ledger.open(ledger_url) as ledger, ledger.engine.connect() as conn:
+            return [dict(row._mapping)
+                    for row in conn.execute(select(runs).order_by(runs.c.started_at))]
 
     return rows

@@ -3,6 +3,7 @@ start of the next tap run, before the queue is read."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -112,7 +113,7 @@ def test_outcome_already_answered_is_dropped_with_a_log_line(
 
 
 def test_technical_failure_keeps_the_remaining_outcomes_and_fails_loudly(
-        basware, tap_config, run_tap, ledger_rows):
+        basware, tap_config, run_tap, ledger_rows, ledger_runs):
     config, first = acknowledged_run(basware, tap_config, run_tap)
     ids = by_company(basware.invoices(), "CA01")[:2]
     outcomes = {i: {"success": True, "message": "", "batch": 5, "entry": n, "company": "SAMLTD"}
@@ -131,11 +132,18 @@ def test_technical_failure_keeps_the_remaining_outcomes_and_fails_loudly(
     assert [r["action"] for r in ledger_rows() if r["stream"] == "transfer_responses"] == \
         ["failed"]
 
+    assert [r["status"] for r in ledger_runs()] == ["success", "failed"]
+    assert "accountingDocuments.write" in ledger_runs()[-1]["summary"]
+
     # Fixed: the next run (with the state kept by the failed one) answers both.
     basware.settings({"allowed_scopes": BASWARE_SCOPES})
     fixed = run_tap(config, state=failed.final_state)
     assert "transfer_outcomes" not in fixed.final_state
     assert {basware.invoices()[i]["processingStatus"] for i in ids} == {"Transferred"}
+    assert ledger_runs()[-1]["status"] == "success"
+    summary = json.loads(ledger_runs()[-1]["summary"])
+    assert summary["transfer_responses"]["responded"] == 2
+    assert summary["oauth_grants"] == 1
 
 
 def test_malformed_or_unknown_outcomes_are_dropped_with_a_reason_and_the_rest_answered(
