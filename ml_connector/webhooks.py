@@ -165,8 +165,11 @@ class JobRunner:
     """
 
     def __init__(self, command: list[str], cwd: Path, store: NotificationStore, log_dir: Path,
-                 env: dict[str, str]) -> None:
+                 env: dict[str, str], retry_after: float = 60.0) -> None:
         self.command = command
+        self.retry_after = retry_after
+        self._failures = 0  # consecutive failed runs, for the retry backoff
+        self._retry_timer: threading.Timer | None = None
         self.cwd = cwd
         self.store = store
         self.log_dir = log_dir
@@ -198,6 +201,8 @@ class JobRunner:
         """No new runs; wait for the current one (stopping a run midway is safe but wasteful)."""
         with self._cond:
             self._stopping = True
+            if self._retry_timer is not None:
+                self._retry_timer.cancel()
             if self._running:
                 logger.info("waiting for the running job to finish")
             self._cond.notify_all()
@@ -222,7 +227,29 @@ class JobRunner:
                 self._running = False
                 self.runs_finished += 1
                 self.last_exit_code = exit_code
+                self._failures = 0 if exit_code == 0 else self._failures + 1
+                if self._failures and self.retry_after > 0 and not self._stopping:
+                    self._schedule_retry()
                 self._cond.notify_all()
+
+    def _schedule_retry(self) -> None:
+        """After a failed run (Sage down, a scheduled run of the same job holding Meltano's
+        lock), try again later, doubling the wait up to 15 minutes, while notifications are
+        still unhandled. Lock held."""
+        delay = min(self.retry_after * 2 ** (self._failures - 1), 900.0)
+        logger.info("retrying the job in %.3g s unless a notification comes first", delay)
+        if self._retry_timer is not None:
+            self._retry_timer.cancel()
+        self._retry_timer = threading.Timer(delay, self._retry)
+        self._retry_timer.daemon = True
+        self._retry_timer.start()
+
+    def _retry(self) -> None:
+        with self._cond:
+            if self._stopping:
+                return
+        if self.store.unhandled():
+            self.request()
 
     def _run_once(self) -> int:
         run_id, covers = self.store.start_run(self.command)
@@ -237,8 +264,8 @@ class JobRunner:
         if result.returncode == 0:
             logger.info("run %d finished; %d notification(s) handled", run_id, handled)
         else:
-            # Not retried in a loop: the next notification, a restart or the polling schedule
-            # runs it again; the invoices stay in Basware's queue meanwhile.
+            # The invoices stay in Basware's queue; a retry, the next notification, a restart or
+            # the polling schedule runs the job again.
             logger.error("run %d failed with exit code %d; see %s", run_id, result.returncode,
                          log_path)
         return result.returncode
@@ -376,7 +403,8 @@ def serve(args: argparse.Namespace) -> int:
     env = {k: v for k, v in os.environ.items() if v != token}
     if environment and "MELTANO_ENVIRONMENT" not in env:
         env["MELTANO_ENVIRONMENT"] = environment
-    runner = JobRunner(job_command(args), root, store, state_dir / "runs", env)
+    runner = JobRunner(job_command(args), root, store, state_dir / "runs", env,
+                       args.retry_after)
     receiver = Receiver((args.host, args.port), token, store, runner, args.signature_header)
     host, port = receiver.server_address[:2]
     runner.start()
@@ -479,6 +507,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "are kept (default <project>/.meltano/ml-connector-webhooks)")
             sub.add_argument("--command", dest="job_command", help="run this command instead of `meltano run "
                              "<job>` (tests, wrappers); split like a shell would")
+            sub.add_argument("--retry-after", type=float, default=60.0,
+                             help="seconds before a failed job is retried, doubling per "
+                                  "failure up to 15 min (0: no retry)")
             sub.add_argument("--signature-header", default=SIGNATURE_HEADER,
                              help=f"signature header name (default {SIGNATURE_HEADER})")
         else:

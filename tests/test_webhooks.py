@@ -125,7 +125,7 @@ def start_receiver(tmp_path: Path) -> Iterator[Callable[..., Receiver]]:
 
     def start(*, gated: bool = False, exit_code: int = 0, command: str | None = None,
               extra_env: dict[str, str] | None = None, token: str | None = None,
-              state_dir: Path | None = None) -> Receiver:
+              state_dir: Path | None = None, options: tuple[str, ...] = ()) -> Receiver:
         token = token or secrets.token_urlsafe(32)
         state_dir = state_dir or tmp_path / "state"
         runs, gate, env_dump = tmp_path / "runs.txt", tmp_path / "gate", tmp_path / "job-env"
@@ -134,7 +134,8 @@ def start_receiver(tmp_path: Path) -> Iterator[Callable[..., Receiver]]:
                                   str(gate) if gated else "-", str(env_dump), str(exit_code)])
         env = {**os.environ, "BASWARE_WEBHOOK_TOKEN": token, **(extra_env or {})}
         process = subprocess.Popen(
-            [*CLI, "serve", "--port", "0", "--state-dir", str(state_dir), "--command", command],
+            [*CLI, "serve", "--port", "0", "--state-dir", str(state_dir), "--command", command,
+             *options],
             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert process.stdout is not None
         first = process.stdout.readline()
@@ -249,6 +250,18 @@ def test_stored_notifications_survive_a_failed_job_and_a_restart(
     assert status["last_exit_code"] == 0
     assert restarted.stored()[0][0] == lost_run["taskId"]
     assert restarted.stored()[0][2] is not None
+
+
+def test_a_failed_run_is_retried_while_notifications_wait(
+        start_receiver: Callable[..., Receiver]) -> None:
+    receiver = start_receiver(exit_code=1, options=("--retry-after", "0.05"))
+
+    assert receiver.post(notification()).status_code == 200
+
+    # No further notification: the retries alone run the job again (0.05 s, 0.1 s, ...).
+    wait_until(lambda: receiver.job_runs() >= 3, "two retries")
+    assert receiver.stored()[0][2] is None  # still waiting for a successful run
+    assert "retrying the job in" in receiver.stop()
 
 
 def test_the_token_is_never_printed_stored_or_passed_to_the_job(
