@@ -30,6 +30,8 @@ OUTCOMES_KEY = "transfer_outcomes"
 
 
 class TapBasware(Tap):
+    """Basware's approved-invoice queue with coding rows, vendors and request statuses."""
+
     name = PLUGIN
     config_jsonschema = th.PropertiesList(
         th.Property("region", th.StringType, allowed_values=sorted(REGION_BASE_URLS),
