@@ -1,0 +1,164 @@
+"""End to end: `meltano run tap-sage300 target-basware` (and the `master-data` job) against both
+simulators on free ports. Needs `make test`'s set-up (`meltano install`).
+
+Checks the done-when of the master-data pipeline: every active Sage vendor, GL account, cost
+center, payment term and open PO line is in Basware with the right fields and requestStatus
+Success; inactive vendors arrive with active:false; one vendor changed in Sage means exactly
+one vendor re-posted; nothing changed means no POST at all.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from mlc_sandbox.data import BASWARE_CLIENT_ID, SAGE_PASSWORD, SAGE_USER, build_dataset
+from mlc_sandbox.serve import Sandbox
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPANY_CODES = {"SAMINC": "US01", "SAMLTD": "CA01"}
+COUNTRIES = {"USA": "US", "Canada": "CA"}
+
+
+def meltano(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    executable = str(Path(sys.executable).with_name("meltano"))
+    return subprocess.run([executable, *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=600, check=False)
+
+
+@pytest.fixture
+def pipeline_env(fresh_sandbox: Sandbox, tmp_path: Path) -> dict[str, str]:
+    """The sandbox environment of meltano.yml, pointed at this test's simulators and files."""
+    sage = fresh_sandbox.sage300.base_url
+    return {
+        **os.environ,
+        "MELTANO_ENVIRONMENT": "sandbox",
+        "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
+        "MELTANO_DATABASE_URI": f"sqlite:///{tmp_path / 'meltano.db'}",
+        "MELTANO_STATE_BACKEND_URI": f"file://{tmp_path / 'state'}",
+        "ML_CONNECTOR_LEDGER_URL": f"sqlite:///{tmp_path / 'ledger.sqlite'}",
+        "TAP_SAGE300_BASE_URL": f"{sage}/Sage300WebApi/v1.0/-",
+        "TAP_SAGE300_COMPANY_IDS": '["SAMINC", "SAMLTD"]',
+        "TAP_SAGE300_USERNAME": SAGE_USER,
+        "TAP_SAGE300_PASSWORD": SAGE_PASSWORD,
+        "TARGET_BASWARE_BASE_URL": fresh_sandbox.basware.base_url,
+    }
+
+
+def basware_posts(sandbox: Sandbox) -> list[dict[str, Any]]:
+    log = requests.get(f"{sandbox.basware.base_url}/_sandbox/requests", timeout=30).json()
+    return [r for r in log["requests"]
+            if r["method"] == "POST" and r["path"] not in ("/v1/tokens",)]
+
+
+def basware_tenant(sandbox: Sandbox) -> dict[str, Any]:
+    state = requests.get(f"{sandbox.basware.base_url}/_sandbox/state", timeout=60).json()
+    return state["tenants"][BASWARE_CLIENT_ID]
+
+
+def by_code(tenant: dict[str, Any], endpoint: str) -> dict[str, dict[str, Any]]:
+    return {r["externalCode"]: r for r in tenant["master_data"].get(endpoint, [])}
+
+
+def test_master_data_pipeline(fresh_sandbox: Sandbox, pipeline_env: dict[str, str]) -> None:
+    # -- first run: everything arrives -----------------------------------------------------
+    first = meltano(["run", "tap-sage300", "target-basware"], pipeline_env)
+    assert first.returncode == 0, first.stderr[-5000:]
+
+    sage = build_dataset("demo", seed=0).sage  # what the Sage simulator serves
+    tenant = basware_tenant(fresh_sandbox)
+    vendors, accounts = by_code(tenant, "vendors"), by_code(tenant, "accounts")
+    cost_centers, terms = by_code(tenant, "costCenters"), by_code(tenant, "paymentTerms")
+    orders, lines = by_code(tenant, "matchingOrders"), by_code(tenant, "matchingOrderLines")
+
+    for company, records in sage.items():
+        code = COMPANY_CODES[company]
+        for vendor in records["AP/APVendors"]:
+            sent = vendors[f"{company}-{vendor['VendorNumber']}"]
+            assert sent["vendorCode"] == vendor["VendorNumber"]
+            assert sent["name"] == vendor["VendorName"]
+            assert sent["companies"] == [{"companyCode": code, "inheritToChildUnits": False}]
+            assert sent["processingStatus"] == {
+                "active": vendor["Status"] == "Active",  # inactive vendors: active false
+                "paymentDenied": vendor["OnHold"] == "OnHold"}
+            assert sent["paymentTerms"] == {"paymentTermCode": vendor["Terms"]}
+            (address,) = sent["addresses"]
+            assert (address["addressLine1"], address["cityName"], address["postalZone"],
+                    address["countryId"]) == (vendor["AddressLine1"], vendor["City"],
+                                              vendor["ZipPostalCode"],
+                                              COUNTRIES[vendor["Country"]])
+            assert sent["contacts"][0]["email"] == vendor["Email"]
+        for account in records["GL/GLAccounts"]:
+            sent = accounts[f"{company}-{account['UnformattedAccount']}"]
+            assert sent["accountCode"] == account["AccountNumber"]
+            assert sent["accountNames"] == [{"language": "en-US",
+                                             "translation": account["Description"]}]
+            assert sent["companies"] == [{"companyCode": code, "inherit": False,
+                                          "active": account["Status"] == "Active"}]
+        for segment in records["GL/GLSegmentCodes"]:
+            if segment["SegmentNumber"] == "000002":
+                sent = cost_centers[f"{company}-{segment['SegmentCodeKey']}"]
+                assert sent["costCenterNames"][0]["translation"] == \
+                    segment["SegmentCodeDescription"]
+                assert sent["companies"] == [{"companyCode": code, "active": True}]
+        for term in records["AP/APTerms"]:
+            sent = terms[f"{company}-{term['TermsCode']}"]
+            assert sent["paymentTermNames"][0]["translation"] == term["Description"]
+            assert sent["dueDateDays"] == term["TermsPaymentSchedule"][0]["DueNumberOfDays"]
+        for order in records["PO/POPurchaseOrders"]:
+            number = order["PurchaseOrderNumber"]
+            if order["Completed"] == "Yes":
+                assert f"{company}-{number}" not in orders  # closed: Basware never needs it
+                continue
+            sent = orders[f"{company}-{number}"]
+            assert (sent["orderNumber"], sent["companyCode"], sent["supplierCode"],
+                    sent["currencyCode"]) == (number, code, order["Vendor"],
+                                              order["CurrencyCode"])
+            for line in order["PurchaseOrderLines"]:
+                key = f"{company}-{number}-{line['LineNumber']}"
+                if line["Completed"] == "Yes":
+                    assert key not in lines
+                    continue
+                sent = lines[key]
+                assert (sent["orderExternalCode"], sent["lineNumber"], sent["quantity"],
+                        sent["netSum"], sent["productCode"]) == (
+                    f"{company}-{number}", str(line["LineNumber"]), line["QuantityOrdered"],
+                    line["ExtendedCost"], line["ItemNumber"])
+                coding = sent["orderLineCoding"][0]
+                account = line["ExpenseAccount"]
+                assert coding["accountCode"] == f"{account[:4]}-{account[4:]}"
+                assert coding["costCenterCode"] == account[4:]
+
+    items = [item for entry in tenant["request_status"] for system in entry["systems"]
+             for item in system["items"]]
+    assert items and {item["status"] for item in items} == {"Success"}
+    assert len(items) == sum(len(by_code(tenant, e)) for e in tenant["master_data"])
+
+    # -- a user changes one vendor in Sage: exactly that vendor is posted again ---------------
+    touched = requests.post(f"{fresh_sandbox.sage300.base_url}/_sandbox/touch", json={
+        "company": "SAMINC", "resource": "AP/APVendors", "key": "1210",
+        "changes": {"PhoneNumber": "5550001111"}}, timeout=30)
+    assert touched.status_code == 200, touched.text
+    requests.delete(f"{fresh_sandbox.basware.base_url}/_sandbox/requests", timeout=30)
+
+    second = meltano(["run", "master-data"], pipeline_env)
+
+    assert second.returncode == 0, second.stderr[-5000:]
+    (post,) = basware_posts(fresh_sandbox)
+    assert post["path"] == "/v1/vendors"
+    assert [(v["externalCode"], v["contacts"][0]["telephone"]) for v in post["body"]] == [
+        ("SAMINC-1210", "5550001111")]
+
+    # -- nothing changed: nothing posted ----------------------------------------------------
+    requests.delete(f"{fresh_sandbox.basware.base_url}/_sandbox/requests", timeout=30)
+
+    third = meltano(["run", "master-data"], pipeline_env)
+
+    assert third.returncode == 0, third.stderr[-5000:]
+    assert basware_posts(fresh_sandbox) == []
