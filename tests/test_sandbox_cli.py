@@ -36,9 +36,10 @@ def served(tmp_path: Path) -> Iterator[dict]:
 
 def curl(*args: str) -> tuple[dict[str, str], str]:
     """Run curl; return (response headers of the last response, body)."""
-    result = subprocess.run(["curl", "-sS", "-D", "-", *args], capture_output=True, text=True,
-                            check=True, timeout=30)
-    head, _, body = result.stdout.rpartition("\r\n\r\n")
+    result = subprocess.run(["curl", "-sS", "-D", "-", *args], capture_output=True, check=True,
+                            timeout=30)
+    # Bytes, not text mode: universal newlines would turn the CRLF header separator into LF.
+    head, _, body = result.stdout.decode("utf-8").rpartition("\r\n\r\n")
     headers = {}
     for line in head.split("\r\n")[1:]:
         key, _, value = line.partition(":")
