@@ -186,8 +186,10 @@ def meltano_config(project_root: Path, plugin: str, environment: str | None
     result = subprocess.run(command, cwd=project_root, env=env, capture_output=True, text=True,
                             timeout=120, check=False)
     if result.returncode != 0:
-        if re.search(r"cannot find plugin|no such plugin|could not find", result.stderr, re.I):
+        if re.search(r"is not known to Meltano|cannot find plugin", result.stderr, re.I):
             return None
+        # Meltano's last error line says what is wrong (e.g. an invalid meltano.yml); it
+        # quotes no setting values.
         last = [line for line in result.stderr.splitlines() if line.strip()][-1:] or ["?"]
         raise MeltanoError(f"`meltano config print {plugin}` failed (exit {result.returncode}): "
                            f"{last[0][:300]}")

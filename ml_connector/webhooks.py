@@ -301,7 +301,7 @@ class ReceiverHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802
         length = self.headers.get("Content-Length")
         if length is None or not length.isdigit():
-            self._answer(411, {"message": "Content-Length required"})
+            self._answer(411, {"message": "Content-Length required"}, close=True)
             return
         if int(length) > MAX_BODY:
             self._answer(413, {"message": "notification too large"}, close=True)
@@ -505,8 +505,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             sub.add_argument("--job", default="invoices", help="Meltano job to run")
             sub.add_argument("--state-dir", type=Path, help="where notifications and run logs "
                              "are kept (default <project>/.meltano/ml-connector-webhooks)")
-            sub.add_argument("--command", dest="job_command", help="run this command instead of `meltano run "
-                             "<job>` (tests, wrappers); split like a shell would")
+            sub.add_argument("--command", dest="job_command",
+                             help="run this command instead of `meltano run <job>` (tests, "
+                                  "wrappers); split like a shell would")
             sub.add_argument("--retry-after", type=float, default=60.0,
                              help="seconds before a failed job is retried, doubling per "
                                   "failure up to 15 min (0: no retry)")
