@@ -322,7 +322,11 @@ class Sage300Stream(RESTStream[ParseResult | None]):
         if status in _RETRY_STATUSES:
             raise RetriableAPIError(self.response_error_message(response), response)
         if status == 401:
-            raise FatalAPIError(explain_unauthorized(response, self.config["username"]))
+            reason = explain_unauthorized(response, self.config["username"])
+            if self.config.get("keep_password_case") and "refused the credentials" in reason:
+                reason += (" keep_password_case is on, so the password went as typed; an older "
+                           "install expects it UPPERCASED (set keep_password_case to false).")
+            raise FatalAPIError(reason)
         company, module, resource = (urlsplit(response.url).path.split("/")[-3:] + ["?"] * 3)[:3]
         what = f"Reading {module}/{resource} of company {company} (module {module})"
         if status == 404:

@@ -82,7 +82,7 @@ class SageSandbox:
                 path.write_text(json.dumps(value))
                 args += [f"--{name}", str(path)]
         done = subprocess.run(args, capture_output=True, text=True, timeout=300, env=env,
-                              check=False)
+                              cwd=self.tmp_path, check=False)
         messages, records, states = parse_singer(done.stdout)
         return TapRun(done.returncode, done.stdout, done.stderr, messages, records, states)
 
