@@ -284,7 +284,7 @@ def parse_invoice(record: dict[str, Any]) -> APInvoice:
             number=index + 1,
             amount=_finite(line["amount"], f"lines[{index}].amount"),
             description=_text_value(line.get("description")),
-            po_number=po_number or None,
+            po_number=po_number.upper() if po_number else None,
             po_line=str(int(po_line)) if po_number else None,
             gl_account=line.get("gl_account") or None,
             cost_center=line.get("cost_center") or None,
@@ -310,7 +310,7 @@ def parse_invoice(record: dict[str, Any]) -> APInvoice:
     return APInvoice(
         source_id=data["source_id"],
         company=data["company"],
-        vendor_number=data["vendor_number"],
+        vendor_number=data["vendor_number"].upper(),  # Sage 300 keeps codes in capitals
         document_number=document_number,
         document_type=data["document_type"],
         document_date=document_date,
