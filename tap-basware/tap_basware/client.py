@@ -96,10 +96,20 @@ class BaswareStream(Stream):
         return params
 
     def read_pages(self, params: dict[str, Any]) -> Iterator[list[dict[str, Any]]]:
-        """Each page of the list, recorded in the ledger as `read` before it is emitted."""
+        """Each page of the list, recorded in the ledger as `read` before it is emitted.
+
+        A record without its key cannot be emitted, acknowledged or answered: it is logged and
+        recorded as `rejected` (with its payload) instead of stopping the others.
+        """
+        key = self.primary_keys[0]
         for page in self.client.get_pages(self.path, params, self.envelope):
-            self.record_reads(page)
-            yield page
+            keyed = [r for r in page if isinstance(r, dict) and isinstance(r.get(key), str)
+                     and r[key]]
+            if len(keyed) < len(page):
+                self.reject_unkeyed([r for r in page if not any(r is k for k in keyed)], key)
+            self.record_reads(keyed)
+            if keyed:
+                yield keyed
 
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         for page in self.read_pages(self.list_params(context)):
@@ -112,6 +122,19 @@ class BaswareStream(Stream):
         return row
 
     # -- audit ledger ------------------------------------------------------------------------
+
+    def reject_unkeyed(self, records: list[Any], key: str) -> None:
+        for record in records:
+            described = ({k: record.get(k) for k in ("companyCode", "invoiceNumber",
+                                                      "vendorCode", "lastUpdated") if k in record}
+                         if isinstance(record, dict) else type(record).__name__)
+            message = (f"{self.name}: Basware returned a record without '{key}' ({described}); "
+                       "it is skipped")
+            self.logger.error(message)
+            self.run_counts["rejected"] += 1
+            self.tap.record(Entry(run_id=self.tap.ledger_run_id, stream=self.name,
+                                  source_key=f"(no {key})", action=Action.REJECTED,
+                                  direction=BASWARE_TO_SAGE, payload=record, error=message))
 
     def record_reads(self, records: list[dict[str, Any]]) -> None:
         key = self.primary_keys[0]
