@@ -68,8 +68,13 @@ def _date(description: str) -> dict[str, Any]:
     return {"type": "string", "maxLength": 35, "pattern": _DATE, "description": description}
 
 
+# Unknown fields are refused, so a misspelled stream map shows instead of dropping a value
+# quietly; the SDK's own _sdc_ metadata columns are let through.
+_CLOSED = {"additionalProperties": False, "patternProperties": {"^_sdc_": {}}}
+
 LINE_SCHEMA: dict[str, Any] = {
     "type": "object",
+    **_CLOSED,
     "required": ["amount"],
     "properties": {
         "amount": _amount("Line amount before tax, positive."),
@@ -95,6 +100,7 @@ AP_INVOICE_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": STREAM,
     "type": "object",
+    **_CLOSED,
     "required": ["source_id", "company", "vendor_number", "document_number", "document_type",
                  "document_date", "currency", "net_total", "gross_total", "lines"],
     "properties": {
@@ -216,6 +222,11 @@ def _describe(error: ValidationError) -> tuple[str, str]:
         count = len(value) if isinstance(value, list) else "?"
         relation = "at least" if error.validator == "minItems" else "at most"
         return field_path(path), f"has {count} entries, {relation} {error.validator_value} allowed"
+    if error.validator == "additionalProperties":
+        extra = sorted(set(value or {}) - set(error.schema.get("properties", {})))
+        extra = [name for name in extra if not str(name).startswith("_sdc_")]
+        name = str(extra[0]) if extra else "?"
+        return field_path([*path, name]), "is not part of the ap_invoices contract (misspelled?)"
     if error.validator == "enum":
         allowed = " | ".join(str(v) for v in error.validator_value)
         return field_path(path), f"{show(value)} is not one of {allowed}"
@@ -251,8 +262,6 @@ def _text_value(value: Any) -> str | None:
 
 def parse_invoice(record: dict[str, Any]) -> APInvoice:
     """Check one record against the contract and return it typed, or raise ContractViolation.
-
-    Extra properties are ignored (the stream may carry more than the contract needs).
     """
     _check_non_finite(record, [])
     try:

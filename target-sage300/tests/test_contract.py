@@ -20,7 +20,7 @@ def _violation(record: dict[str, Any]) -> ContractViolation:
 def test_a_valid_invoice_comes_back_typed() -> None:
     parsed = parse_invoice(invoice("abc123", "INV-9", amount=80.5, tax=4.03,
                                    document_date="2026-10-01T00:00:00-04:00",
-                                   due_date=None, extra_field="ignored"))
+                                   due_date=None, _sdc_received_at="2026-10-01"))
     assert parsed.net_total == Decimal("80.5")
     assert parsed.gross_total == Decimal("84.53")
     assert parsed.document_date.isoformat() == "2026-10-01"  # the date as written, no shift
@@ -67,6 +67,14 @@ def test_each_violation_names_its_field(change: dict[str, Any], field: str, word
     violation = _violation(record)
     assert violation.field == field
     assert words in str(violation)
+
+
+def test_an_unknown_field_is_refused_by_name() -> None:
+    record = invoice("abc", "INV-1", vendor_numbr="1200")
+    record["lines"][0]["gl_acount"] = "6300-100"
+    message = str(_violation(record))
+    assert "field vendor_numbr: is not part of the ap_invoices contract" in message
+    assert "field lines[0].gl_acount: is not part" in message
 
 
 def test_several_broken_fields_are_listed_together() -> None:
