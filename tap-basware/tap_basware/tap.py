@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 from functools import cached_property
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,6 +28,7 @@ from tap_basware.transfer_responses import TransferResponder
 DEFAULT_SCOPES = "accountingDocuments.read accountingDocuments.write vendors.read requestStatus.read"
 PLUGIN = "tap-basware"
 OUTCOMES_KEY = "transfer_outcomes"
+LEDGER_URL_ENV = "ML_CONNECTOR_LEDGER_URL"
 
 
 class TapBasware(Tap):
@@ -62,7 +64,8 @@ class TapBasware(Tap):
         th.Property("page_size", th.IntegerType(minimum=1, maximum=100), default=100,
                     description="Records per page (Basware allows at most 100 invoices)"),
         th.Property("ledger_url", th.StringType, secret=True,
-                    description="Audit ledger database URL; default: SQLite file "
+                    description="Audit ledger database URL (sqlite:///... or postgresql://...); "
+                                "default $ML_CONNECTOR_LEDGER_URL, else the SQLite file "
                                 "$MELTANO_PROJECT_ROOT/.ml-connector/ledger.sqlite"),
         th.Property("verify_tls", th.BooleanType, default=True,
                     description="Verify Basware's TLS certificate. Turning it off is for "
@@ -94,7 +97,7 @@ class TapBasware(Tap):
     def redactor(self) -> Redactor:
         """The process-wide log redactor, knowing this config's secrets (also for the ledger)."""
         secrets = [self.config.get("client_secret")]
-        ledger_url = self.config.get("ledger_url")
+        ledger_url = self.ledger_url
         if ledger_url and "://" in ledger_url:
             secrets.append(urlsplit(ledger_url).password)
         return install_log_redaction([s for s in secrets if s])
@@ -119,9 +122,14 @@ class TapBasware(Tap):
         )
         return client
 
+    @property
+    def ledger_url(self) -> str | None:
+        """The setting, else what operators and `make demo` set for every plugin."""
+        return self.config.get("ledger_url") or os.environ.get(LEDGER_URL_ENV) or None
+
     @cached_property
     def ledger(self) -> Ledger:
-        return Ledger.open(self.config.get("ledger_url"), secrets=self.redactor)
+        return Ledger.open(self.ledger_url, secrets=self.redactor)
 
     @cached_property
     def ledger_run_id(self) -> str:

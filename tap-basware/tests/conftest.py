@@ -4,6 +4,7 @@ Basware simulator over HTTP, and helpers to read what the simulator received and
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -46,7 +47,8 @@ def run_tap(tmp_path: Path) -> Callable[..., TapRun]:
     counter = iter(range(1, 1000))
 
     def run(config: dict[str, Any], state: dict[str, Any] | None = None,
-            catalog: dict[str, Any] | None = None, check: bool = True) -> TapRun:
+            catalog: dict[str, Any] | None = None, check: bool = True,
+            env: dict[str, str] | None = None) -> TapRun:
         n = next(counter)
         config_file = tmp_path / f"config-{n}.json"
         config_file.write_text(json.dumps(config))
@@ -60,7 +62,7 @@ def run_tap(tmp_path: Path) -> Callable[..., TapRun]:
             catalog_file.write_text(json.dumps(catalog))
             args += ["--catalog", str(catalog_file)]
         done = subprocess.run(args, capture_output=True, text=True, timeout=300,
-                              cwd=tmp_path)
+                              cwd=tmp_path, env={**os.environ, **(env or {})})
         run = TapRun(done.returncode, done.stdout, done.stderr,
                      [json.loads(line) for line in done.stdout.splitlines() if line.strip()])
         if check and done.returncode != 0:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from tap_basware_testkit import header
 
+from ml_connector_core.ledger import Ledger
 from mlc_sandbox.data import BASWARE_CLIENT_SECRET
 
 ACCOUNTING_DOCUMENTS = "/v1/accountingDocuments"
@@ -112,3 +113,12 @@ def test_vendors_and_request_status_for_reconciliation(basware, tap_config, run_
     bookmark = run.final_state["bookmarks"]["vendors"]["replication_key_value"]
     query = next(c["query"] for c in basware.requests(mark) if c["path"] == "/v1/vendors")
     assert "lastUpdated=" in query and bookmark[:19] in query.replace("%3A", ":")
+
+
+def test_ledger_url_defaults_to_the_shared_environment_variable(basware, tap_config, run_tap,
+                                                                tmp_path):
+    shared = tmp_path / "shared-ledger.sqlite"
+    config = {k: v for k, v in tap_config.items() if k != "ledger_url"}
+    run_tap(config, env={"ML_CONNECTOR_LEDGER_URL": f"sqlite:///{shared}"})
+    with Ledger.open(f"sqlite:///{shared}") as ledger:
+        assert ledger.report().counts["accounting_documents"]["read"] == 28
