@@ -209,7 +209,7 @@ class Sage300Simulator(Simulator):
                 "admin_url": base_url + "/_sandbox"}
 
     def secrets(self) -> list[str]:
-        values = [SAGE_PASSWORD, SAGE_PASSWORD.upper()]
+        values = [SAGE_PASSWORD, SAGE_PASSWORD.upper(), SAGE_PASSWORD.lower()]
         for user in (SAGE_USER, SAGE_USER.lower()):
             for password in (SAGE_PASSWORD, SAGE_PASSWORD.upper(), SAGE_PASSWORD.lower()):
                 values.append(base64.b64encode(f"{user}:{password}".encode()).decode())

@@ -5,6 +5,10 @@ Reference §4.4, §5 and §9.6-9.8, and these guesses where the reference is sil
 - **All or nothing.** A POST whose second invoice fails validation creates nothing: no batch,
   no entries, and no batch number is used up. (The reference marks partial batches unknown.)
   A PATCH is all-or-nothing too.
+- **Type errors are 400, not 409.** A ``DocumentType`` outside Invoice/DebitNote/CreditNote, an
+  amount sent as a string, a malformed date or an unknown property fails while the JSON is
+  read into the typed model, before any Sage view rule runs: 400 ``InvalidPayload``, and
+  nothing is created (as for ODL/ASP.NET model binding).
 - **Validation order** per invoice: vendor (blank, unknown, inactive), document type, document
   number (blank, duplicate), terms, currency, details, totals. The first failure is reported,
   409 ``FieldInvalid`` with the Sage-style message (the duplicate message is Sage's verbatim).
@@ -108,7 +112,7 @@ class EntryBuilder:
         entry["BatchNumber"], entry["EntryNumber"] = batch_number, entry_number
         vendor = self._vendor(entry["VendorNumber"])
         self._document_number(entry, previous)
-        self._defaults(entry, vendor, batch_date, given=scalars)
+        self._defaults(entry, vendor, batch_date)
         keys = {"BatchNumber": batch_number, "EntryNumber": entry_number}
         details = self._details(entry, data, previous, keys)
         entry["InvoiceDetails"] = details
@@ -139,7 +143,7 @@ class EntryBuilder:
             raise business_error(duplicate_message(document, entry["VendorNumber"]))
         self.taken.add(key)
 
-    def _defaults(self, entry: Record, vendor: Record, batch_date: str, given: Record) -> None:
+    def _defaults(self, entry: Record, vendor: Record, batch_date: str) -> None:
         entry["Terms"] = entry["Terms"] or vendor["Terms"]
         terms = self.terms.get((entry["Terms"],))
         if terms is None:
