@@ -259,6 +259,8 @@ class Sage300Simulator(Simulator):
             changes = coerce_struct(table.spec.entity, body.get("changes") or {})
         except ODataError as exc:
             raise ValueError(exc.message) from None
+        if set(changes) & set(key_fields):
+            raise ValueError(f"touch cannot change the key fields {key_fields}")
         updated = {**copy.deepcopy(record), **changes}
         if table.spec.maintained:
             updated["DateLastMaintained"] = self.today()

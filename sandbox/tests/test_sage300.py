@@ -1049,6 +1049,10 @@ def test_touch_changes_a_record_as_a_sage_user_would(sage: Sage) -> None:
     bad = requests.post(f"{sage.admin}/touch", timeout=10, json={
         "company": "SAMINC", "resource": "AP/APVendors", "key": "1300", "changes": {"Nope": 1}})
     assert bad.status_code == 400
+    rekey = requests.post(f"{sage.admin}/touch", timeout=10, json={
+        "company": "SAMINC", "resource": "AP/APVendors", "key": "1300",
+        "changes": {"VendorNumber": "1301"}})
+    assert rekey.status_code == 400
 
 
 def test_settings_are_validated_and_reset_restores_everything(sage: Sage) -> None:
