@@ -183,8 +183,11 @@ def meltano_config(project_root: Path, plugin: str, environment: str | None
         command.append(f"--environment={environment}")
     command += ["config", "--unsafe", "print", plugin, "--format=json"]
     env = {**os.environ, "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false"}
-    result = subprocess.run(command, cwd=project_root, env=env, capture_output=True, text=True,
-                            timeout=120, check=False)
+    try:
+        result = subprocess.run(command, cwd=project_root, env=env, capture_output=True,
+                                text=True, timeout=120, check=False)
+    except subprocess.TimeoutExpired:
+        raise MeltanoError(f"`meltano config print {plugin}` did not finish in 120 s") from None
     if result.returncode != 0:
         if re.search(r"is not known to Meltano|cannot find plugin", result.stderr, re.I):
             return None
