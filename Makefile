@@ -23,8 +23,15 @@ install: $(BIN)/.installed
 
 meltano-install: .meltano/.installed
 
-test: install meltano-install
-	$(BIN)/python -m pytest
+# A third-party Singer target in its own venv: target-jsonl pins singer-python's old jsonschema
+# and backoff, which must not leak into ours. The reuse test pipes tap-sage300 into it.
+TARGET_JSONL := .venv-thirdparty/bin/target-jsonl
+$(TARGET_JSONL):
+	$(PYTHON) -m venv .venv-thirdparty
+	.venv-thirdparty/bin/pip install -q target-jsonl==0.1.4
+
+test: install meltano-install $(TARGET_JSONL)
+	TARGET_JSONL=$(abspath $(TARGET_JSONL)) $(BIN)/python -m pytest
 
 demo: install meltano-install
 	$(BIN)/python -m ml_connector.demo
@@ -36,4 +43,4 @@ lint: install
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) .meltano .pytest_cache
+	rm -rf $(VENV) .venv-thirdparty .meltano .pytest_cache
