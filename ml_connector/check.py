@@ -404,6 +404,11 @@ def check_sage(connection: SageConnection) -> list[Check]:
         return [*checks, *_diagnose_401(connection, login, probe)]
     if not _is_json(login) and login.status_code >= 400:
         return [*checks, Check(system, "Web API answers", False, _not_sage(connection, login))]
+    if login.status_code >= 500:  # Sage broke before we learnt anything about the login
+        try:
+            raise_for_sage_status(login, connection.username, "GET AP/APVendors")
+        except Sage300Error as exc:
+            return [*checks, Check(system, "Web API answers", False, str(exc))]
     checks.append(Check(system, "IIS authentication", True,
                         "requests reach Sage 300 (no Negotiate/NTLM challenge from IIS)"))
     checks.append(_credentials_pass(connection, login))

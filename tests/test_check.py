@@ -364,3 +364,15 @@ def test_trusted_tls_but_not_the_web_api(fresh_sandbox: Sandbox, https_port: int
     assert network["status"] == "PASS" and "certificate valid" in network["detail"]
     assert "TLSv1." in network["detail"]
     assert "not the Sage 300 Web API" in failed(report)["sage300 Web API answers"]
+
+
+def test_sage_failing_with_server_errors(fresh_sandbox: Sandbox) -> None:
+    requests.put(f"{fresh_sandbox.sage300.base_url}/_sandbox/faults",
+                 json={"rates": {"500": 1.0}}, timeout=10).raise_for_status()
+
+    code, report, _ = run_json(plugin_env(fresh_sandbox))
+
+    assert code == 1
+    detail = failed(report)["sage300 Web API answers"]
+    assert "HTTP 500" in detail and "attempt(s)" in detail
+    assert "sage300 credentials" not in by_what(report)  # not judged from an error page
