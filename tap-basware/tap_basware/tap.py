@@ -9,6 +9,7 @@ stream reads the queue.
 
 from __future__ import annotations
 
+import atexit
 import copy
 import logging
 import os
@@ -35,6 +36,7 @@ class TapBasware(Tap):
     """Basware's approved-invoice queue with coding rows, vendors and request statuses."""
 
     name = PLUGIN
+    _finished_runs: set[str] = set()  # ledger runs closed by sync_all (class-wide: tiny)
     config_jsonschema = th.PropertiesList(
         th.Property("region", th.StringType, allowed_values=sorted(REGION_BASE_URLS),
                     description="Basware region of the tenant (eu, us, au, ca); base_url wins "
@@ -133,7 +135,22 @@ class TapBasware(Tap):
 
     @cached_property
     def ledger_run_id(self) -> str:
-        return self.ledger.start_run(PLUGIN).run_id
+        run_id = self.ledger.start_run(PLUGIN).run_id
+        # sync_all closes the run; other entry points (--test, the SDK's dry runs) do not.
+        atexit.register(self._close_open_run, run_id)
+        return run_id
+
+    def _close_open_run(self, run_id: str) -> None:
+        if run_id in self._finished_runs:
+            return
+        try:
+            self.ledger.finish_run(run_id, "incomplete", self._summary({}))
+        except Exception as exc:  # at interpreter exit: report, never raise
+            self.logger.warning("Could not close ledger run %s: %s", run_id, exc)
+
+    def _finish_run(self, run_id: str, status: str, summary: dict[str, Any]) -> None:
+        self.ledger.finish_run(run_id, status, self._summary(summary))
+        self._finished_runs.add(run_id)
 
     def record(self, *entries: Entry) -> None:
         self.ledger.record_many(entries)
@@ -158,9 +175,9 @@ class TapBasware(Tap):
             super().sync_all()
         except BaseException as exc:
             summary["error"] = f"{type(exc).__name__}: {exc}"
-            self.ledger.finish_run(run_id, "failed", self._summary(summary))
+            self._finish_run(run_id, "failed", summary)
             raise
-        self.ledger.finish_run(run_id, "success", self._summary(summary))
+        self._finish_run(run_id, "success", summary)
 
     def answer_transfer_outcomes(self) -> dict[str, int]:
         """Post a transfer response for every outcome in the input state (design step 1)."""

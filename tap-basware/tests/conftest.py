@@ -48,11 +48,11 @@ def run_tap(tmp_path: Path) -> Callable[..., TapRun]:
 
     def run(config: dict[str, Any], state: dict[str, Any] | None = None,
             catalog: dict[str, Any] | None = None, check: bool = True,
-            env: dict[str, str] | None = None) -> TapRun:
+            env: dict[str, str] | None = None, extra: tuple[str, ...] = ()) -> TapRun:
         n = next(counter)
         config_file = tmp_path / f"config-{n}.json"
         config_file.write_text(json.dumps(config))
-        args = [str(TAP_EXECUTABLE), "--config", str(config_file)]
+        args = [str(TAP_EXECUTABLE), "--config", str(config_file), *extra]
         if state is not None:
             state_file = tmp_path / f"state-{n}.json"
             state_file.write_text(json.dumps(state))

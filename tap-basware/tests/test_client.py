@@ -122,3 +122,9 @@ def test_ledger_url_defaults_to_the_shared_environment_variable(basware, tap_con
     run_tap(config, env={"ML_CONNECTOR_LEDGER_URL": f"sqlite:///{shared}"})
     with Ledger.open(f"sqlite:///{shared}") as ledger:
         assert ledger.report().counts["accounting_documents"]["read"] == 28
+
+
+def test_connection_test_closes_its_ledger_run(basware, tap_config, run_tap, ledger_runs):
+    run = run_tap(tap_config, extra=("--test",))
+    assert len(run.records()) == 1  # --test stops each stream after one record
+    assert [r["status"] for r in ledger_runs()] == ["incomplete"]
