@@ -128,3 +128,23 @@ def test_connection_test_closes_its_ledger_run(basware, tap_config, run_tap, led
     run = run_tap(tap_config, extra=("--test",))
     assert len(run.records()) == 1  # --test stops each stream after one record
     assert [r["status"] for r in ledger_runs()] == ["incomplete"]
+
+
+def test_a_lost_answer_from_the_presigned_url_loses_no_invoice(basware, tap_config, run_tap):
+    """The S3 object is served, then the connection drops: the retry finds the one-time URL
+    consumed (404 NoSuchKey), which must not read as "no records"."""
+    basware.faults({"schedule": [{"nth": 1, "fault": "drop_after", "method": "GET",
+                                  "path": "^/_s3/"}]})
+
+    run = run_tap(tap_config)
+
+    assert len(run.records()) == 28
+    log = basware.requests()
+    s3 = [c for c in log if c["path"].startswith("/_s3/")]
+    assert [c["fault"] for c in s3][:1] == ["drop_after"]
+    assert s3[1]["status"] == 404  # the retried download: the object was consumed
+    request_id = header(s3[0], "X-BW-REQUEST-ID")
+    again = [c for c in log if c["path"] == ACCOUNTING_DOCUMENTS
+             and header(c, "X-BW-REQUEST-ID") == request_id]
+    assert len(again) == 2  # the API call was made again for a fresh URL
+    assert s3[2]["status"] == 200 and header(s3[2], "X-BW-REQUEST-ID") == request_id
