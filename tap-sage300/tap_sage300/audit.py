@@ -12,11 +12,11 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from ml_connector_core.ledger import SAGE_TO_BASWARE, Action, Entry, Ledger
-from ml_connector_core.redaction import Redactor
-
 if TYPE_CHECKING:
     from singer_sdk import Stream
+
+    from ml_connector_core.ledger import Ledger
+    from ml_connector_core.redaction import Redactor
 
 LEDGER_URL_ENV = "ML_CONNECTOR_LEDGER_URL"
 PLUGIN = "tap-sage300"
@@ -33,11 +33,17 @@ class ReadAudit:
         self.ledger = ledger
         self.run_id = run_id
         self.counts: Counter[str] = Counter()
-        self._pending: list[Entry] = []
+        if ledger is not None:
+            from ml_connector_core.ledger import SAGE_TO_BASWARE, Entry
+
+            self._entry, self._direction = Entry, SAGE_TO_BASWARE
+        self._pending: list[Any] = []  # ml_connector_core.ledger.Entry
         self._schemas_written: set[str] = set()
 
     @classmethod
     def open(cls, url: str, secrets: Iterable[str] | Redactor) -> ReadAudit:
+        from ml_connector_core.ledger import Ledger  # SQLAlchemy: only when a ledger is used
+
         ledger = Ledger.open(url, secrets=secrets)
         return cls(ledger, ledger.start_run(PLUGIN).run_id)
 
@@ -46,7 +52,8 @@ class ReadAudit:
         return self.ledger is not None
 
     def add(self, stream: Stream, source_key: str, record: dict[str, Any],
-            action: Action = Action.READ, error: str | None = None) -> None:
+            action: str = "read", error: str | None = None) -> None:
+        """``action`` is an ml_connector_core.ledger.Action value (read, rejected...)."""
         if self.ledger is None:
             return
         # The SCHEMA once per stream and run (for `audit replay`), not on every row.
@@ -54,9 +61,9 @@ class ReadAudit:
         if stream.name not in self._schemas_written:
             self._schemas_written.add(stream.name)
             schema = stream.schema
-        self._pending.append(Entry(
+        self._pending.append(self._entry(
             run_id=self.run_id or "", stream=stream.name, source_key=source_key, action=action,
-            direction=SAGE_TO_BASWARE, payload=record, error=error,
+            direction=self._direction, payload=record, error=error,
             key_properties=stream.primary_keys, schema=schema,
         ))
         self.counts[f"{stream.name}:{action}"] += 1

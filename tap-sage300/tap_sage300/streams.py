@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from functools import cached_property
 from typing import Any, ClassVar
 
 from singer_sdk import typing as th
@@ -140,7 +141,8 @@ class GLAccountsStream(Sage300Stream):
     def post_process(self, row: dict[str, Any], context: Context | None = None
                      ) -> dict[str, Any] | None:
         problems: list[Problem] = []
-        record = self.shape.apply(row, {"company_id": context["company_id"]}, problems)
+        record = self.shape.apply(row, problems, trim=self.page_padded)
+        record["company_id"] = context["company_id"]
         record["cost_center"] = record.get(self._tap.cost_center_field) or None
         return self.accept(record, problems)
 
@@ -195,10 +197,11 @@ class PurchaseOrdersStream(Sage300Stream):
 
     def post_process(self, row: dict[str, Any], context: Context | None = None
                      ) -> dict[str, Any] | None:
+        lines = row.pop("PurchaseOrderLines", None)
         record = super().post_process(row, context)
         if record is not None and self._lines_wanted():
             key = (record["company_id"], record["PurchaseOrderSequenceKey"])
-            self.pending_lines[key] = row.get("PurchaseOrderLines") or []
+            self.pending_lines[key] = lines or []
         return record
 
     def get_child_context(self, record: dict[str, Any], context: Context | None
@@ -248,13 +251,17 @@ class PurchaseOrderLinesStream(Sage300Stream):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        line_schema = th.PropertiesList(
-            text("ExpenseAccount"), choice("Completed", YES_NO)).to_dict()
-        line_schema["properties"] = {**self.schema["properties"], **line_schema["properties"]}
-        self.line_shape = RecordShape.from_schema(line_schema, skip=self.derived_fields)
         self._schema_sent = False
         # One "Beginning sync" line per purchase order is noise; warnings still show.
         self.logger.setLevel(logging.WARNING)
+
+    @cached_property
+    def line_shape(self) -> RecordShape:
+        """The Sage line fields to copy, plus the two the derived fields come from."""
+        sources = th.PropertiesList(text("ExpenseAccount"), choice("Completed", YES_NO))
+        schema = {"properties": {**self.schema["properties"], **sources.to_dict()["properties"]}}
+        return RecordShape.from_schema(schema, skip=self.derived_fields,
+                                       selected=self.is_selected)
 
     def _write_schema_message(self) -> None:
         # The SDK syncs a child once per parent record, and each sync() would repeat the
@@ -272,16 +279,16 @@ class PurchaseOrderLinesStream(Sage300Stream):
                      ) -> dict[str, Any] | None:
         company = context["company_id"]
         problems: list[Problem] = []
-        record = {"company_id": company,
+        parent = self._tap.streams[PurchaseOrdersStream.name]
+        line = self.line_shape.apply(row, problems, trim=parent.page_padded)
+        account = line.pop("ExpenseAccount") or None
+        completed = line.pop("Completed")
+        record = {"company_id": company, **line,
                   "PurchaseOrderSequenceKey": context["PurchaseOrderSequenceKey"],
                   "PurchaseOrderNumber": context["PurchaseOrderNumber"],
-                  "Vendor": context["Vendor"]}
-        self.line_shape.apply(row, record, problems)
-        account = record.pop("ExpenseAccount") or None
-        completed = record.pop("Completed")
-        record["PurchaseOrderSequenceKey"] = context["PurchaseOrderSequenceKey"]
-        record.update(gl_account=account, gl_account_formatted=None, cost_center=None,
-                      completed=None if completed is None else completed == "Yes")
+                  "Vendor": context["Vendor"],
+                  "gl_account": account, "gl_account_formatted": None, "cost_center": None,
+                  "completed": None if completed is None else completed == "Yes"}
         if account:
             known = self._tap.gl_account_index(company).get(account)
             if known is None:
