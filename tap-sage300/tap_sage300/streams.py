@@ -256,6 +256,10 @@ class PurchaseOrderLinesStream(Sage300Stream):
         self.logger.setLevel(logging.WARNING)
 
     @cached_property
+    def _needs_gl_lookup(self) -> bool:
+        return self.is_selected("cost_center") or self.is_selected("gl_account_formatted")
+
+    @cached_property
     def line_shape(self) -> RecordShape:
         """The Sage line fields to copy, plus the two the derived fields come from."""
         sources = th.PropertiesList(text("ExpenseAccount"), choice("Completed", YES_NO))
@@ -289,7 +293,7 @@ class PurchaseOrderLinesStream(Sage300Stream):
                   "Vendor": context["Vendor"],
                   "gl_account": account, "gl_account_formatted": None, "cost_center": None,
                   "completed": None if completed is None else completed == "Yes"}
-        if account:
+        if account and self._needs_gl_lookup:
             known = self._tap.gl_account_index(company).get(account)
             if known is None:
                 problems.append(Problem("gl_account", account, "an account in GLAccounts",

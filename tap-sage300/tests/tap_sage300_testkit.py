@@ -86,6 +86,13 @@ class SageSandbox:
         messages, records, states = parse_singer(done.stdout)
         return TapRun(done.returncode, done.stdout, done.stderr, messages, records, states)
 
+    def run_discover(self) -> dict[str, Any]:
+        path = self.tmp_path / "discover-config.json"
+        path.write_text(json.dumps(self.config()))
+        done = subprocess.run([TAP, "--config", str(path), "--discover"], capture_output=True,
+                              text=True, timeout=120, check=True)
+        return json.loads(done.stdout)
+
     # -- admin API -------------------------------------------------------------------------------
 
     def requests(self) -> list[dict[str, Any]]:

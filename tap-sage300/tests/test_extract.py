@@ -306,3 +306,28 @@ def test_ap_invoice_batches_are_incremental_on_date_last_edited(sage: SageSandbo
     assert second.returncode == 0, second.stderr
     (query,) = sage.reads("SAMINC/AP/APInvoiceBatches")
     assert query["$filter"] == [f"DateLastEdited ge {record['DateLastEdited']}"]
+
+
+def test_catalog_deselection_shrinks_select_and_records(sage: SageSandbox) -> None:
+    discovered = sage.run_discover()
+    for stream in discovered["streams"]:
+        for entry in stream["metadata"]:
+            crumb = entry["breadcrumb"]
+            if crumb == []:
+                entry["metadata"]["selected"] = stream["tap_stream_id"] in (
+                    "vendors", "purchase_orders", "purchase_order_lines")
+            elif crumb in (["properties", "Email"], ["properties", "cost_center"],
+                           ["properties", "ItemDescription"]):
+                entry["metadata"]["selected"] = False
+
+    run = sage.run(catalog=discovered)
+
+    assert run.returncode == 0, run.stderr
+    assert set(run.records) == {"vendors", "purchase_orders", "purchase_order_lines"}
+    (query,) = sage.reads("SAMINC/AP/APVendors")
+    assert "Email" not in query["$select"][0].split(",")
+    assert all("Email" not in r and "VendorName" in r for r in run.of("vendors"))
+    line = run.of("purchase_order_lines")[0]
+    assert "cost_center" not in line and "ItemDescription" not in line
+    assert line["gl_account"]
+    assert not sage.reads("SAMINC/GL/GLSegmentCodes")  # deselected streams cost no request
