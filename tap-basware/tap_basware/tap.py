@@ -74,6 +74,9 @@ class TapBasware(Tap):
                                 "test proxies only and logs a warning on every run."),
         th.Property("source_system", th.StringType, default="SAGE300",
                     description="sourceSystem sent in transfer responses (at most 32 chars)"),
+        th.Property("webhook_token", th.StringType, secret=True,
+                    description="Basware webhook authentication token; read by `ml-connector "
+                                "webhooks serve|subscribe`, unused by the tap itself"),
     ).to_dict()
 
     # -- state ---------------------------------------------------------------------------------
