@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import requests
 
+from ml_connector_core.ledger import Action, Ledger
 from mlc_sandbox.data import BASWARE_CLIENT_ID, SAGE_PASSWORD, SAGE_USER, build_dataset
 from mlc_sandbox.serve import Sandbox
 
@@ -139,6 +140,12 @@ def test_master_data_pipeline(fresh_sandbox: Sandbox, pipeline_env: dict[str, st
              for item in system["items"]]
     assert items and {item["status"] for item in items} == {"Success"}
     assert len(items) == sum(len(by_code(tenant, e)) for e in tenant["master_data"])
+
+    # One key traces a record from its read in Sage to its outcome in Basware.
+    with Ledger.open(pipeline_env["ML_CONNECTOR_LEDGER_URL"]) as ledger:
+        trail = [(e.plugin, e.action, e.target_key) for e in ledger.trace("SAMINC/1210")]
+    assert trail == [("tap-sage300", Action.READ, None),
+                     ("target-basware", Action.CREATED, "SAMINC-1210")]
 
     # -- a user changes one vendor in Sage: exactly that vendor is posted again ---------------
     touched = requests.post(f"{fresh_sandbox.sage300.base_url}/_sandbox/touch", json={

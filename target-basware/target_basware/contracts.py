@@ -27,6 +27,9 @@ def _optional(schema: dict[str, Any]) -> dict[str, Any]:
     return {**schema, "type": [schema["type"], "null"]}
 
 
+SOURCE_KEY = _optional(_text(500, "Key of the record in the source system (e.g. SAMINC/1200), "
+                                  "the ledger's source_key so one record can be traced from "
+                                  "read to delivery; default externalCode."))
 EXTERNAL_CODE = _text(36, "Basware key of the record, unique per endpoint; built from company + "
                           "source key (e.g. SAMINC-1200). Upserts overwrite by this key.")
 COMPANY_CODE = _text(25, "Basware company code (e.g. US01), not the source company id.", 2)
@@ -43,6 +46,7 @@ VENDORS: dict[str, Any] = {
     "required": ["externalCode", "vendorCode", "name", "companyCode", "active"],
     "properties": {
         "externalCode": EXTERNAL_CODE,
+        "sourceKey": SOURCE_KEY,
         "vendorCode": _text(25, "The vendor number invoices and POs refer to (supplierCode)."),
         "name": NAME,
         "companyCode": COMPANY_CODE,
@@ -81,6 +85,7 @@ ACCOUNTS: dict[str, Any] = {
     "required": ["externalCode", "accountCode", "name", "companyCode", "active"],
     "properties": {
         "externalCode": EXTERNAL_CODE,
+        "sourceKey": SOURCE_KEY,
         "accountCode": _text(25, "GL account as invoices are coded with it (e.g. 6100-100)."),
         "name": TRANSLATED_NAME,
         "companyCode": COMPANY_CODE,
@@ -94,6 +99,7 @@ COST_CENTERS: dict[str, Any] = {
     "required": ["externalCode", "costCenterCode", "name", "companyCode", "active"],
     "properties": {
         "externalCode": EXTERNAL_CODE,
+        "sourceKey": SOURCE_KEY,
         "costCenterCode": _text(25, "Cost center code (e.g. the GL department segment 100)."),
         "name": TRANSLATED_NAME,
         "companyCode": COMPANY_CODE,
@@ -107,6 +113,7 @@ PAYMENT_TERMS: dict[str, Any] = {
     "required": ["externalCode", "paymentTermCode", "name", "companyCode", "active"],
     "properties": {
         "externalCode": EXTERNAL_CODE,
+        "sourceKey": SOURCE_KEY,
         "paymentTermCode": _text(25, "Payment term code vendors and orders refer to (N30)."),
         "name": TRANSLATED_NAME,
         "companyCode": COMPANY_CODE,
@@ -130,6 +137,7 @@ MATCHING_ORDERS: dict[str, Any] = {
     "required": ["externalCode", "orderNumber", "companyCode", "supplierCode", "currencyCode"],
     "properties": {
         "externalCode": EXTERNAL_CODE,
+        "sourceKey": SOURCE_KEY,
         "orderNumber": _text(100, "The PO number invoices quote."),
         "companyCode": COMPANY_CODE,
         "organizationElementCode": _optional(_text(25, "Default: companyCode.")),
@@ -154,6 +162,7 @@ MATCHING_ORDER_LINES: dict[str, Any] = {
     "required": ["externalCode", "orderExternalCode", "lineNumber", "quantity"],
     "properties": {
         "externalCode": EXTERNAL_CODE,
+        "sourceKey": SOURCE_KEY,
         "orderExternalCode": _text(36, "externalCode of the order header (sent first)."),
         "lineNumber": {"type": ["string", "integer"], "minLength": 1, "maxLength": 100,
                        "minimum": 0, "description": "Line number as invoices quote it "

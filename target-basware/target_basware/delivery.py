@@ -25,7 +25,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ml_connector_core.basware_api import BaswareClient, BaswareError, error_messages
-from ml_connector_core.ledger import SAGE_TO_BASWARE, SUCCESS, Action, Entry, Ledger, Run
+from ml_connector_core.ledger import (
+    FAILURE,
+    SAGE_TO_BASWARE,
+    SUCCESS,
+    Action,
+    Entry,
+    Ledger,
+    Run,
+)
 
 logger = logging.getLogger("target-basware")
 
@@ -53,7 +61,7 @@ class Prepared:
     """A record that passed its contract, ready for delivery (built in preprocess_record)."""
 
     stream: str
-    key: str  # externalCode: ledger source and target key
+    key: str  # externalCode: the Basware key (ledger target_key)
     record: dict[str, Any]  # the contract record, stored in the ledger for replay
     payload: dict[str, Any]  # the Basware entity
     payload_hash: str
@@ -62,6 +70,10 @@ class Prepared:
     closed: bool = False
     known: bool = False  # Basware already has this key (from an earlier run): update
     refused_before: bool = False  # Basware rejected exactly this payload in an earlier run
+    source_key: str = ""  # the ledger key: the record's sourceKey, else its externalCode
+
+    def __post_init__(self) -> None:
+        self.source_key = self.source_key or self.key
     size: int = 0  # bytes of the JSON payload
     confirmed: bool = False  # its outcome is final and queued for the ledger
 
@@ -71,9 +83,11 @@ class Rejected:
     """A record that broke its contract: rejected alone, with key and field."""
 
     stream: str
-    key: str
+    key: str  # externalCode, or a description of the record when it has none
     record: dict[str, Any]
     error: str
+    source_key: str = ""  # the ledger key: the record's sourceKey, else `key`
+    external_code: str | None = None
 
 
 @dataclass
@@ -153,22 +167,23 @@ class Delivery:
         logger.warning("%s record %s rejected: %s", rejected.stream, rejected.key,
                        rejected.error)
         self.summary.add(rejected.stream, "rejected")
-        self._entries.append(self._entry(rejected.stream, rejected.key, Action.REJECTED,
-                                         payload=rejected.record, error=rejected.error,
-                                         target_key=None))
+        self._entries.append(self._entry(rejected.stream, rejected.source_key or rejected.key,
+                                         Action.REJECTED, payload=rejected.record,
+                                         error=rejected.error,
+                                         target_key=rejected.external_code))
 
     def accept(self, record: Prepared) -> None:
         """Skip what Basware already has with this exact payload; buffer the rest."""
         self.seen.update(record.provides)
-        latest = self.ledger.latest_outcome(record.stream, record.key)
+        latest = self.ledger.latest_outcome(record.stream, record.source_key)
         if (latest is not None and latest.action in SUCCESS
                 and latest.payload_hash == record.payload_hash):
             self.summary.add(record.stream, "skipped (already delivered)")
-            self._entries.append(self._entry(record.stream, record.key, Action.UNCHANGED,
+            self._entries.append(self._entry(record.stream, record.source_key, Action.UNCHANGED,
                                              payload_hash=record.payload_hash,
                                              target_key=latest.target_key))
             return
-        record.known = self.ledger.target_key_for(record.stream, record.key) is not None
+        record.known = self.ledger.target_key_for(record.stream, record.source_key) is not None
         record.refused_before = (latest is not None and latest.action == Action.REJECTED
                                  and latest.payload_hash == record.payload_hash)
         if record.closed and not record.known:
@@ -176,8 +191,8 @@ class Delivery:
             # stays out. One it has is sent, closed, so invoices stop matching against it.
             self.summary.add(record.stream, "skipped (closed, never sent)")
             self._entries.append(self._entry(
-                record.stream, record.key, Action.UNCHANGED, payload_hash=record.payload_hash,
-                target_key=None, error="not sent: closed in the source and never sent to "
+                record.stream, record.source_key, Action.UNCHANGED,
+                payload_hash=record.payload_hash, target_key=None, error="not sent: closed in the source and never sent to "
                                        "Basware"))
             return
         queue = self.pending[record.stream]
@@ -249,8 +264,8 @@ class Delivery:
                     continue
                 self.summary.add(record.stream, "failed")
                 self._entries.append(self._entry(
-                    record.stream, record.key, Action.FAILED, payload=record.record,
-                    payload_hash=record.payload_hash, error=reason, target_key=None))
+                    record.stream, record.source_key, Action.FAILED, payload=record.record,
+                    payload_hash=record.payload_hash, error=reason, target_key=record.key))
             queue.clear()
         self.flush_ledger()
 
@@ -390,12 +405,11 @@ class Delivery:
             action = Action.UNCHANGED
         else:
             action = Action.UPDATED if record.known else Action.CREATED
-        self._finish(record, action, request=request, target_key=record.key,
+        self._finish(record, action, request=request,
                      error=f"warning: {warning}" if warning else None)
 
     def _finish(self, record: Prepared, action: Action, *, request: _Request | None = None,
-                error: str | None = None, target_key: str | None = None,
-                bw_request_id: str | None = None) -> None:
+                error: str | None = None, bw_request_id: str | None = None) -> None:
         record.confirmed = True
         if action == Action.REJECTED:
             logger.warning("%s record %s rejected: %s", record.stream, record.key, error)
@@ -403,22 +417,23 @@ class Delivery:
             logger.error("%s record %s failed: %s", record.stream, record.key, error)
         self.summary.add(record.stream, action.value)
         self._entries.append(self._entry(
-            record.stream, record.key, action, payload=record.record,
-            payload_hash=record.payload_hash, error=error, target_key=target_key,
+            record.stream, record.source_key, action, payload=record.record,
+            payload_hash=record.payload_hash, error=error, target_key=record.key,
             basware_request_id=request.basware_request_id if request else None,
             bw_request_id=request.bw_request_id if request else bw_request_id))
 
-    def _entry(self, stream: str, key: str, action: Action, *, target_key: str | None,
+    def _entry(self, stream: str, source_key: str, action: Action, *, target_key: str | None,
                payload: dict[str, Any] | None = None, payload_hash: str | None = None,
                error: str | None = None, basware_request_id: str | None = None,
                bw_request_id: str | None = None) -> Entry:
         spec = self.specs[stream]
         return Entry(
-            run_id=self.run.run_id, stream=stream, source_key=key, action=action,
+            run_id=self.run.run_id, stream=stream, source_key=source_key, action=action,
             target_key=target_key, direction=SAGE_TO_BASWARE, payload=payload,
             payload_hash=payload_hash, error=error, basware_request_id=basware_request_id,
             bw_request_id=bw_request_id, key_properties=["externalCode"],
-            schema=spec.contract if payload is not None else None,
+            # The contract is the SCHEMA `audit replay` sends; only failures are replayed.
+            schema=spec.contract if action in FAILURE else None,
         )
 
 

@@ -58,16 +58,21 @@ class BaswareSink(BatchSink):
     def preprocess_record(self, record: dict, context: dict) -> dict:
         data = self._normalize(record)
         key = _record_key(data)
+        source_key = data.get("sourceKey") if isinstance(data.get("sourceKey"), str) else None
         problems = contracts.contract_errors(self.stream_name, data)
         result: Prepared | Rejected
         if problems:
-            result = Rejected(self.stream_name, key, data, "; ".join(problems))
+            code = data.get("externalCode")
+            result = Rejected(self.stream_name, key, data, "; ".join(problems),
+                              source_key=source_key or key,
+                              external_code=code if isinstance(code, str) and code else None)
         else:
             entity = type(self).build(data, self.config.get("source_system") or "SAGE300")
             result = Prepared(
                 stream=self.stream_name, key=key, record=data, payload=entity,
                 payload_hash=payload_hash(entity), provides=tuple(self.provides(data)),
                 references=tuple(self.references(data)), closed=bool(data.get("isClosed")),
+                source_key=source_key or key,
             )
         # Key properties stay at the top so the SDK's Singer checks still apply.
         return {**{k: record[k] for k in self.key_properties if k in record}, PREPARED: result}
