@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 from ml_connector_core.ledger import Action
 
 
@@ -101,3 +105,29 @@ def test_unfinished_processing_fails_the_run_and_is_sent_again(run_target, baswa
     entry = ledger_entries("CP-CC1")[-1]
     assert entry.action == Action.FAILED and entry.basware_request_id
     assert run.states == []
+
+
+def test_failed_records_are_replayed_from_the_ledger_once_the_cause_is_fixed(
+        run_target, basware, ledger_entries, ledger_url, tmp_path):
+    scopes = "paymentTerms.write accounts.write costCenters.write requestStatus.read"
+    assert run_target("master_data.singer", scopes=scopes).returncode != 0  # no vendors.write
+    assert ledger_entries("FIX-V100")[-1].action == Action.FAILED
+
+    # The operator fixes the scopes, then replays what failed (straight into the target: the
+    # stored records are already in the contract's shape, so no stream maps).
+    replay = subprocess.run(
+        [str(Path(sys.executable).with_name("ml-connector")), "audit", "--ledger-url",
+         ledger_url, "replay", "--failed", "--stream", "vendors"],
+        capture_output=True, text=True, timeout=60, check=True)
+    assert "replayed 2 record(s)" in replay.stderr
+    replayed = tmp_path / "replay.singer"
+    replayed.write_text(replay.stdout)
+    basware.clear_log()
+
+    run = run_target(replayed)
+
+    assert run.returncode == 0, run.stderr
+    (post,) = basware.posts()
+    assert sorted(r["externalCode"] for r in post["body"]) == ["FIX-V100", "FIX-V200"]
+    assert ledger_entries("FIX-V100")[-1].action == Action.CREATED
+    assert basware.item_statuses()[("Vendor", "FIX-V100")] == "Success"
