@@ -325,6 +325,13 @@ class Sage300Stream(RESTStream[ParseResult | None]):
     def backoff_jitter(self, value: float) -> float:
         return value  # the shared policy already jitters
 
+    def backoff_handler(self, details: Any) -> None:
+        # A retry is not an error (the SDK logs it as one); giving up raises and is logged then.
+        exc = details.get("exception")
+        self.logger.warning("Retry %d of %s in %.1fs after %s", details.get("tries", 0),
+                            self.name, details.get("wait") or 0.0,
+                            f"{type(exc).__name__}: {exc}" if exc else "a failure")
+
     def get_new_paginator(self) -> ODataPaginator:
         return ODataPaginator(self.url_base, self.page_size)
 

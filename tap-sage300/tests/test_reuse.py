@@ -16,7 +16,11 @@ from pathlib import Path
 from tap_sage300_testkit import TAP, SageSandbox
 
 # In its own virtualenv: it pins jsonschema 2.6 / singer-python 5.8, which the SDK cannot share.
-TARGET_JSONL = os.environ.get("TARGET_JSONL") or str(Path(sys.executable).with_name("target-jsonl"))
+# Found as $TARGET_JSONL, as a link in the project venv, or as a Meltano loader's venv.
+_CANDIDATES = [os.environ.get("TARGET_JSONL", ""),
+               str(Path(sys.executable).with_name("target-jsonl")),
+               str(Path(__file__).parents[2] / ".meltano/loaders/target-jsonl/venv/bin/target-jsonl")]
+TARGET_JSONL = next((c for c in _CANDIDATES if c and Path(c).exists()), _CANDIDATES[1])
 
 
 def pipe(config: dict, state: dict | None, workdir: Path, name: str) -> tuple[Path, list[dict]]:
@@ -32,7 +36,8 @@ def pipe(config: dict, state: dict | None, workdir: Path, name: str) -> tuple[Pa
         (workdir / f"{name}-state.json").write_text(json.dumps(state))
         tap_args += ["--state", str(workdir / f"{name}-state.json")]
     assert Path(TARGET_JSONL).exists(), (
-        f"{TARGET_JSONL} is missing: install target-jsonl==0.1.4 (see tap-sage300/README.md)")
+        f"target-jsonl not found ({_CANDIDATES}): install target-jsonl==0.1.4 in its own venv "
+        "(see tap-sage300/README.md)")
     log = workdir / f"{name}-tap.log"  # a file, not a pipe: nobody reads it while both run
     with log.open("w") as tap_log, subprocess.Popen(tap_args, stdout=subprocess.PIPE,
                                                      stderr=tap_log, cwd=workdir) as tap:
