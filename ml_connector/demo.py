@@ -7,7 +7,6 @@ own Meltano state and ledger under output/, so running it twice tells the same s
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -50,13 +49,26 @@ def main() -> int:
             say("\n(no Meltano jobs defined yet: the pipelines are still being built)")
             return 0
         env = demo_environment(run_dir)
-        for job in jobs:
-            step(f"Running `meltano run {job}`")
-            if not run_meltano(["run", job], env, run_dir / f"{job}.log"):
-                say(f"   FAILED: see {run_dir / f'{job}.log'}")
+        # The second invoices run answers Basware with the outcomes the first one recorded.
+        runs = [("master-data", "master data: Sage 300 -> Basware"),
+                ("invoices", "approved invoices: Basware -> Sage 300 AP batches"),
+                ("invoices", "the next invoice run: outcomes answered back to Basware")]
+        for number, (job, story) in enumerate(runs, start=1):
+            if job not in jobs:
+                continue
+            step(f"Run {number}: {story}  (`meltano run {job}`)")
+            log = run_dir / f"{number}-{job}.log"
+            if not run_meltano(["run", job], env, log):
+                say(f"   FAILED: see {log.relative_to(ROOT)}")
                 return 1
-        show_outcome(sandbox)
-        say(f"\nLogs, state and ledger of this run: {run_dir.relative_to(ROOT)}")
+            if job == "master-data":
+                show_master_data(sandbox)
+            else:
+                show_invoices(sandbox)
+        step("The audit trail (`ml-connector audit failures` and `report`)")
+        audit(["failures"], env)
+        audit(["report", "--html", str(run_dir / "report.html")], env)
+        say(f"\nLogs, state, ledger and report.html of this demo: {run_dir.relative_to(ROOT)}")
         return 0
     finally:
         sandbox.stop()
@@ -125,21 +137,43 @@ def run_meltano(args: list[str], env: dict[str, str], log: Path) -> bool:
     return result.returncode == 0
 
 
-def show_outcome(sandbox: Sandbox) -> None:
-    step("What arrived")
-    basware = requests.get(f"{sandbox.basware.base_url}/_sandbox/state", timeout=60).json()
+def show_master_data(sandbox: Sandbox) -> None:
+    state = requests.get(f"{sandbox.basware.base_url}/_sandbox/state", timeout=60).json()
+    for tenant in state["tenants"].values():
+        for endpoint, records in tenant["master_data"].items():
+            say(f"   Basware {endpoint:<20} {len(records):>5} records")
+        statuses: dict[str, int] = {}
+        for request in _values(tenant["request_status"]):
+            statuses[request["requestStatus"]] = statuses.get(request["requestStatus"], 0) + 1
+        say(f"   Basware requestStatus: {statuses}")
+
+
+def show_invoices(sandbox: Sandbox) -> None:
     sage = requests.get(f"{sandbox.sage300.base_url}/_sandbox/state", timeout=60).json()
-    say(json.dumps({"basware": summarize(basware), "sage300": summarize(sage)}, indent=2))
+    for company, resources in sage["companies"].items():
+        batches = [b for b in resources["AP/APInvoiceBatches"]
+                   if str(b.get("Description", "")).startswith("ml-connector")]
+        entries = sum(len(b.get("Invoices", [])) for b in batches)
+        say(f"   Sage 300 {company}: {entries} AP invoices in {len(batches)} connector batch(es), "
+            f"status {sorted({b['BatchStatus'] for b in batches}) or '-'}")
+    basware = requests.get(f"{sandbox.basware.base_url}/_sandbox/state", timeout=60).json()
+    for tenant in basware["tenants"].values():
+        statuses: dict[str, int] = {}
+        for invoice in _values(tenant["invoices"]):
+            statuses[invoice["processingStatus"]] = statuses.get(invoice["processingStatus"], 0) + 1
+            if invoice["processingStatus"] == "TransferFailed":
+                say(f"   Basware invoice {invoice['invoiceNumber']} TransferFailed: "
+                    f"{invoice['transferResponses'][-1]['responseMessage']}")
+        say(f"   Basware invoices by status: {statuses}")
 
 
-def summarize(state: Any) -> Any:
-    """Counts instead of records, so the terminal shows the shape of the state."""
-    if isinstance(state, list):
-        return len(state)
-    if isinstance(state, dict):
-        return {key: summarize(value) for key, value in state.items()
-                if isinstance(value, dict | list)}
-    return state
+def _values(collection: Any) -> list[Any]:
+    return list(collection.values()) if isinstance(collection, dict) else list(collection)
+
+
+def audit(args: list[str], env: dict[str, str]) -> None:
+    cli = str(Path(sys.executable).with_name("ml-connector"))
+    subprocess.run([cli, "audit", *args], cwd=ROOT, env=env, check=False)
 
 
 if __name__ == "__main__":
