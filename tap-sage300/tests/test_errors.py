@@ -5,6 +5,7 @@ person can act on; transient ones are retried under the shared policy. No secret
 from __future__ import annotations
 
 import base64
+import time
 
 import pytest
 from tap_sage300_testkit import SageSandbox, TapRun
@@ -123,3 +124,22 @@ def test_verify_tls_off_warns_loudly(sage: SageSandbox) -> None:
     assert "verify_tls is OFF" in run.stderr
     assert "WARNING" in next(line for line in run.stderr.splitlines()
                              if "verify_tls is OFF" in line)
+
+
+def test_a_stalled_request_times_out_and_is_retried(sage: SageSandbox) -> None:
+    sage.faults(stall_seconds=3, schedule=[
+        {"nth": 1, "fault": "stall", "path": "SAMLTD/AP/APTerms"}])
+
+    run = sage.run(sage.config(read_timeout=1))
+
+    assert run.returncode == 0, run.stderr
+    assert len(run.of("payment_terms", "SAMLTD")) == len(sage.table("SAMLTD", "AP/APTerms"))
+    assert "ReadTimeout" in run.stderr or "timed out" in run.stderr
+    # The simulator logs the stalled request only when its stall ends.
+    deadline = time.monotonic() + 10
+    while True:
+        attempts = [r for r in sage.requests() if r["path"].endswith("SAMLTD/AP/APTerms")]
+        if len(attempts) == 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert sorted(str(r["fault"]) for r in attempts) == ["None", "stall"]
