@@ -251,6 +251,7 @@ class SimulatorServer:
 def _make_handler(server: SimulatorServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as IIS and API gateways do
+        disable_nagle_algorithm = True  # small JSON answers must not wait ~40 ms for an ACK
         server_version = server.simulator.name
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
