@@ -459,9 +459,14 @@ class Sage300Stream(RESTStream[ParseResult | None]):
             error = f"{self.name} {key}: " + "; ".join(map(str, problems))
             self.logger.warning(error)
             audit.add(self, key, record, READ, error)
-        elif audit.enabled:
+        elif audit.enabled and self._emitted:
             audit.add(self, self.source_key(record), record, READ)
         return record
+
+    @cached_property
+    def _emitted(self) -> bool:
+        """False for a deselected parent read only for its children's sake."""
+        return self.selected
 
     def _generate_record_messages(self, record: dict[str, Any]
                                   ) -> Iterator[singer.RecordMessage]:

@@ -189,6 +189,11 @@ class PurchaseOrdersStream(Sage300Stream):
         # Lines of the PO being processed, handed to the child stream without a new request.
         self.pending_lines: dict[tuple[str, int], list[dict[str, Any]]] = {}
 
+    def parse_response(self, response: Any) -> Iterable[dict[str, Any]]:
+        # Lines of a header a stream map filtered out were never taken: drop them per page.
+        self.pending_lines.clear()
+        return super().parse_response(response)
+
     def _lines_wanted(self) -> bool:
         return any(child.selected for child in self.child_streams)
 

@@ -59,17 +59,17 @@ class TapSage300(Tap):
         th.Property("start_date", th.DateTimeType,
                     description="Earliest DateLastMaintained to read when a stream has no "
                                 "bookmark yet (date part used)"),
-        th.Property("page_size", th.IntegerType, default=1000,
+        th.Property("page_size", th.IntegerType(minimum=1), default=1000,
                     description="Records per request ($top). Sage caps it at the PageSize of "
                                 "its web.config (default 100; Sage recommends 1000)"),
-        th.Property("connect_timeout", th.NumberType, default=10,
+        th.Property("connect_timeout", th.NumberType(exclusive_minimum=0), default=10,
                     description="Seconds to wait for a connection to Sage"),
-        th.Property("read_timeout", th.NumberType, default=120,
+        th.Property("read_timeout", th.NumberType(exclusive_minimum=0), default=120,
                     description="Seconds to wait for a page (cold IIS starts are slow)"),
         th.Property("verify_tls", th.BooleanType, default=True,
                     description="Verify Sage's TLS certificate. Turning it off is for test "
                                 "servers only and logs a warning on every run"),
-        th.Property("cost_center_segment", th.IntegerType, default=2,
+        th.Property("cost_center_segment", th.IntegerType(minimum=1, maximum=10), default=2,
                     description="Which GL account segment is the cost center (1-10)"),
         th.Property("ledger_url", th.StringType, secret=True,
                     description="Audit ledger database URL (SQLite or PostgreSQL); also "
@@ -176,6 +176,7 @@ def url_passwords(config: dict[str, Any] | Any) -> list[str]:
                 if password := urlsplit(value).password:
                     passwords.append(password)
     return passwords
+
 
 if __name__ == "__main__":
     TapSage300.cli()
