@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PLUGINS := tap-sage300 target-basware tap-basware target-sage300
 PYPROJECTS := pyproject.toml core/pyproject.toml sandbox/pyproject.toml $(addsuffix /pyproject.toml,$(PLUGINS))
 
-.PHONY: install test demo bench lint meltano-install clean
+.PHONY: install test demo lint meltano-install clean
 
 $(BIN)/.installed: $(PYPROJECTS) requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -35,9 +35,6 @@ test: install meltano-install $(TARGET_JSONL)
 
 demo: install meltano-install
 	$(BIN)/python -m ml_connector.demo
-
-bench: install meltano-install
-	$(BIN)/python -m bench
 
 lint: install
 	$(BIN)/ruff check .
