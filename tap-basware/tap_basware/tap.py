@@ -21,7 +21,7 @@ from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
 
 from ml_connector_core.basware_api import REGION_BASE_URLS, BaswareClient, resolve_base_url
-from ml_connector_core.ledger import Entry, Ledger
+from ml_connector_core.ledger import LEDGER_URL_ENV, Entry, Ledger
 from ml_connector_core.redaction import Redactor, install_log_redaction
 from tap_basware.streams import AccountingDocumentsStream, RequestStatusStream, VendorsStream
 from tap_basware.transfer_responses import TransferResponder
@@ -29,7 +29,6 @@ from tap_basware.transfer_responses import TransferResponder
 DEFAULT_SCOPES = "accountingDocuments.read accountingDocuments.write vendors.read requestStatus.read"
 PLUGIN = "tap-basware"
 OUTCOMES_KEY = "transfer_outcomes"
-LEDGER_URL_ENV = "ML_CONNECTOR_LEDGER_URL"
 
 
 class TapBasware(Tap):

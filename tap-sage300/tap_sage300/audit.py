@@ -12,13 +12,14 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from ml_connector_core.ledger import LEDGER_URL_ENV
+
 if TYPE_CHECKING:
     from singer_sdk import Stream
 
     from ml_connector_core.ledger import Ledger
     from ml_connector_core.redaction import Redactor
 
-LEDGER_URL_ENV = "ML_CONNECTOR_LEDGER_URL"
 PLUGIN = "tap-sage300"
 
 

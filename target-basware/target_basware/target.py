@@ -21,7 +21,7 @@ from singer_sdk.sinks import Sink
 from singer_sdk.target_base import Target
 
 from ml_connector_core.basware_api import REGION_BASE_URLS, BaswareClient
-from ml_connector_core.ledger import Ledger, default_ledger_url
+from ml_connector_core.ledger import LEDGER_URL_ENV, Ledger, default_ledger_url
 from ml_connector_core.redaction import Redactor, install_log_redaction
 from target_basware.delivery import Delivery
 from target_basware.sinks import SINKS, BaswareSink
@@ -33,7 +33,6 @@ DEFAULT_SCOPES = " ".join(
                                   "matchingOrders", "matchingOrderLines")
     for access in ("write", "read")
 ) + " requestStatus.read"
-LEDGER_URL_ENV = "ML_CONNECTOR_LEDGER_URL"  # what `make demo` and operators set for all plugins
 
 
 class UnknownStreamError(Exception):
