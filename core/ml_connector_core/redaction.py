@@ -22,8 +22,15 @@ from urllib.parse import quote, quote_plus, unquote, urlsplit
 
 MASK = "***"
 
+# What a secret's name ends with. Only the END of a name counts: `client_secret`,
+# `clientSecret`, `X-Api-Key`, `access_token` name secrets; `keep_password_case`,
+# `token_expiry_calls`, `token_url` and `passwordHint` name settings about them, whose values
+# are harmless and must stay readable in logs.
+_SECRET_WORDS = (r"(?:password|passwd|pwd|passphrase|secret|token|credential|signature"
+                 r"|api[_-]?key|(?:secret|private|access|signing)[_-]?key)s?")
+
 #: Key names whose values are secrets, wherever they appear (config, payloads, headers).
-SECRET_KEY = re.compile(r"password|passwd|secret|token|authorization|api[_-]?key|cookie", re.I)
+SECRET_KEY = re.compile(rf"(?:{_SECRET_WORDS}|authorization|auth|cookie)$", re.I)
 
 # Secrets shorter than this are not masked as free text: masking "ab" everywhere would wreck
 # every log line and hide nothing an attacker could not guess. Key-based masking still applies.
@@ -32,8 +39,11 @@ _MIN_SECRET_LEN = 4
 _SHAPES = re.compile(
     # An all-lowercase word after the scheme is prose ("Basic authentication"), not a credential.
     r"(?P<scheme>\b(?i:basic|bearer|negotiate|ntlm)\s+)(?=[\w.~+/=-]*[A-Z0-9+/=])[\w.~+/=-]{6,}"
-    # key=value / "key": "value" pairs whose key looks secret, e.g. a logged form body.
-    r"|(?P<key>[\w-]*(?i:password|passwd|secret|token|api[_-]?key)[\w-]*[\"']?\s*[:=]\s*)"
+    # key=value / "key": "value" pairs whose key names a secret (see SECRET_KEY), e.g. a
+    # logged form body; true/false/null/none are settings, not secrets. (`Authorization:
+    # Basic ...` in text is the scheme case above, which keeps the scheme readable.)
+    rf"|(?P<key>[\w.-]*?(?i:{_SECRET_WORDS})\b[\"']?\s*[:=]\s*)"
+    r"(?!(?i:true|false|null|none)\b)"
     r"(?P<value>\"[^\"]*\"|'[^']*'|[^\s\"'&,;}]+)"
 )
 
@@ -125,7 +135,7 @@ class Redactor:
             return {
                 key: (
                     MASK
-                    if by_key and SECRET_KEY.search(str(key)) and item not in (None, "")
+                    if by_key and SECRET_KEY.search(str(key)) and _can_be_secret(item)
                     else self.redact_obj(item, by_key=by_key)
                 )
                 for key, item in value.items()
@@ -133,6 +143,11 @@ class Redactor:
         if isinstance(value, list | tuple):
             return [self.redact_obj(item, by_key=by_key) for item in value]
         return value
+
+
+def _can_be_secret(value: Any) -> bool:
+    """False for what no secret is: None, "", booleans (`keep_password_case: false`)."""
+    return value is not None and value != "" and not isinstance(value, bool)
 
 
 _SHAPES_ONLY = Redactor()

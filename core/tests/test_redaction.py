@@ -142,3 +142,64 @@ def test_records_without_secrets_are_left_intact() -> None:
     RedactingFilter(redactor).filter(clean)
     assert clean.msg == "METRIC: %s" and clean.args == (point,)
     assert clean.exc_info == (ValueError, error, None)
+
+
+# -- precision: values of secret keys are masked, settings that merely mention one are not ----
+
+SECRET_NAMES = ["password", "PASSWORD", "sage_password", "client_secret", "clientSecret",
+                "access_token", "webhook_token", "refresh_token", "X-Api-Key", "api_key",
+                "aws_secret_access_key", "passphrase", "dbPassword", "X-Amz-Signature"]
+SETTING_NAMES = ["keep_password_case", "password_case_sensitive", "token_expiry_calls",
+                 "token_url", "token_type", "passwordHint", "secret_rotation_days",
+                 "tokens_url", "webhook_token_env"]
+
+
+@given(name=st.sampled_from(SECRET_NAMES),
+       value=st.text(alphabet="abcXYZ019-_.!+/", min_size=1, max_size=20),
+       quote=st.sampled_from(["", '"', "'"]), separator=st.sampled_from(["=", ": ", ":", " = "]))
+def test_values_of_secret_keys_are_masked_in_text(name: str, value: str, quote: str,
+                                                  separator: str) -> None:
+    text = f"config {quote}{name}{quote}{separator}{quote}{value}{quote} rest"
+    redacted = Redactor().redact(text)
+    assert redacted == f"config {quote}{name}{quote}{separator}{quote}{MASK}{quote} rest"
+
+
+@given(name=st.sampled_from(SETTING_NAMES),
+       value=st.sampled_from(["false", "True", "20", "3600", "https://login.example/token",
+                              "Bearer", "none", "case-sensitive"]),
+       quote=st.sampled_from(["", '"', "'"]), separator=st.sampled_from(["=", ": "]))
+def test_settings_that_mention_a_secret_word_stay_readable(name: str, value: str, quote: str,
+                                                           separator: str) -> None:
+    text = f"{quote}{name}{quote}{separator}{quote}{value}{quote}"
+    assert Redactor().redact(text) == text
+
+
+def test_the_known_flaw_keep_password_case_is_readable_in_logs() -> None:
+    redactor = Redactor(["Sandbox-Pass1"])
+    line = ("target-sage300 config: {'username': 'WEBAPI', 'password': 'Sandbox-Pass1', "
+            "'keep_password_case': False, 'token_expiry_calls': 20} keep_password_case: false")
+    assert redactor.redact(line) == (
+        "target-sage300 config: {'username': 'WEBAPI', 'password': '***', "
+        "'keep_password_case': False, 'token_expiry_calls': 20} keep_password_case: false")
+
+
+def test_redact_obj_masks_secret_keys_only() -> None:
+    data = {"password": "p", "keep_password_case": False, "token_expiry_calls": 3,
+            "token_url": "https://login.example/v1/tokens", "sage_password": "x",
+            "webhook_token": "w", "passwordHint": "the usual", "verify_tls": True,
+            "clientSecret": 12345678, "access_token": None, "auth": ("USER", "PW")}
+    assert Redactor().redact_obj(data) == {
+        "password": MASK, "keep_password_case": False, "token_expiry_calls": 3,
+        "token_url": "https://login.example/v1/tokens", "sage_password": MASK,
+        "webhook_token": MASK, "passwordHint": "the usual", "verify_tls": True,
+        "clientSecret": MASK, "access_token": None, "auth": MASK}
+
+
+def test_from_config_takes_only_values_of_secret_keys() -> None:
+    config = {"token_url": "https://login.example/v1/tokens", "keep_password_case": True,
+              "password_hint": "the usual", "webhook_token": "wh-token-1234",
+              "basware": {"client_secret": "cs-5678", "token_expiry_calls": 20}}
+    redactor = Redactor.from_config(config)
+    assert redactor.secrets == {"wh-token-1234", "cs-5678"}
+    assert redactor.redact("token_url https://login.example/v1/tokens") == (
+        "token_url https://login.example/v1/tokens")
