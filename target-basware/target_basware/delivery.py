@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ml_connector_core.basware_api import BaswareClient, BaswareError, error_messages
+from ml_connector_core.dryrun import CREATE, REJECT, SKIP, UPDATE, DryRunReport
 from ml_connector_core.ledger import (
     FAILURE,
     SAGE_TO_BASWARE,
@@ -137,7 +138,8 @@ class Delivery:
     def __init__(self, *, client: BaswareClient | None, ledger: Ledger, run: Run,
                  streams: list[StreamSpec], request_status_timeout: float,
                  client_factory: Callable[[], BaswareClient] | None = None,
-                 batch_size_rows: int | None = None) -> None:
+                 batch_size_rows: int | None = None,
+                 dry_run: DryRunReport | None = None) -> None:
         self._client = client
         self._client_factory = client_factory
         self.ledger = ledger
@@ -151,6 +153,7 @@ class Delivery:
         self.seen: set[str] = set()  # reference keys that arrived in this run
         self.summary = Summary()
         self._entries: list[Entry] = []  # ledger entries not yet written
+        self.dry_run = dry_run  # set: verdicts instead of POSTs (ml_connector_core.dryrun)
 
     @property
     def client(self) -> BaswareClient:
@@ -167,6 +170,9 @@ class Delivery:
         logger.warning("%s record %s rejected: %s", rejected.stream, rejected.key,
                        rejected.error)
         self.summary.add(rejected.stream, "rejected")
+        if self.dry_run:
+            self.dry_run.add(rejected.stream, rejected.key, REJECT, rejected.error,
+                             rejected.source_key)
         self._entries.append(self._entry(rejected.stream, rejected.source_key or rejected.key,
                                          Action.REJECTED, payload=rejected.record,
                                          error=rejected.error,
@@ -179,6 +185,9 @@ class Delivery:
         if (latest is not None and latest.action in SUCCESS
                 and latest.payload_hash == record.payload_hash):
             self.summary.add(record.stream, "skipped (already delivered)")
+            if self.dry_run:
+                self.dry_run.add(record.stream, record.key, SKIP,
+                                 "already delivered with this payload", record.source_key)
             self._entries.append(self._entry(record.stream, record.source_key, Action.UNCHANGED,
                                              payload_hash=record.payload_hash,
                                              target_key=latest.target_key))
@@ -190,6 +199,9 @@ class Delivery:
             # Only open orders and lines matter for matching; a closed one Basware never had
             # stays out. One it has is sent, closed, so invoices stop matching against it.
             self.summary.add(record.stream, "skipped (closed, never sent)")
+            if self.dry_run:
+                self.dry_run.add(record.stream, record.key, SKIP,
+                                 "closed in Sage and never sent to Basware", record.source_key)
             self._entries.append(self._entry(
                 record.stream, record.source_key, Action.UNCHANGED,
                 payload_hash=record.payload_hash, target_key=None, error="not sent: closed in the source and never sent to "
@@ -270,10 +282,28 @@ class Delivery:
         self.flush_ledger()
 
     def _send_stream(self, spec: StreamSpec, records: list[Prepared]) -> None:
+        if self.dry_run:
+            self._judge(records)
+            return
         sent: list[_Request] = []
         for batch in _batches(records, self.batch_limit(spec), MAX_REQUEST_BYTES):
             sent += self._post(spec, batch)
         self._follow(sent)
+
+    def _judge(self, records: list[Prepared]) -> None:
+        """Dry run: the verdict each record would get, in place of the POST."""
+        assert self.dry_run is not None
+        for record in records:
+            record.confirmed = True
+            if record.refused_before:
+                # Basware answers an identical re-send of a refused record NotProcessed,
+                # which the real run records as rejected (see _finish_success).
+                verdict, reason = REJECT, ("Basware rejected exactly this payload before and "
+                                           "does not process an identical re-send")
+            else:
+                verdict, reason = (UPDATE if record.known else CREATE), None
+            self.summary.add(record.stream, f"would {verdict}")
+            self.dry_run.add(record.stream, record.key, verdict, reason, record.source_key)
 
     def _post(self, spec: StreamSpec, batch: list[Prepared]) -> list[_Request]:
         """POST one batch; a 400 is narrowed down to the records Basware named (or halves)."""

@@ -21,7 +21,13 @@ from singer_sdk.sinks import Sink
 from singer_sdk.target_base import Target
 
 from ml_connector_core.basware_api import REGION_BASE_URLS, BaswareClient
-from ml_connector_core.ledger import LEDGER_URL_ENV, Ledger, default_ledger_url
+from ml_connector_core.dryrun import (
+    DRY_RUN_DESCRIPTION,
+    DRY_RUN_REPORT_DESCRIPTION,
+    DryRunReport,
+    ledger_class,
+)
+from ml_connector_core.ledger import LEDGER_URL_ENV, default_ledger_url
 from ml_connector_core.redaction import Redactor, install_log_redaction
 from target_basware.delivery import Delivery
 from target_basware.sinks import SINKS, BaswareSink
@@ -75,6 +81,8 @@ class TargetBasware(Target):
                                 "proxy (a loud warning is logged)"),
         th.Property("source_system", th.StringType, default="SAGE300",
                     description="sourceSystem sent on vendors and matching orders"),
+        th.Property("dry_run", th.BooleanType, default=False, description=DRY_RUN_DESCRIPTION),
+        th.Property("dry_run_report", th.StringType, description=DRY_RUN_REPORT_DESCRIPTION),
     ).to_dict()
 
     @classmethod
@@ -101,13 +109,15 @@ class TargetBasware(Target):
                 "test proxy.")
         ledger_url = config.get("ledger_url") or os.environ.get(LEDGER_URL_ENV) \
             or default_ledger_url()
-        self.ledger = Ledger.open(ledger_url, secrets=redactor)
+        self.dry_run = (DryRunReport(self.name, config.get("dry_run_report"), self.logger)
+                        if config.get("dry_run") else None)
+        self.ledger = ledger_class(bool(self.dry_run)).open(ledger_url, secrets=redactor)
         self.ledger_run = self.ledger.start_run(self.name)
         self.delivery = Delivery(
             client=None, client_factory=self._make_client, ledger=self.ledger,
             run=self.ledger_run, streams=[cls.spec(name) for name, cls in SINKS.items()],
             request_status_timeout=float(config.get("request_status_timeout") or 300),
-            batch_size_rows=config.get("batch_size_rows"),
+            batch_size_rows=config.get("batch_size_rows"), dry_run=self.dry_run,
         )
         self._received_state: dict | None = None  # latest tap STATE received
         self._emitted_state: dict | None = None  # latest STATE written (all before confirmed)
@@ -156,7 +166,8 @@ class TargetBasware(Target):
         if self.delivery.has_pending() or self._received_state is None:
             return
         self.delivery.flush_ledger()  # skips and rejections are on record before the STATE
-        if self._received_state != self._emitted_state:
+        # A dry run delivered nothing: its STATE must not advance the tap's bookmarks.
+        if self._received_state != self._emitted_state and not self.dry_run:
             self._emitted_state = copy.deepcopy(self._received_state)
             self._write_state_message(copy.deepcopy(self._emitted_state))
         # drain_all() writes _latest_state after draining; keep it None so only
@@ -207,6 +218,9 @@ class TargetBasware(Target):
                 log("  %s", line)
             if error is not None:
                 log("  run FAILED: %s: %s", type(error).__name__, error)
+            if self.dry_run:
+                log("  %s", self.dry_run.summary_line())
+                self.dry_run.close()
             try:
                 self.ledger.finish_run(self.ledger_run.run_id, status, summary.as_dict())
             except Exception:  # the original error matters more than the bookkeeping one

@@ -22,8 +22,9 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from ml_connector_core.dryrun import CREATE, REJECT, SKIP, DryRunReport, ledger_class
 from ml_connector_core.httppolicy import RetryPolicy
-from ml_connector_core.ledger import BASWARE_TO_SAGE, Action, Entry, Ledger, default_ledger_url
+from ml_connector_core.ledger import BASWARE_TO_SAGE, Action, Entry, default_ledger_url
 
 from .client import DocumentRef, SageCompany
 from .coding import MAX_REASON, shorten
@@ -71,7 +72,10 @@ class InvoiceRun:
         self.logger = logger
         url = (config.get("ledger_url") or os.environ.get("ML_CONNECTOR_LEDGER_URL")
                or default_ledger_url())
-        self.ledger = Ledger.open(url, secrets=secrets)
+        # A dry run judges every invoice like a real run, creates nothing and records nothing.
+        self.dry_run = (DryRunReport(PLUGIN, config.get("dry_run_report"), logger)
+                        if config.get("dry_run") else None)
+        self.ledger = ledger_class(bool(self.dry_run)).open(url, secrets=secrets)
         self.run = self.ledger.start_run(PLUGIN)
         self.run_id = self.run.run_id
         self.batch_label = uuid.UUID(self.run_id).hex[:8]
@@ -133,11 +137,19 @@ class InvoiceRun:
         self.logger.info("ap_invoices %s: %s", source_id, outcome.message)
         return outcome
 
+    def would_create(self, source_id: str) -> None:
+        """Dry run: the invoice passed every check and is not in Sage; a real run creates it."""
+        assert self.dry_run is not None
+        self.counts["would create"] += 1
+        self.dry_run.add(STREAM, source_id, CREATE)
+
     def rejected(self, source_id: str | None, company: str | None, reason: str, payload: Any,
                  label: str) -> None:
         """A business rejection. Without a usable source_id it cannot be answered upstream."""
         self.logger.warning("ap_invoices %s rejected: %s", label, reason)
         entry = self._entry(source_id or label, Action.REJECTED, payload, error=reason)
+        if self.dry_run and source_id is None:
+            self.dry_run.add(STREAM, label, REJECT, reason)
         if source_id is None:
             self.ledger.record(entry)
             self.counts["rejected"] += 1
@@ -153,6 +165,8 @@ class InvoiceRun:
         self.logger.warning("ap_invoices %s rejected: %s", label, reason)
         self.ledger.record(self._entry(source_id, Action.REJECTED, payload, error=reason))
         self.counts["duplicate in run"] += 1
+        if self.dry_run:
+            self.dry_run.add(STREAM, label, REJECT, reason, source_id)
 
     def failed(self, source_ids: list[str], error: BaseException) -> None:
         """Invoices caught in a technical failure: no outcome, the next run retries them."""
@@ -164,6 +178,10 @@ class InvoiceRun:
             self.logger.exception("could not record the failed invoices in the ledger")
 
     def _settle(self, outcome: Outcome, entry: Entry) -> None:
+        if self.dry_run:
+            self.dry_run.add(STREAM, outcome.source_id,
+                             SKIP if outcome.action == Action.UNCHANGED else REJECT,
+                             outcome.message)
         self.ledger.record(entry)
         self.outcomes[outcome.source_id] = outcome
         self.counts[{Action.CREATED: "created", Action.UNCHANGED: "already there",
@@ -181,7 +199,7 @@ class InvoiceRun:
                 "http_retries": stats.retries}
 
     def summary_line(self, status: str) -> str:
-        order = ["created", "already there", "rejected", "duplicate in run"]
+        order = ["created", "would create", "already there", "rejected", "duplicate in run"]
         parts = [f"{self.counts[key]} {key}" for key in order if self.counts[key]]
         return (f"target-sage300 {status}: {sum(self.counts.values())} ap_invoices"
                 f"{': ' + ', '.join(parts) if parts else ''}; ledger run {self.run_id}")
@@ -191,3 +209,6 @@ class InvoiceRun:
             self.ledger.finish_run(self.run_id, status, self.summary())
         finally:
             self.ledger.close()
+            if self.dry_run:
+                self.logger.info(self.dry_run.summary_line())
+                self.dry_run.close()

@@ -156,6 +156,11 @@ class APInvoicesSink(BatchSink):
                 continue
             self.target.documents_in_run[document] = invoice.source_id
             ready.append(Ready(prepared, invoice, lines))
+        if run.dry_run:  # every check is done; only the batch POST is left out
+            for item in ready:
+                run.would_create(item.invoice.source_id)
+                self._finished(item.prepared)
+            return
         BatchWriter(run, sage, batch_size=self.target.batch_size,
                     post_batches=bool(self.config.get("post_batches", False)),
                     idempotency_field=sage.idempotency_field,

@@ -18,6 +18,7 @@ from singer_sdk.mapper import RemoveRecordTransform
 from singer_sdk.sinks import RecordSink, Sink
 from singer_sdk.target_base import Target
 
+from ml_connector_core.dryrun import DRY_RUN_DESCRIPTION, DRY_RUN_REPORT_DESCRIPTION
 from ml_connector_core.redaction import install_log_redaction
 
 from .contract import STREAM
@@ -87,6 +88,8 @@ class TargetSage300(Target):
         th.Property("cost_center_segment", th.IntegerType, default=2,
                     description="Which GL account segment (AccountSegmentCode<n>) is the cost "
                                 "center."),
+        th.Property("dry_run", th.BooleanType, default=False, description=DRY_RUN_DESCRIPTION),
+        th.Property("dry_run_report", th.StringType, description=DRY_RUN_REPORT_DESCRIPTION),
     ).to_dict()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -177,6 +180,8 @@ class TargetSage300(Target):
         return state
 
     def write_checkpoint(self) -> None:
+        if self.config.get("dry_run"):
+            return  # nothing was created: no bookmark moves, no outcome goes to Basware
         state = self.checkpoint_state()
         if state is None or state == self._last_written:
             return
