@@ -12,15 +12,27 @@ the record key and the field, and the run goes on. Unknown fields are refused
 
 from __future__ import annotations
 
+import math
+from decimal import Decimal
 from typing import Any
 
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
+# Sage 300 text fields are single-line; a control character (NUL, ESC, a newline) in a name or
+# code is corrupted data, and Basware would show it to AP clerks and suppliers as it is.
+NO_CONTROL_CHARACTERS = r"^[^\x00-\x1f\x7f]*$"
+#: Larger than any plausible order line; a bigger value is a unit or parsing mistake.
+MAX_AMOUNT = 9_999_999_999.99
+
 
 def _text(max_length: int, description: str, min_length: int = 1) -> dict[str, Any]:
     return {"type": "string", "minLength": min_length, "maxLength": max_length,
-            "description": description}
+            "pattern": NO_CONTROL_CHARACTERS, "description": description}
+
+
+def _amount(description: str) -> dict[str, Any]:
+    return {"type": "number", "minimum": 0, "maximum": MAX_AMOUNT, "description": description}
 
 
 def _optional(schema: dict[str, Any]) -> dict[str, Any]:
@@ -167,9 +179,9 @@ MATCHING_ORDER_LINES: dict[str, Any] = {
         "lineNumber": {"type": ["string", "integer"], "minLength": 1, "maxLength": 100,
                        "minimum": 0, "description": "Line number as invoices quote it "
                                                      "(orderLineNumber); sent as a string."},
-        "quantity": {"type": "number", "description": "Ordered quantity."},
-        "netPrice": _optional({"type": "number", "description": "Net unit price."}),
-        "netSum": _optional({"type": "number", "description": "Net line total."}),
+        "quantity": _amount("Ordered quantity."),
+        "netPrice": _optional(_amount("Net unit price.")),
+        "netSum": _optional(_amount("Net line total.")),
         "productCode": _optional(_text(250, "Item number.", 0)),
         "productName": _optional(_text(250, "Item description.", 0)),
         "uom": _optional(_text(25, "Unit of measure.", 0)),
@@ -212,6 +224,21 @@ def contract_errors(stream: str, record: dict[str, Any]) -> list[str]:
     return problems
 
 
+def non_finite_numbers(record: Any, path: str = "") -> list[str]:
+    """NaN and Infinity, which JSON cannot carry (the Singer reader accepts them), named by
+    field: checked on the raw record, before they become the strings "NaN"/"Infinity"."""
+    if isinstance(record, float | Decimal) and not (
+            math.isfinite(record) if isinstance(record, float) else record.is_finite()):
+        return [f"field '{path or '(record)'}': {record} is not a finite number"]
+    if isinstance(record, dict):
+        return [problem for key, value in record.items()
+                for problem in non_finite_numbers(value, f"{path}.{key}" if path else str(key))]
+    if isinstance(record, list):
+        return [problem for index, value in enumerate(record)
+                for problem in non_finite_numbers(value, f"{path}.{index}")]
+    return []
+
+
 def _describe(error: ValidationError) -> str:
     if error.validator == "required":
         missing = error.message.split("'")[1] if "'" in error.message else error.message
@@ -234,6 +261,8 @@ def _reason(error: ValidationError) -> str:
             return "must not be empty" if schema["minLength"] == 1 else error.message
         case "maxLength":
             return f"longer than {schema['maxLength']} characters"
+        case "pattern" if schema["pattern"] == NO_CONTROL_CHARACTERS:
+            return "may not hold control characters (tabs, newlines, NUL...)"
         case "pattern":
             return f"does not match {schema['pattern']}"
         case "enum":

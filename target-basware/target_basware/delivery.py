@@ -35,6 +35,7 @@ from ml_connector_core.ledger import (
     Ledger,
     Run,
 )
+from ml_connector_core.run_summary import RunCounts
 
 logger = logging.getLogger("target-basware")
 
@@ -108,6 +109,7 @@ class Summary:
     counts: dict[str, Counter[str]] = field(default_factory=dict)
     posts: int = 0
     request_status_polls: int = 0
+    received: int = 0  # records the sinks handed over, bad ones included
 
     def add(self, stream: str, outcome: str, n: int = 1) -> None:
         self.counts.setdefault(stream, Counter())[outcome] += n
@@ -119,6 +121,20 @@ class Summary:
     @property
     def failed(self) -> int:
         return sum(c["failed"] for c in self.counts.values())
+
+    def run_counts(self) -> RunCounts:
+        """The outcomes folded into the summary line both targets end with (core
+        run_summary); a record replaced by a later one with the same key is "superseded"."""
+        totals: Counter[str] = Counter()
+        for counts in self.counts.values():
+            totals.update(counts)
+        written = totals.pop("created", 0) + totals.pop("updated", 0)
+        unchanged = sum(totals.pop(outcome, 0) for outcome in (
+            "unchanged", "skipped (already delivered)", "skipped (closed, never sent)"))
+        extra = {"superseded": totals.pop("merged duplicate", 0)}
+        rejected, failed = totals.pop("rejected", 0), totals.pop("failed", 0)
+        extra.update(sorted(totals.items()))  # anything else, e.g. a dry run's verdicts
+        return RunCounts(self.received, written, unchanged, rejected, failed, extra)
 
     def as_dict(self) -> dict[str, Any]:
         return {"streams": {s: dict(sorted(c.items())) for s, c in sorted(self.counts.items())},
@@ -169,6 +185,7 @@ class Delivery:
     def reject(self, rejected: Rejected) -> None:
         logger.warning("%s record %s rejected: %s", rejected.stream, rejected.key,
                        rejected.error)
+        self.summary.received += 1
         self.summary.add(rejected.stream, "rejected")
         if self.dry_run:
             self.dry_run.add(rejected.stream, rejected.key, REJECT, rejected.error,
@@ -180,6 +197,7 @@ class Delivery:
 
     def accept(self, record: Prepared) -> None:
         """Skip what Basware already has with this exact payload; buffer the rest."""
+        self.summary.received += 1
         self.seen.update(record.provides)
         latest = self.ledger.latest_outcome(record.stream, record.source_key)
         if (latest is not None and latest.action in SUCCESS

@@ -7,7 +7,9 @@ ledger look-ups and, later and in dependency order, the POSTs (see delivery.py).
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -39,6 +41,16 @@ class BaswareSink(BatchSink):
         # bad record alone; the SDK's check against the incoming SCHEMA would stop the run.
         return None
 
+    def _validate_and_parse(self, record: dict) -> dict:
+        # Nor does the SDK parse dates: an impossible date (2026-02-30) or a number where the
+        # SCHEMA says date-time would stop the whole run; the contract rejects that record.
+        return record
+
+    def _singer_validate_message(self, record: dict) -> None:
+        # A record without externalCode breaks its contract and is rejected alone (the SDK
+        # would stop the run with MissingKeyPropertiesError).
+        return None
+
     @property
     def is_full(self) -> bool:
         # Batches are cut at delivery time, per endpoint limit, in dependency order; a sink
@@ -56,16 +68,18 @@ class BaswareSink(BatchSink):
     # -- mapping and validation (no I/O) -----------------------------------------------------
 
     def preprocess_record(self, record: dict, context: dict) -> dict:
+        problems = contracts.non_finite_numbers(record)  # before JSON turns NaN into "NaN"
         data = self._normalize(record)
         key = _record_key(data)
         source_key = data.get("sourceKey") if isinstance(data.get("sourceKey"), str) else None
-        problems = contracts.contract_errors(self.stream_name, data)
+        problems += contracts.contract_errors(self.stream_name, data)
         result: Prepared | Rejected
         if problems:
             code = data.get("externalCode")
             result = Rejected(self.stream_name, key, data, "; ".join(problems),
-                              source_key=source_key or key,
-                              external_code=code if isinstance(code, str) and code else None)
+                              source_key=_readable_key(source_key) if source_key else key,
+                              external_code=_readable_key(code)
+                              if isinstance(code, str) and code else None)
         else:
             entity = type(self).build(data, self.config.get("source_system") or "SAGE300")
             result = Prepared(
@@ -116,10 +130,25 @@ class BaswareSink(BatchSink):
 def _record_key(data: dict[str, Any]) -> str:
     code = data.get("externalCode")
     if isinstance(code, str) and code.strip():
-        return code
+        return _readable_key(code)
     # No usable key: name the record by its first values so a person can find it.
     sample = {k: v for k, v in list(data.items())[:4]}
     return f"(no externalCode) {json.dumps(sample, default=str)[:200]}"
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+MAX_KEY_SHOWN = 100
+
+
+def _readable_key(key: str) -> str:
+    """A key as logs and the ledger can hold it. A valid key is returned as it is; a broken
+    one (only rejected records have those) gets its control characters escaped, so it cannot
+    forge log lines, and is shortened with a digest to fit the ledger's key columns."""
+    shown = json.dumps(key)[1:-1] if _CONTROL.search(key) else key
+    if len(shown) <= MAX_KEY_SHOWN:
+        return shown
+    digest = hashlib.sha1(key.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    return f"{shown[:60]}... ({len(key)} characters, sha1 {digest})"
 
 
 def _ref(stream: str, *parts: Any) -> str:

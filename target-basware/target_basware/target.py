@@ -218,6 +218,7 @@ class TargetBasware(Target):
                 log("  %s", line)
             if error is not None:
                 log("  run FAILED: %s: %s", type(error).__name__, error)
+            log("%s", summary.run_counts().line(self.name, status, self.ledger_run.run_id))
             if self.dry_run:
                 log("  %s", self.dry_run.summary_line())
                 self.dry_run.close()

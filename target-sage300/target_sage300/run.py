@@ -25,6 +25,7 @@ from typing import Any
 from ml_connector_core.dryrun import CREATE, REJECT, SKIP, DryRunReport, ledger_class
 from ml_connector_core.httppolicy import RetryPolicy
 from ml_connector_core.ledger import BASWARE_TO_SAGE, Action, Entry, default_ledger_url
+from ml_connector_core.run_summary import RunCounts
 
 from .client import DocumentRef, SageCompany
 from .coding import MAX_REASON, shorten
@@ -82,6 +83,7 @@ class InvoiceRun:
         self.outcomes: dict[str, Outcome] = {}
         self.counts: Counter[str] = Counter()
         self.unanswerable = 0  # rejected records whose source_id cannot be answered
+        self.failed_count = 0  # invoices caught in a technical failure
         self.seen: dict[str, int] = {}  # source_id -> record number, for duplicates in a run
         self._companies: dict[str, SageCompany] = {}
         self._batch_numbers: Counter[str] = Counter()
@@ -172,6 +174,7 @@ class InvoiceRun:
         """Invoices caught in a technical failure: no outcome, the next run retries them."""
         entries = [self._entry(source_id, Action.FAILED, None, error=error)
                    for source_id in source_ids]
+        self.failed_count += len(source_ids)
         try:
             self.ledger.record_many(entries)
         except Exception:  # the ledger may be what failed; the run fails loudly anyway
@@ -203,6 +206,14 @@ class InvoiceRun:
         parts = [f"{self.counts[key]} {key}" for key in order if self.counts[key]]
         return (f"target-sage300 {status}: {sum(self.counts.values())} ap_invoices"
                 f"{': ' + ', '.join(parts) if parts else ''}; ledger run {self.run_id}")
+
+    def run_counts(self, received: int) -> RunCounts:
+        """For the summary line both targets end with (core run_summary); a repeated source
+        id counts as rejected: it is logged and recorded as such."""
+        return RunCounts(received=received, written=self.counts["created"],
+                         unchanged=self.counts["already there"],
+                         rejected=self.counts["rejected"] + self.counts["duplicate in run"],
+                         failed=self.failed_count)
 
     def finish(self, status: str) -> None:
         try:

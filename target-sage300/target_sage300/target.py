@@ -20,6 +20,7 @@ from singer_sdk.target_base import Target
 
 from ml_connector_core.dryrun import DRY_RUN_DESCRIPTION, DRY_RUN_REPORT_DESCRIPTION
 from ml_connector_core.redaction import install_log_redaction
+from ml_connector_core.run_summary import RunCounts
 
 from .contract import STREAM
 from .run import InvoiceRun
@@ -212,16 +213,19 @@ class TargetSage300(Target):
             else:
                 self.logger.error("target-sage300 failed before any ap_invoices record was "
                                   "settled")
+            self.logger.info(RunCounts(self._record_seq, 0, 0, 0, 0).line(
+                self.name, status, None))
             return
         try:
             self.write_checkpoint()
         finally:
             line = run.summary_line(status)
+            counts = run.run_counts(self._record_seq)
             run.finish(status)
-            if status != "success" or run.counts["rejected"]:
-                self.logger.warning(line)
-            else:
-                self.logger.info(line)
+            log = self.logger.warning if status != "success" or counts.rejected \
+                else self.logger.info
+            log(line)
+            log(counts.line(self.name, status, run.run_id))
 
 
 if __name__ == "__main__":
