@@ -15,16 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-import shutil
 import socket
 import ssl
-import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,6 +28,15 @@ from urllib.parse import urlsplit
 
 import requests
 
+from ml_connector.project_config import (  # also check.X for `ml-connector webhooks`
+    MeltanoError,
+    active_environment,
+    as_bool,
+    find_project_root,
+    meltano_config,  # noqa: F401
+    meltano_executable,  # noqa: F401
+    read_plugin_configs,
+)
 from ml_connector_core.basware_api import (
     REQUEST_ID_HEADER,
     BaswareAuthError,
@@ -125,99 +130,6 @@ class BaswareConnection:
     client_secret: str
     verify_tls: bool
     plugins: list[str] = field(default_factory=list)
-
-
-# --------------------------------------------------------------------------- Meltano config
-
-
-class MeltanoError(Exception):
-    """Meltano could not tell us a plugin's configuration."""
-
-
-def find_project_root(start: Path | None = None) -> Path:
-    """The Meltano project: $MELTANO_PROJECT_ROOT, else the nearest meltano.yml upwards."""
-    if os.environ.get("MELTANO_PROJECT_ROOT"):
-        return Path(os.environ["MELTANO_PROJECT_ROOT"]).resolve()
-    here = (start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        if (folder / "meltano.yml").is_file():
-            return folder
-    raise MeltanoError(f"no meltano.yml in {here} or above; run from the Meltano project or "
-                       "set MELTANO_PROJECT_ROOT")
-
-
-def active_environment(project_root: Path, explicit: str | None = None) -> str | None:
-    """As `meltano run` picks it: --environment, $MELTANO_ENVIRONMENT, else default_environment.
-
-    `meltano config` ignores default_environment, so we pass the environment explicitly.
-    """
-    if explicit:
-        return explicit
-    if os.environ.get("MELTANO_ENVIRONMENT"):
-        return os.environ["MELTANO_ENVIRONMENT"]
-    text = (project_root / "meltano.yml").read_text()
-    match = re.search(r"^default_environment:\s*[\"']?([\w.-]+)", text, re.MULTILINE)
-    return match.group(1) if match else None
-
-
-def meltano_executable() -> str:
-    """The meltano next to this Python (the project venv), else the one on PATH."""
-    sibling = Path(sys.executable).with_name("meltano")
-    if sibling.exists():
-        return str(sibling)
-    found = shutil.which("meltano")
-    if not found:
-        raise MeltanoError("meltano is not installed in this environment (pip install meltano)")
-    return found
-
-
-def meltano_config(project_root: Path, plugin: str, environment: str | None
-                   ) -> dict[str, Any] | None:
-    """The plugin's resolved config (secrets included), or None if meltano.yml lacks the plugin.
-
-    `meltano config --unsafe print` gives what the plugin will receive, without needing the
-    plugin's own virtualenv. The output holds secrets: it is parsed here and never shown.
-    """
-    command = [meltano_executable()]
-    if environment:
-        command.append(f"--environment={environment}")
-    command += ["config", "--unsafe", "print", plugin, "--format=json"]
-    env = {**os.environ, "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false"}
-    try:
-        result = subprocess.run(command, cwd=project_root, env=env, capture_output=True,
-                                text=True, timeout=120, check=False)
-    except subprocess.TimeoutExpired:
-        raise MeltanoError(f"`meltano config print {plugin}` did not finish in 120 s") from None
-    if result.returncode != 0:
-        if re.search(r"is not known to Meltano|cannot find plugin", result.stderr, re.I):
-            return None
-        # Meltano's last error line says what is wrong (e.g. an invalid meltano.yml); it
-        # quotes no setting values.
-        last = [line for line in result.stderr.splitlines() if line.strip()][-1:] or ["?"]
-        raise MeltanoError(f"`meltano config print {plugin}` failed (exit {result.returncode}): "
-                           f"{last[0][:300]}")
-    try:
-        return json.loads(result.stdout)
-    except ValueError as exc:
-        raise MeltanoError(f"`meltano config print {plugin}` did not print JSON") from exc
-
-
-def read_plugin_configs(project_root: Path, environment: str | None, plugins: Iterable[str]
-                        ) -> dict[str, dict[str, Any] | None]:
-    """Every plugin's config, read in parallel (each `meltano` start costs most of a second)."""
-    names = list(plugins)
-    with ThreadPoolExecutor(max_workers=len(names) or 1) as pool:
-        results = list(pool.map(lambda name: meltano_config(project_root, name, environment),
-                                names))
-    return dict(zip(names, results, strict=True))
-
-
-def as_bool(value: Any, default: bool) -> bool:
-    if value is None or value == "":
-        return default
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes", "on")
-    return bool(value)
 
 
 def _company_ids(config: dict[str, Any]) -> list[str]:

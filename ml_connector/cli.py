@@ -1,4 +1,4 @@
-"""`ml-connector`: the operator's command line (sandbox, audit, check, webhooks)."""
+"""`ml-connector`: the operator's command line (sandbox, audit, check, plan, webhooks)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import requests
 
-from ml_connector import check, webhooks
+from ml_connector import check, plan, webhooks
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
 
     check.add_arguments(commands.add_parser(
         "check", help="test the connection to Sage 300 and Basware with the Meltano settings"))
+    plan.add_arguments(commands.add_parser(
+        "plan", help="dry run: what the next master-data and invoices runs would create, "
+                     "update, skip or reject, writing nothing"))
     webhooks.add_arguments(commands.add_parser(
         "webhooks", help="receive Basware notifications and trigger the invoice job"))
 
@@ -60,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "check":
         return check.main(args)
+    if args.command == "plan":
+        return plan.main(args)
     if args.command == "webhooks":
         return webhooks.main(args)
     if args.sandbox_command == "serve":
