@@ -48,6 +48,17 @@ _SHAPES = re.compile(
 )
 
 
+# Every _SHAPES match contains one of these (lower-cased). _SHAPES costs ~0.4 ms on a
+# 300-character log line, and a run logs tens of thousands of lines that contain none of them.
+_SHAPE_WORDS = ("basic", "bearer", "negotiate", "ntlm", "pass", "pwd", "secret", "token",
+                "credential", "signature", "api", "private", "access", "signing")
+
+
+def _may_have_shape(text: str) -> bool:
+    lowered = text.lower()
+    return any(word in lowered for word in _SHAPE_WORDS)
+
+
 def _mask_shape(match: re.Match[str]) -> str:
     if match.group("scheme"):
         return match.group("scheme") + MASK
@@ -123,7 +134,7 @@ class Redactor:
         pattern = self._pattern
         if pattern is not None:
             text = pattern.sub(MASK, text)
-        return _SHAPES.sub(_mask_shape, text)
+        return _SHAPES.sub(_mask_shape, text) if _may_have_shape(text) else text
 
     def redact_obj(self, value: Any, *, by_key: bool = True) -> Any:
         """A copy of nested dicts/lists with every string redacted and, with `by_key`, the

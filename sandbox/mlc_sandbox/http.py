@@ -219,6 +219,14 @@ class SimulatorServer:
                 if request.method == "DELETE":
                     self.log.clear()
                     return Response.empty()
+                if request.method == "PATCH":
+                    # {"bodies": false}: a light log (no request bodies) for volume runs,
+                    # where 100,000 logged records would cost the simulator memory and CPU.
+                    bodies = (request.json() or {}).get("bodies")
+                    if not isinstance(bodies, bool):
+                        raise ValueError("PATCH /_sandbox/requests takes {\"bodies\": true|false}")
+                    self.log_bodies = bodies
+                    return Response.json(200, {"bodies": self.log_bodies})
                 since = int(request.arg("since", "0") or 0)
                 return Response.json(200, {"last_seq": self.log.last_seq,
                                            "requests": self.log.since(since)})
@@ -300,7 +308,9 @@ def _make_handler(server: SimulatorServer) -> type[BaseHTTPRequestHandler]:
                 "headers": mask_headers(self.headers, secrets),
                 "duration_ms": round((time.perf_counter() - started) * 1000, 3),
             }
-            if server.log_bodies and body and request.method != "GET":
+            if body and not server.log_bodies:
+                entry["body_bytes"] = len(body)
+            elif body and request.method != "GET":
                 try:
                     entry["body"] = mask_json(json.loads(body), secrets)
                 except ValueError:
