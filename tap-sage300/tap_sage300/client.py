@@ -9,21 +9,23 @@ SDK's per-record type conformance is switched off (it would walk every record a 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import ParseResult, quote, unquote, urlencode, urlsplit
 
 import requests
-from singer_sdk import RESTStream
+from singer_sdk import RESTStream, metrics
 from singer_sdk import singerlib as singer
 from singer_sdk.exceptions import FatalAPIError, RetriableAPIError
 from singer_sdk.helpers._util import utc_now
 from singer_sdk.helpers.conform import TypeConformanceLevel
 from singer_sdk.helpers.types import Context
+from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.pagination import BaseHATEOASPaginator
 from singer_sdk.streams.rest import HTTPRequest, PageContext
 
@@ -36,6 +38,7 @@ from ml_connector_core.sage300_api import (
     raise_for_sage_status,
     rebase_url,
 )
+from tap_sage300.output import BufferedSingerWriter
 
 try:  # the msgspec extra of singer-sdk: a C decoder, several times faster than json
     import msgspec.json
@@ -204,6 +207,20 @@ class RecordShape:
         return record
 
 
+class RecordCounter(metrics.Counter):
+    """The SDK's record counter, reading the clock every 1,000 records, not every record."""
+
+    _unchecked = 0
+
+    def increment(self, value: int = 1) -> None:
+        self.value += value
+        self._unchecked += 1
+        if self._unchecked >= 1000:
+            self._unchecked = 0
+            if self._ready_to_log():
+                self._pop()
+
+
 class ODataPaginator(BaseHATEOASPaginator):
     """Pages by ``@odata.nextLink`` (moved onto our own base URL, reference §3.3) inside
     windows of ``$top=page_size``.
@@ -263,6 +280,12 @@ class Sage300Stream(RESTStream[ParseResult | None]):
 
     _tap: TapSage300
     page_padded = True  # see parse_response
+    _extracted_at: datetime | None = None  # when the page being processed arrived
+
+    @cached_property
+    def _highest_seen(self) -> dict[str | None, Any]:
+        """Per company: the highest replication key value passed to the SDK's state."""
+        return {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -415,16 +438,51 @@ class Sage300Stream(RESTStream[ParseResult | None]):
                 f"(HTTP {response.status_code}, {response.headers.get('Content-Type')})"
             ) from exc
         setattr(response, _BODY_ATTR, body)
+        self._extracted_at = utc_now()
         # Sage pads fixed-width text with trailing spaces; a page whose JSON never has a space
         # before a quote has no such value, and its records skip the per-field check.
         self.page_padded = b' "' in response.content
         return records
+
+    def request_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
+        """The SDK's page loop, one page ahead: the next page is requested (in a worker
+        thread, under the same retry policy) as soon as this one is parsed, so Sage builds
+        page N+1 while the tap shapes and writes the records of page N. At most one request
+        is in flight per stream, and pages are still consumed strictly in order."""
+        paginator = self.get_new_paginator()
+        send = self.request_decorator(self._request)
+        with self.get_http_request_counter() as request_counter, \
+                ThreadPoolExecutor(1, thread_name_prefix=f"{self.name}-page") as worker:
+            request_counter.with_context(context)
+
+            def request_next() -> tuple[requests.PreparedRequest, Future[requests.Response]]:
+                prepared = self._prepare_request(context=context, page=paginator)
+                return prepared, worker.submit(send, prepared, context)
+
+            pending: tuple[requests.PreparedRequest, Future[requests.Response]] | None = \
+                request_next()
+            try:
+                while pending is not None:
+                    prepared, future = pending
+                    response = future.result()
+                    pending = None
+                    request_counter.increment()
+                    self.update_sync_costs(prepared, response, context)
+                    records = self.parse_response(response)
+                    paginator.advance(response)  # the next URL comes from this page's body
+                    if records and not paginator.finished:
+                        pending = request_next()
+                    yield from records
+            finally:
+                if pending is not None:  # stopped early (an error, a record limit)
+                    pending[1].cancel()
 
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         if self.parent_stream_type is None and context is not None:
             # A checkpoint between companies: the partition just finished has committed its
             # bookmark, so an interruption in the next company does not lose it.
             self._write_state_message()
+            self._highest_seen.pop(context.get("company_id"), None)
         try:
             yield from super().get_records(context)
         finally:
@@ -468,17 +526,70 @@ class Sage300Stream(RESTStream[ParseResult | None]):
         """False for a deselected parent read only for its children's sake."""
         return self.selected
 
-    def _generate_record_messages(self, record: dict[str, Any]
-                                  ) -> Iterator[singer.RecordMessage]:
+    def _write_record_message(self, record: dict[str, Any]) -> None:
         # The SDK's version first walks every record twice more: popping deselected properties
         # and conforming types. RecordShape already did both, and at 100,000 records those
         # walks cost more than the HTTP reads; the stream maps still apply as in the SDK.
+        # time_extracted is when the record's page arrived.
+        writer = self._tap.message_writer
+        extracted = self._extracted_at or utc_now()
+        if self._unmapped_alias is not None and isinstance(writer, BufferedSingerWriter):
+            writer.write_record(self._unmapped_alias, record, self._stream_version, extracted)
+            self.state_manager.is_flushed = False
+            return
         for stream_map in self.stream_maps:
             mapped = stream_map.transform(record)
-            if mapped is not None:
-                yield singer.RecordMessage(stream=stream_map.stream_alias, record=mapped,
-                                           version=self._stream_version,
-                                           time_extracted=utc_now())
+            if mapped is None:
+                continue
+            if isinstance(writer, BufferedSingerWriter):
+                writer.write_record(stream_map.stream_alias, mapped, self._stream_version,
+                                    extracted)
+            else:
+                writer.write_message(singer.RecordMessage(
+                    stream=stream_map.stream_alias, record=mapped,
+                    version=self._stream_version, time_extracted=extracted))
+        self.state_manager.is_flushed = False
+
+    @cached_property
+    def _unmapped_alias(self) -> str | None:
+        """The stream's name when no stream map or flattening applies (records go out as
+        they are), else None."""
+        maps = self.stream_maps
+        if len(maps) == 1 and type(maps[0]) is SameRecordTransform \
+                and not maps[0].flattening_enabled:
+            return maps[0].stream_alias
+        return None
+
+    def get_record_counter(self, *, endpoint: str | None = None,
+                           log_interval: float = metrics.DEFAULT_LOG_INTERVAL
+                           ) -> metrics.Counter:
+        tags: dict[str, Any] = {metrics.Tag.STREAM: self.name}
+        if endpoint:
+            tags[metrics.Tag.ENDPOINT] = endpoint
+        return RecordCounter(metrics.Metric.RECORD_COUNT, tags, log_interval=log_interval)
+
+    def _increment_stream_state(self, latest_record: dict[str, Any], *,
+                                context: Context | None = None) -> None:
+        # No stream is sorted, so the SDK keeps the highest value seen as the progress marker;
+        # a record not above it changes nothing, and the SDK's state walk is skipped for it.
+        # Values compare as strings: every date is emitted as YYYY-MM-DDT00:00:00Z.
+        key = self.replication_key
+        if key:
+            value = latest_record.get(key)
+            company = (context or {}).get("company_id")
+            highest = self._highest_seen.get(company)
+            if value is not None and highest is not None and value <= highest:
+                return
+            if value is not None:
+                self._highest_seen[company] = value
+        super()._increment_stream_state(latest_record, context=context)
+
+    def _process_record(self, record: dict[str, Any], child_context: Context | None = None,
+                        partition_context: Context | None = None) -> None:
+        # The SDK's version copies partition keys into the record (company_id is there
+        # already) and syncs children: with no children there is nothing to do per record.
+        if self.child_streams:
+            super()._process_record(record, child_context, partition_context)
 
     def generate_child_contexts(self, record: dict[str, Any], context: Context | None
                                 ) -> Iterable[Context | None]:

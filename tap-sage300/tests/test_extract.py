@@ -156,9 +156,12 @@ def test_purchase_order_lines_carry_po_key_gl_account_and_cost_center(sage: Sage
                                                                    next(iter(expected.values()))}
                for r in run.of("purchase_order_lines", company)}
         assert got == expected, company
-    # The cost center came from GLAccounts (one small lookup per company), not a refetch of POs.
-    lookups = sage.reads("SAMINC/GL/GLAccounts")
-    assert {"$select": ["UnformattedAccount,AccountNumber,AccountSegmentCode2"]} in lookups
+    # The cost center came from GLAccounts as the gl_accounts stream read it in this run: no
+    # look-up request of its own, no refetch of POs (without that stream, see the deselection
+    # test).
+    for company in COMPANIES:
+        (read,) = sage.reads(f"{company}/GL/GLAccounts")
+        assert "Description" in read["$select"][0].split(",")
 
 
 def test_line_with_an_account_sage_does_not_have_is_emitted_and_reported(
@@ -331,3 +334,6 @@ def test_catalog_deselection_shrinks_select_and_records(sage: SageSandbox) -> No
     assert "cost_center" not in line and "ItemDescription" not in line
     assert line["gl_account"]
     assert not sage.reads("SAMINC/GL/GLSegmentCodes")  # deselected streams cost no request
+    # gl_account_formatted is still wanted: without the gl_accounts stream, one small look-up.
+    assert sage.reads("SAMINC/GL/GLAccounts") == [
+        {"$select": ["UnformattedAccount,AccountNumber,AccountSegmentCode2"]}]
