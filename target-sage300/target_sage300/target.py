@@ -213,8 +213,8 @@ class TargetSage300(Target):
             else:
                 self.logger.error("target-sage300 failed before any ap_invoices record was "
                                   "settled")
-            self.logger.info(RunCounts(self._record_seq, 0, 0, 0, 0).line(
-                self.name, status, None))
+            log = self.logger.info if status == "success" else self.logger.error
+            log(RunCounts(self._record_seq, 0, 0, 0, 0).line(self.name, status, None))
             return
         try:
             self.write_checkpoint()
