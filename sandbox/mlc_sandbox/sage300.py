@@ -74,7 +74,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
-from urllib.parse import unquote_plus, urlsplit
+from urllib.parse import quote, unquote_plus, urlsplit
 
 from . import sage300_ap
 from .data import SAGE_PASSWORD, SAGE_USER, Dataset, build_dataset
@@ -485,6 +485,9 @@ class Sage300Simulator(Simulator):
         else:
             record = self._create_master(state, spec, data, today)
         key = format_key(state.table(spec.path).key_of(record), spec.entity.key_props)
+        # Percent-encoded as ASP.NET writes a URL (a key may hold '/', '%' or non-ASCII;
+        # a raw non-Latin-1 character cannot even be sent in a header).
+        key = quote(key, safe="'()=,")
         location = (f"{request.base_url}{API_PREFIX}{state.company.sage_id}/{spec.module}/"
                     f"{spec.name}{key}")
         body = {"@odata.context": self._context(request, spec) + "/$entity",
