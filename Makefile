@@ -39,5 +39,11 @@ demo: install meltano-install
 lint: install
 	$(BIN)/ruff check .
 
+# Plugin READMEs: the settings table between <!-- settings:start/end --> from each plugin's
+# `--about --format=markdown` (tests/test_docs.py fails when one is out of date).
+.PHONY: docs
+docs: install
+	$(BIN)/python scripts/plugin_docs.py
+
 clean:
 	rm -rf $(VENV) .venv-thirdparty .meltano .pytest_cache

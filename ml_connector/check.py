@@ -202,7 +202,7 @@ def basware_connections(configs: dict[str, dict[str, Any] | None]
 def _missing(plugin: str, settings: list[str]) -> str:
     env = ", ".join(f"{plugin.upper().replace('-', '_')}_{s.split()[0].upper()}"
                     for s in settings)
-    return (f"{plugin} lacks {', '.join(settings)}. Fix: `meltano config {plugin} set <name> "
+    return (f"{plugin} lacks {', '.join(settings)}. Fix: `meltano config set {plugin} <name> "
             f"<value>` (secrets go to .env) or set {env}.")
 
 
