@@ -21,6 +21,7 @@ from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
 
 from ml_connector_core.basware_api import REGION_BASE_URLS, BaswareClient, resolve_base_url
+from ml_connector_core.httppolicy import RetryPolicy
 from ml_connector_core.ledger import LEDGER_URL_ENV, Entry, Ledger
 from ml_connector_core.redaction import Redactor, install_log_redaction
 from tap_basware.streams import AccountingDocumentsStream, RequestStatusStream, VendorsStream
@@ -73,6 +74,8 @@ class TapBasware(Tap):
                                 "test proxies only and logs a warning on every run."),
         th.Property("source_system", th.StringType, default="SAGE300",
                     description="sourceSystem sent in transfer responses (at most 32 chars)"),
+        th.Property("read_timeout", th.NumberType(exclusive_minimum=0), default=60,
+                    description="Seconds to wait for Basware's answer before retrying"),
         th.Property("webhook_token", th.StringType, secret=True,
                     description="Basware webhook authentication token; read by `ml-connector "
                                 "webhooks serve|subscribe`, unused by the tap itself"),
@@ -123,6 +126,7 @@ class TapBasware(Tap):
             client_id=config["client_id"], client_secret=config["client_secret"],
             scopes=config.get("scopes") or DEFAULT_SCOPES, region=config.get("region"),
             base_url=config.get("base_url"), verify_tls=verify,
+            policy=RetryPolicy(read_timeout=float(config.get("read_timeout") or 60)),
         )
         return client
 

@@ -27,6 +27,7 @@ from ml_connector_core.dryrun import (
     DryRunReport,
     ledger_class,
 )
+from ml_connector_core.httppolicy import RetryPolicy
 from ml_connector_core.ledger import LEDGER_URL_ENV, default_ledger_url
 from ml_connector_core.redaction import Redactor, install_log_redaction
 from target_basware.delivery import Delivery
@@ -81,6 +82,8 @@ class TargetBasware(Target):
                                 "proxy (a loud warning is logged)"),
         th.Property("source_system", th.StringType, default="SAGE300",
                     description="sourceSystem sent on vendors and matching orders"),
+        th.Property("read_timeout", th.NumberType(exclusive_minimum=0), default=60,
+                    description="Seconds to wait for Basware's answer before retrying"),
         th.Property("dry_run", th.BooleanType, default=False, description=DRY_RUN_DESCRIPTION),
         th.Property("dry_run_report", th.StringType, description=DRY_RUN_REPORT_DESCRIPTION),
     ).to_dict()
@@ -130,6 +133,7 @@ class TargetBasware(Target):
             client_id=config["client_id"], client_secret=config["client_secret"],
             scopes=config.get("scopes") or DEFAULT_SCOPES, region=config.get("region"),
             base_url=config.get("base_url"), verify_tls=config.get("verify_tls", True),
+            policy=RetryPolicy(read_timeout=float(config.get("read_timeout") or 60)),
         )
 
     def get_sink_class(self, stream_name: str) -> type[Sink]:
