@@ -9,68 +9,40 @@ one vendor re-posted; nothing changed means no POST at all.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+from e2e import Project, basware_tenant, request_log
 
 from ml_connector_core.ledger import Action, Ledger
-from mlc_sandbox.data import BASWARE_CLIENT_ID, SAGE_PASSWORD, SAGE_USER, build_dataset
+from mlc_sandbox.data import build_dataset
 from mlc_sandbox.serve import Sandbox
 
-ROOT = Path(__file__).resolve().parent.parent
 COMPANY_CODES = {"SAMINC": "US01", "SAMLTD": "CA01"}
 COUNTRIES = {"USA": "US", "Canada": "CA"}
 
 
-def meltano(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    executable = str(Path(sys.executable).with_name("meltano"))
-    return subprocess.run([executable, *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=600, check=False)
-
-
 @pytest.fixture
-def pipeline_env(fresh_sandbox: Sandbox, tmp_path: Path) -> dict[str, str]:
+def project(fresh_sandbox: Sandbox, tmp_path: Path) -> Project:
     """The sandbox environment of meltano.yml, pointed at this test's simulators and files."""
-    sage = fresh_sandbox.sage300.base_url
-    return {
-        **os.environ,
-        "MELTANO_ENVIRONMENT": "sandbox",
-        "MELTANO_SEND_ANONYMOUS_USAGE_STATS": "false",
-        "MELTANO_DATABASE_URI": f"sqlite:///{tmp_path / 'meltano.db'}",
-        "MELTANO_STATE_BACKEND_URI": f"file://{tmp_path / 'state'}",
-        "ML_CONNECTOR_LEDGER_URL": f"sqlite:///{tmp_path / 'ledger.sqlite'}",
-        "TAP_SAGE300_BASE_URL": f"{sage}/Sage300WebApi/v1.0/-",
-        "TAP_SAGE300_COMPANY_IDS": '["SAMINC", "SAMLTD"]',
-        "TAP_SAGE300_USERNAME": SAGE_USER,
-        "TAP_SAGE300_PASSWORD": SAGE_PASSWORD,
-        "TARGET_BASWARE_BASE_URL": fresh_sandbox.basware.base_url,
-    }
+    return Project.create(fresh_sandbox, tmp_path)
 
 
 def basware_posts(sandbox: Sandbox) -> list[dict[str, Any]]:
-    log = requests.get(f"{sandbox.basware.base_url}/_sandbox/requests", timeout=30).json()
-    return [r for r in log["requests"]
+    return [r for r in request_log(sandbox.basware.base_url)
             if r["method"] == "POST" and r["path"] not in ("/v1/tokens",)]
-
-
-def basware_tenant(sandbox: Sandbox) -> dict[str, Any]:
-    state = requests.get(f"{sandbox.basware.base_url}/_sandbox/state", timeout=60).json()
-    return state["tenants"][BASWARE_CLIENT_ID]
 
 
 def by_code(tenant: dict[str, Any], endpoint: str) -> dict[str, dict[str, Any]]:
     return {r["externalCode"]: r for r in tenant["master_data"].get(endpoint, [])}
 
 
-def test_master_data_pipeline(fresh_sandbox: Sandbox, pipeline_env: dict[str, str]) -> None:
+def test_master_data_pipeline(fresh_sandbox: Sandbox, project: Project) -> None:
     # -- first run: everything arrives -----------------------------------------------------
-    first = meltano(["run", "tap-sage300", "target-basware"], pipeline_env)
-    assert first.returncode == 0, first.stderr[-5000:]
+    first = project.run("tap-sage300", "target-basware")
+    assert first.ok, first.output[-5000:]
 
     sage = build_dataset("demo", seed=0).sage  # what the Sage simulator serves
     tenant = basware_tenant(fresh_sandbox)
@@ -142,7 +114,7 @@ def test_master_data_pipeline(fresh_sandbox: Sandbox, pipeline_env: dict[str, st
     assert len(items) == sum(len(by_code(tenant, e)) for e in tenant["master_data"])
 
     # One key traces a record from its read in Sage to its outcome in Basware.
-    with Ledger.open(pipeline_env["ML_CONNECTOR_LEDGER_URL"]) as ledger:
+    with Ledger.open(project.ledger_url) as ledger:
         trail = [(e.plugin, e.action, e.target_key) for e in ledger.trace("SAMINC/1210")]
     assert trail == [("tap-sage300", Action.READ, None),
                      ("target-basware", Action.CREATED, "SAMINC-1210")]
@@ -154,9 +126,9 @@ def test_master_data_pipeline(fresh_sandbox: Sandbox, pipeline_env: dict[str, st
     assert touched.status_code == 200, touched.text
     requests.delete(f"{fresh_sandbox.basware.base_url}/_sandbox/requests", timeout=30)
 
-    second = meltano(["run", "master-data"], pipeline_env)
+    second = project.run("master-data")
 
-    assert second.returncode == 0, second.stderr[-5000:]
+    assert second.ok, second.output[-5000:]
     (post,) = basware_posts(fresh_sandbox)
     assert post["path"] == "/v1/vendors"
     assert [(v["externalCode"], v["contacts"][0]["telephone"]) for v in post["body"]] == [
@@ -165,7 +137,7 @@ def test_master_data_pipeline(fresh_sandbox: Sandbox, pipeline_env: dict[str, st
     # -- nothing changed: nothing posted ----------------------------------------------------
     requests.delete(f"{fresh_sandbox.basware.base_url}/_sandbox/requests", timeout=30)
 
-    third = meltano(["run", "master-data"], pipeline_env)
+    third = project.run("master-data")
 
-    assert third.returncode == 0, third.stderr[-5000:]
+    assert third.ok, third.output[-5000:]
     assert basware_posts(fresh_sandbox) == []
