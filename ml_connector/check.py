@@ -28,13 +28,15 @@ from urllib.parse import urlsplit
 
 import requests
 
-from ml_connector.project_config import (  # also check.X for `ml-connector webhooks`
+from ml_connector.project_config import (  # the noqa ones: check.X for `ml-connector webhooks`
     MeltanoError,
-    active_environment,
+    active_environment,  # noqa: F401
+    add_project_arguments,
     as_bool,
-    find_project_root,
+    find_project_root,  # noqa: F401
     meltano_config,  # noqa: F401
     meltano_executable,  # noqa: F401
+    project_from_args,
     read_plugin_configs,
 )
 from ml_connector_core.basware_api import (
@@ -598,17 +600,13 @@ def render_json(checks: list[Check]) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    parser.add_argument("--environment", help="Meltano environment (default: as `meltano run`)")
-    parser.add_argument("--project-root", type=Path,
-                        help="Meltano project (default: $MELTANO_PROJECT_ROOT or the nearest "
-                             "meltano.yml upwards)")
+    add_project_arguments(parser)
     parser.add_argument("--system", choices=["sage300", "basware", "both"], default="both")
 
 
 def main(args: argparse.Namespace) -> int:
     try:
-        root = find_project_root(args.project_root)
-        environment = active_environment(root, args.environment)
+        root, environment = project_from_args(args)
     except (MeltanoError, OSError) as exc:
         print(f"ml-connector check: {exc}", file=sys.stderr)
         return 2

@@ -39,10 +39,10 @@ from typing import Any
 
 from ml_connector.project_config import (
     MeltanoError,
-    active_environment,
-    find_project_root,
+    add_project_arguments,
     meltano_command,
     meltano_env,
+    project_from_args,
     run_meltano,
 )
 from ml_connector_core.dryrun import CREATE, REJECT, SKIP, UPDATE, VERDICTS, Verdict, read_verdicts
@@ -318,18 +318,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="master-data: compare every Sage record with the ledger, not only "
                              "those the next run would read")
     parser.add_argument("--format", choices=["text", "json"], default="text")
-    parser.add_argument("--environment", help="Meltano environment (default: as `meltano run`)")
-    parser.add_argument("--project-root", type=Path,
-                        help="Meltano project (default: $MELTANO_PROJECT_ROOT or the nearest "
-                             "meltano.yml upwards)")
+    add_project_arguments(parser)
     parser.add_argument("--timeout", type=float, default=3600,
                         help="seconds per job before the plan gives up (default 3600)")
 
 
 def main(args: argparse.Namespace) -> int:
     try:
-        root = find_project_root(args.project_root)
-        environment = active_environment(root, args.environment)
+        root, environment = project_from_args(args)
     except (MeltanoError, OSError) as exc:
         print(f"ml-connector plan: {exc}", file=sys.stderr)
         return 2

@@ -7,6 +7,7 @@ such as TAP_SAGE300_BASE_URL), so what they test or predict is what a run would 
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -51,6 +52,21 @@ def active_environment(project_root: Path, explicit: str | None = None) -> str |
     text = (project_root / "meltano.yml").read_text()
     match = re.search(r"^default_environment:\s*[\"']?([\w.-]+)", text, re.MULTILINE)
     return match.group(1) if match else None
+
+
+def add_project_arguments(parser: argparse.ArgumentParser) -> None:
+    """--environment and --project-root, as every command that reads the project takes them."""
+    parser.add_argument("--environment", help="Meltano environment (default: as `meltano run`)")
+    parser.add_argument("--project-root", type=Path,
+                        help="Meltano project (default: $MELTANO_PROJECT_ROOT or the nearest "
+                             "meltano.yml upwards)")
+
+
+def project_from_args(args: argparse.Namespace) -> tuple[Path, str | None]:
+    """(project root, active environment) from add_project_arguments' options; MeltanoError
+    or OSError when there is no readable project."""
+    root = find_project_root(args.project_root)
+    return root, active_environment(root, args.environment)
 
 
 def meltano_executable() -> str:
