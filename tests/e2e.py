@@ -44,6 +44,9 @@ RUN_TIMEOUT = 600  # a bound for a hung run, never a pass/fail criterion
 JOBS = ("master-data", "invoices")
 #: Master data, then invoices, then the invoice run that answers Basware with the outcomes.
 SEQUENCE = ("master-data", "invoices", "invoices")
+#: About how many requests each step of SEQUENCE makes to both simulators together when
+#: nothing fails (demo data); random kill points are drawn below these.
+REQUESTS_PER_STEP = (80, 115, 33)
 STATE_IDS = {"master-data": "sandbox:tap-sage300-to-target-basware",
              "invoices": "sandbox:tap-basware-to-target-sage300"}
 # Values that must never appear in any output: the sandbox's credentials (public demo values,
@@ -167,6 +170,18 @@ class Project:
                 return attempts
         tail = attempts[-1].output[-4000:]
         raise AssertionError(f"{job} failed {max_attempts} times in a row; last log:\n{tail}")
+
+    def run_killed_after(self, job: str, requests_made: int) -> JobRun:
+        """`meltano run --force <job>`, SIGKILLed once both simulators together have served
+        `requests_made` more requests (a run that makes fewer simply ends)."""
+        servers = (self.sandbox.sage300.base_url, self.sandbox.basware.base_url)
+        before = sum(requests_served(url) for url in servers)
+        process = self.start(job, force=True, name=f"{job}-killed-after-{requests_made}")
+        while (process.poll() is None
+               and sum(requests_served(url) for url in servers) - before < requests_made):
+            time.sleep(0.02)
+        kill(process)
+        return self.finish(process)
 
     def state(self, job: str) -> str:
         """The job's Meltano state as stored (JSON text), '' if there is none."""

@@ -15,12 +15,12 @@ Kill points:
 from __future__ import annotations
 
 import random
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from e2e import (
+    REQUESTS_PER_STEP,
     SEQUENCE,
     Project,
     Snapshot,
@@ -29,7 +29,6 @@ from e2e import (
     differences,
     kill,
     request_log,
-    requests_served,
     set_faults,
     snapshot,
     wait_until,
@@ -39,9 +38,6 @@ from mlc_sandbox.serve import Sandbox
 
 SEEDS = [1, 2]
 HOLD = 300  # stall_after seconds: the answer never comes before the kill
-#: Requests a fault-free run of each step makes to both simulators (demo data): kill points
-#: are drawn below these.
-REQUESTS_PER_RUN = {0: 80, 1: 115, 2: 33}
 
 
 def held_answer(method: str, path: str) -> dict[str, Any]:
@@ -141,16 +137,8 @@ def test_killed_at_random_points(seed: int, fresh_sandbox: Sandbox, tmp_path: Pa
     simulator, then run again until it succeeds."""
     rng = random.Random(seed)
     project = Project.create(fresh_sandbox, tmp_path)
-    servers = (fresh_sandbox.sage300.base_url, fresh_sandbox.basware.base_url)
     for step, job in enumerate(SEQUENCE):
-        kill_after = rng.randint(1, REQUESTS_PER_RUN[step])
-        before = sum(requests_served(url) for url in servers)
-        process = project.start(job, force=True, name=f"{job}-killed-after-{kill_after}")
-        while (process.poll() is None
-               and sum(requests_served(url) for url in servers) - before < kill_after):
-            time.sleep(0.02)
-        kill(process)
-        project.finish(process)
+        project.run_killed_after(job, rng.randint(1, REQUESTS_PER_STEP[step]))
         project.run_until_success(job, max_attempts=3)
 
     assert differences(baseline, snapshot(fresh_sandbox)) == []
