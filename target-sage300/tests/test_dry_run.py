@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 
 import pytest
+import requests
 from target_sage300_testkit import (
     SCHEMA_MESSAGE,
     invoice,
@@ -37,7 +38,8 @@ def _info_logs(caplog: pytest.LogCaptureFixture) -> None:
 def _dry_run(sandbox: Sandbox, tmp_path: Path, messages: str) -> dict[str, tuple[str, str]]:
     report = tmp_path / "verdicts.jsonl"
     report.unlink(missing_ok=True)
-    since = len(sage_requests(sandbox))
+    since = requests.get(f"{sandbox.sage300.base_url}/_sandbox/requests",
+                         timeout=60).json()["last_seq"]
     run = run_target(sage_config(sandbox, tmp_path, dry_run=True,
                                  dry_run_report=str(report)), messages)
     assert run.error is None
