@@ -348,6 +348,19 @@ class Sage300Stream(RESTStream[ParseResult | None]):
     def backoff_jitter(self, value: float) -> float:
         return value  # the shared policy already jitters
 
+    def request_decorator(self, func: Any) -> Any:
+        # A certificate problem does not heal by retrying (as in core's request_with_retry):
+        # fail at once, saying what to do.
+        def refuse_untrusted_tls(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return func(*args, **kwargs)
+            except requests.exceptions.SSLError as exc:
+                raise FatalAPIError(
+                    f"TLS with {self.url_base} failed, not retried: {exc}. Fix: trust the "
+                    "certificate's issuing CA (REQUESTS_CA_BUNDLE) or use the host name it was "
+                    "issued for.") from exc
+        return super().request_decorator(refuse_untrusted_tls)
+
     def backoff_handler(self, details: Any) -> None:
         # A retry is not an error (the SDK logs it as one); giving up raises and is logged then.
         exc = details.get("exception")
