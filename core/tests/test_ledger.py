@@ -153,6 +153,32 @@ def test_dedup_helpers(ledger: Ledger) -> None:
     assert ledger.target_key_for("vendors", "V2") is None
 
 
+def test_bulk_outcomes_agree_with_the_per_key_helpers(ledger: Ledger) -> None:
+    run = ledger.start_run("target-basware")
+    h = {n: payload_hash({"n": n}) for n in range(4)}
+    ledger.record_many([
+        Entry(run.run_id, "vendors", "V1", Action.CREATED, payload_hash=h[1], target_key="BW-1"),
+        Entry(run.run_id, "vendors", "V1", Action.READ, payload_hash=h[2]),  # not an outcome
+        Entry(run.run_id, "vendors", "V2", Action.CREATED, payload_hash=h[1], target_key="BW-2"),
+        Entry(run.run_id, "vendors", "V2", Action.FAILED, payload_hash=h[2], target_key="BW-2"),
+        Entry(run.run_id, "vendors", "V3", Action.REJECTED, payload_hash=h[3]),
+        Entry(run.run_id, "vendors", "V4", Action.READ, payload_hash=h[3]),
+        Entry(run.run_id, "accounts", "V1", Action.UPDATED, payload_hash=h[0], target_key="A"),
+    ])
+    keys = ["V1", "V2", "V3", "V4", "V5", *(f"X{n}" for n in range(1200))]  # > one chunk
+
+    found = ledger.outcomes("vendors", keys)
+
+    assert set(found) == {"V1", "V2", "V3"}  # never an outcome: absent
+    for key, outcome in found.items():
+        latest = ledger.latest_outcome("vendors", key)
+        assert (outcome.action, outcome.payload_hash) == (latest.action, latest.payload_hash)
+        assert outcome.target_key == ledger.target_key_for("vendors", key)
+    assert found["V1"].delivered_as(h[1]) and not found["V1"].delivered_as(h[2])
+    assert not found["V2"].delivered_as(h[2])  # the latest outcome failed
+    assert found["V2"].target_key == "BW-2" and found["V3"].target_key is None
+
+
 def test_record_validates(ledger: Ledger) -> None:
     run = ledger.start_run("tap")
     with pytest.raises(ValueError):

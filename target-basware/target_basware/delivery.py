@@ -29,9 +29,9 @@ from ml_connector_core.dryrun import CREATE, REJECT, SKIP, UPDATE, DryRunReport
 from ml_connector_core.ledger import (
     FAILURE,
     SAGE_TO_BASWARE,
-    SUCCESS,
     Action,
     Entry,
+    KeyOutcome,
     Ledger,
     Run,
 )
@@ -40,6 +40,11 @@ from ml_connector_core.run_summary import RunCounts
 logger = logging.getLogger("target-basware")
 
 MAX_REQUEST_BYTES = 6_000_000  # Basware's 6 MB per request, with room for the HTTP envelope
+# Records checked against the ledger at once (one look-up per chunk and stream).
+INTAKE_CHUNK = 500
+# A stream with no record among the last STALE_AFTER received has ended: its partial last
+# batch is sent at the next checkpoint instead of waiting for the end of the run.
+STALE_AFTER = 1000
 FINAL_REQUEST_STATES = frozenset({"Success", "Error", "AcknowledgedSuccess", "AcknowledgedError"})
 
 
@@ -78,6 +83,7 @@ class Prepared:
         self.source_key = self.source_key or self.key
     size: int = 0  # bytes of the JSON payload
     confirmed: bool = False  # its outcome is final and queued for the ledger
+    seq: int = 0  # its number in the run's intake (Delivery.confirmed_through)
 
 
 @dataclass
@@ -167,6 +173,9 @@ class Delivery:
         self.pending: dict[str, OrderedDict[str, Prepared]] = {s.name: OrderedDict()
                                                                 for s in streams}
         self.seen: set[str] = set()  # reference keys that arrived in this run
+        self.received = 0  # records taken in (accepted or rejected), numbering each
+        self.last_seq: dict[str, int] = {}  # per stream: the number of its latest record
+        self._intake: list[Prepared] = []  # accepted, not yet checked against the ledger
         self.summary = Summary()
         self._entries: list[Entry] = []  # ledger entries not yet written
         self.dry_run = dry_run  # set: verdicts instead of POSTs (ml_connector_core.dryrun)
@@ -186,6 +195,7 @@ class Delivery:
         logger.warning("%s record %s rejected: %s", rejected.stream, rejected.key,
                        rejected.error)
         self.summary.received += 1
+        self.received += 1
         self.summary.add(rejected.stream, "rejected")
         if self.dry_run:
             self.dry_run.add(rejected.stream, rejected.key, REJECT, rejected.error,
@@ -196,12 +206,29 @@ class Delivery:
                                          target_key=rejected.external_code))
 
     def accept(self, record: Prepared) -> None:
-        """Skip what Basware already has with this exact payload; buffer the rest."""
+        """Take a record in. Whether Basware already has it is asked of the ledger for a
+        chunk of records at once (`_resolve_intake`), not with two queries per record."""
         self.summary.received += 1
+        self.received += 1
+        record.seq = self.last_seq[record.stream] = self.received
         self.seen.update(record.provides)
-        latest = self.ledger.latest_outcome(record.stream, record.source_key)
-        if (latest is not None and latest.action in SUCCESS
-                and latest.payload_hash == record.payload_hash):
+        self._intake.append(record)
+        if len(self._intake) >= INTAKE_CHUNK:
+            self._resolve_intake()
+
+    def _resolve_intake(self) -> None:
+        """Skip what Basware already has with this exact payload; queue the rest."""
+        intake, self._intake = self._intake, []
+        keys: dict[str, list[str]] = {}
+        for record in intake:
+            keys.setdefault(record.stream, []).append(record.source_key)
+        outcomes = {stream: self.ledger.outcomes(stream, stream_keys)
+                    for stream, stream_keys in keys.items()}
+        for record in intake:
+            self._queue(record, outcomes[record.stream].get(record.source_key))
+
+    def _queue(self, record: Prepared, latest: KeyOutcome | None) -> None:
+        if latest is not None and latest.delivered_as(record.payload_hash):
             self.summary.add(record.stream, "skipped (already delivered)")
             if self.dry_run:
                 self.dry_run.add(record.stream, record.key, SKIP,
@@ -210,7 +237,7 @@ class Delivery:
                                              payload_hash=record.payload_hash,
                                              target_key=latest.target_key))
             return
-        record.known = self.ledger.target_key_for(record.stream, record.source_key) is not None
+        record.known = latest is not None and latest.target_key is not None
         record.refused_before = (latest is not None and latest.action == Action.REJECTED
                                  and latest.payload_hash == record.payload_hash)
         if record.closed and not record.known:
@@ -234,7 +261,15 @@ class Delivery:
         queue[record.key] = record
 
     def has_pending(self) -> bool:
+        self._resolve_intake()
         return any(self.pending.values())
+
+    def confirmed_through(self) -> int:
+        """The highest intake number up to which every record is confirmed or skipped: a
+        STATE received after record n may be emitted once this is >= n."""
+        self._resolve_intake()
+        waiting = [record.seq for queue in self.pending.values() for record in queue.values()]
+        return min(waiting) - 1 if waiting else self.received
 
     # -- delivery ----------------------------------------------------------------------------
 
@@ -243,11 +278,14 @@ class Delivery:
 
     def full_batch_ready(self) -> bool:
         """True when some stream has a full POST's worth of records ready to go."""
-        return any(len(ready) >= self.batch_limit(self.specs[stream])
-                   for stream, ready in self._plan(final=False).items())
+        self._resolve_intake()
+        return any(self._plan(final=False).values())
 
     def deliver(self, final: bool) -> None:
-        """Send what is ready, stream by stream in dependency order; `final` sends everything."""
+        """Send what is ready, stream by stream in dependency order; `final` sends everything.
+        Before the end (`final` False) only whole batches go: every POST carries the
+        endpoint's maximum but the last one per stream."""
+        self._resolve_intake()
         for stream, ready in self._plan(final).items():
             queue = self.pending[stream]
             try:
@@ -271,13 +309,22 @@ class Delivery:
         held: set[str] = set()
         plan: dict[str, list[Prepared]] = {}
         for spec in self.order:
-            ready = plan[spec.name] = []
+            ready: list[Prepared] = []
             for record in self.pending[spec.name].values():
                 if final or all(ref in self.seen and ref not in held
                                 for ref in record.references):
                     ready.append(record)
                 else:
                     held.update(record.provides)
+            if not final and self.received - self.last_seq.get(spec.name, 0) < STALE_AFTER:
+                # Whole batches only while the stream still flows; the rest waits for more.
+                # A stream quiet for STALE_AFTER records has ended (taps send a stream's
+                # records together), so its last batch goes too and no checkpoint waits on it.
+                whole = len(ready) - len(ready) % self.batch_limit(spec)
+                for record in ready[whole:]:
+                    held.update(record.provides)
+                del ready[whole:]
+            plan[spec.name] = ready
         return plan
 
     def flush_ledger(self) -> None:
@@ -288,6 +335,12 @@ class Delivery:
     def fail_pending(self, error: BaseException) -> None:
         """After a fatal error: what was never confirmed goes into the ledger as failed."""
         reason = f"not delivered: the run stopped ({type(error).__name__}: {error})"
+        try:
+            self._resolve_intake()  # what was delivered before is skipped, not failed
+        except Exception:  # the ledger itself may be what failed
+            for record in self._intake:
+                self.pending[record.stream][record.key] = record
+            self._intake = []
         for queue in self.pending.values():
             for record in queue.values():
                 if record.confirmed:

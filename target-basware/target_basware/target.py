@@ -122,7 +122,8 @@ class TargetBasware(Target):
             request_status_timeout=float(config.get("request_status_timeout") or 300),
             batch_size_rows=config.get("batch_size_rows"), dry_run=self.dry_run,
         )
-        self._received_state: dict | None = None  # latest tap STATE received
+        # Tap STATEs not written yet, each with the number of records received before it.
+        self._received_states: list[tuple[int, dict]] = []
         self._emitted_state: dict | None = None  # latest STATE written (all before confirmed)
         self._input_ended = False
         self._finished = False
@@ -154,7 +155,10 @@ class TargetBasware(Target):
 
     def _process_state_message(self, message_dict: dict) -> None:
         self._assert_line_requires(message_dict, requires={"value"})
-        self._received_state = message_dict["value"]
+        received = self.delivery.received
+        if self._received_states and self._received_states[-1][0] == received:
+            self._received_states.pop()  # no record between the two: the newer one says all
+        self._received_states.append((received, message_dict["value"]))
         if self.delivery.full_batch_ready():
             self.delivery.deliver(final=False)
         self._confirm_state()
@@ -167,12 +171,20 @@ class TargetBasware(Target):
         self._confirm_state()
 
     def _confirm_state(self) -> None:
-        if self.delivery.has_pending() or self._received_state is None:
+        # The latest STATE all of whose records are confirmed (a batch still filling up
+        # holds back the STATEs received after its first record).
+        if not self._received_states:
             return
+        through = self.delivery.confirmed_through()
+        covered = [state for received, state in self._received_states if received <= through]
+        if not covered:
+            return
+        self._received_states = [(received, state) for received, state
+                                 in self._received_states if received > through]
         self.delivery.flush_ledger()  # skips and rejections are on record before the STATE
         # A dry run delivered nothing: its STATE must not advance the tap's bookmarks.
-        if self._received_state != self._emitted_state and not self.dry_run:
-            self._emitted_state = copy.deepcopy(self._received_state)
+        if covered[-1] != self._emitted_state and not self.dry_run:
+            self._emitted_state = copy.deepcopy(covered[-1])
             self._write_state_message(copy.deepcopy(self._emitted_state))
         # drain_all() writes _latest_state after draining; keep it None so only
         # _confirm_state() writes STATE (and never one with unconfirmed records before it).

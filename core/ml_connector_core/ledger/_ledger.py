@@ -33,6 +33,8 @@ BASWARE_TO_SAGE = "basware->sage300"
 
 # Error texts can carry whole HTTP bodies; the first lines are what an operator needs.
 _MAX_ERROR_CHARS = 10_000
+# Keys per IN (...) of a bulk look-up: well under SQLite's 999 bound parameters.
+_BULK_KEYS = 500
 
 
 class Action(StrEnum):
@@ -99,6 +101,20 @@ class Entry:
     meltano_state_id: str | None = None
     created_at: datetime | None = None
     id: int | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class KeyOutcome:
+    """Where one key stands (`Ledger.outcomes`): its latest outcome and payload hash, and the
+    target key of its latest successful write (None if it was never written)."""
+
+    action: Action
+    payload_hash: str | None
+    target_key: str | None = None
+
+    def delivered_as(self, payload_hash: str) -> bool:
+        """True if the latest outcome is a success for exactly this payload (`was_delivered`)."""
+        return self.action in SUCCESS and self.payload_hash == payload_hash
 
 
 @dataclass(frozen=True)
@@ -342,6 +358,32 @@ class Ledger:
                        entries.c.action.in_([a.value for a in SUCCESS]))
                 .order_by(entries.c.id.desc()).limit(1)
             ).scalar()
+
+    def outcomes(self, stream: str, source_keys: Iterable[str]) -> dict[str, KeyOutcome]:
+        """For many keys of one stream at once (a few queries per 500 keys, not two per key):
+        each key's latest outcome and the target key it was last written under. Keys that
+        never had an outcome are absent. `latest_outcome` and `target_key_for`, in bulk."""
+        keys = list(dict.fromkeys(str(key) for key in source_keys))
+        c = entries.c
+        found: dict[str, KeyOutcome] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(keys), _BULK_KEYS):
+                chunk = keys[start:start + _BULK_KEYS]
+                where = (c.stream == stream, c.source_key.in_(chunk))
+                latest = (select(func.max(c.id)).where(*where, c.action != Action.READ.value)
+                          .group_by(c.source_key))
+                for row in conn.execute(select(c.source_key, c.action, c.payload_hash)
+                                        .where(c.id.in_(latest))):
+                    found[row.source_key] = KeyOutcome(Action(row.action), row.payload_hash)
+                written = (select(func.max(c.id)).where(
+                    *where, c.target_key.is_not(None),
+                    c.action.in_([a.value for a in SUCCESS])).group_by(c.source_key))
+                for row in conn.execute(select(c.source_key, c.target_key)
+                                        .where(c.id.in_(written))):
+                    outcome = found.get(row.source_key)
+                    if outcome is not None:
+                        found[row.source_key] = replace(outcome, target_key=row.target_key)
+        return found
 
     def trace(self, key: str) -> list[Entry]:
         """Every entry where `key` is the source key, target key or any remote id, across
