@@ -49,6 +49,14 @@ def main() -> int:
             say("\n(no Meltano jobs defined yet: the pipelines are still being built)")
             return 0
         env = demo_environment(run_dir)
+        step("Connection check (`ml-connector check`)")
+        if connector(["check"], env) != 0:
+            say("   FAILED: the check above says what to fix")
+            return 1
+        step("What the first runs would do, without writing anything (`ml-connector plan`)")
+        if connector(["plan"], env) != 0:
+            say("   FAILED: the plan above names the plugin that could not run")
+            return 1
         # The second invoices run answers Basware with the outcomes the first one recorded.
         runs = [("master-data", "master data: Sage 300 -> Basware"),
                 ("invoices", "approved invoices: Basware -> Sage 300 AP batches"),
@@ -66,8 +74,8 @@ def main() -> int:
             else:
                 show_invoices(sandbox)
         step("The audit trail (`ml-connector audit failures` and `report`)")
-        audit(["failures"], env)
-        audit(["report", "--html", str(run_dir / "report.html")], env)
+        connector(["audit", "failures"], env)
+        connector(["audit", "report", "--html", str(run_dir / "report.html")], env)
         say(f"\nLogs, state, ledger and report.html of this demo: {run_dir.relative_to(ROOT)}")
         return 0
     finally:
@@ -171,9 +179,10 @@ def _values(collection: Any) -> list[Any]:
     return list(collection.values()) if isinstance(collection, dict) else list(collection)
 
 
-def audit(args: list[str], env: dict[str, str]) -> None:
+def connector(args: list[str], env: dict[str, str]) -> int:
+    """One `ml-connector` command, its output shown as is; returns its exit status."""
     cli = str(Path(sys.executable).with_name("ml-connector"))
-    subprocess.run([cli, "audit", *args], cwd=ROOT, env=env, check=False)
+    return subprocess.run([cli, *args], cwd=ROOT, env=env, check=False).returncode
 
 
 if __name__ == "__main__":
