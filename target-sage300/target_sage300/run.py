@@ -213,7 +213,8 @@ class InvoiceRun:
         return RunCounts(received=received, written=self.counts["created"],
                          unchanged=self.counts["already there"],
                          rejected=self.counts["rejected"] + self.counts["duplicate in run"],
-                         failed=self.failed_count)
+                         failed=self.failed_count,
+                         extra={"would create": self.counts["would create"]})  # dry run
 
     def finish(self, status: str) -> None:
         try:
