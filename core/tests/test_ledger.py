@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
+import os
+import re
+import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import mlc_core_workers
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy import func, inspect, select, text
+from sqlalchemy import MetaData, func, inspect, select, text
+from sqlalchemy.engine import make_url
 
 from ml_connector_core.ledger import (
     LATEST_VERSION,
@@ -25,7 +32,7 @@ from ml_connector_core.ledger import (
     normalize_cause,
     payload_hash,
 )
-from ml_connector_core.ledger._schema import entries, make_engine, schema_version
+from ml_connector_core.ledger._schema import entries, make_engine, runs, schema_version
 
 
 @pytest.fixture
@@ -52,8 +59,8 @@ def test_migrates_a_v1_ledger_in_place(ledger_url: str) -> None:
     with Ledger.open(ledger_url) as ledger:
         with ledger.engine.connect() as conn:
             versions = conn.execute(select(schema_version.c.version)).scalars().all()
-        assert versions == [1, 2]
-        columns = {c["name"] for c in inspect(ledger.engine).get_columns("entries")}
+        assert versions == [1, 2, 3]
+        columns = {c["name"] for c in inspect(ledger.engine).get_columns(entries.name)}
         assert {"key_properties", "stream_schema"} <= columns
         [old] = ledger.trace("V1")
         assert (old.payload, old.key_properties, old.action) == ({"a": 1}, None, Action.READ)
@@ -63,7 +70,237 @@ def test_migrates_a_v1_ledger_in_place(ledger_url: str) -> None:
         assert ledger.latest_outcome("vendors", "V1").key_properties == ["VendorID"]
 
     with Ledger.open(ledger_url) as again, again.engine.connect() as conn:  # reopen: no-op
-        assert conn.execute(select(func.count()).select_from(schema_version)).scalar() == 2
+        assert conn.execute(select(func.count()).select_from(schema_version)).scalar() == 3
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+V2_TYPES = {"sqlite": {"timestamp": "DATETIME", "entry_id": "INTEGER"},
+            "postgresql": {"timestamp": "TIMESTAMP WITH TIME ZONE", "entry_id": "BIGSERIAL"}}
+V2_AT = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
+
+
+def table_rows(url: str, names: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """Every row of the named tables, in primary key order, as the database hands them back."""
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            md = MetaData()
+            md.reflect(conn, only=names)
+            return {name: [dict(row._mapping) for row in conn.execute(
+                select(md.tables[name]).order_by(*md.tables[name].primary_key.columns))]
+                for name in names}
+    finally:
+        engine.dispose()
+
+
+def build_v2_ledger(url: str) -> dict[str, list[dict[str, Any]]]:
+    """A ledger as the v2 release left it: its DDL (frozen in fixtures/) and rows in every
+    table and column. Returns the rows as read back."""
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        ddl = (FIXTURES / "ledger_v2.sql").read_text().format(**V2_TYPES[conn.dialect.name])
+        for statement in filter(str.strip, ddl.split(";")):
+            conn.exec_driver_sql(statement)
+        md = MetaData()
+        md.reflect(conn, only=["schema_version", "runs", "entries"])
+        conn.execute(md.tables["schema_version"].insert(), [
+            {"version": 1, "description": "runs, entries and their lookup indexes",
+             "applied_at": V2_AT},
+            {"version": 2, "description": "entries.key_properties and entries.stream_schema "
+             "(faithful replay)", "applied_at": V2_AT + timedelta(days=30)},
+        ])
+        conn.execute(md.tables["runs"].insert(), [
+            {"run_id": "run-tap", "plugin": "tap-basware", "started_at": V2_AT,
+             "finished_at": V2_AT + timedelta(minutes=2), "meltano_job_id": "job-1",
+             "meltano_state_id": "prod:tap-basware-to-target-sage300", "status": "success",
+             "summary": '{"read":1}'},
+            {"run_id": "run-target", "plugin": "target-sage300", "started_at": V2_AT,
+             "finished_at": None, "meltano_job_id": "job-1", "meltano_state_id": None,
+             "status": "running", "summary": None},
+        ])
+        entry = {c.name: None for c in md.tables["entries"].columns if c.name != "id"}
+        conn.execute(md.tables["entries"].insert(), [
+            {**entry, "run_id": "run-tap", "plugin": "tap-basware", "direction": "basware->sage300",
+             "stream": "invoices", "source_key": "INV-1", "payload_hash": "a" * 64,
+             "payload": '{"id":"INV-1"}', "action": "read", "created_at": V2_AT,
+             "key_properties": '["id"]', "stream_schema": '{"type":"object"}'},
+            {**entry, "run_id": "run-target", "plugin": "target-sage300", "stream": "invoices",
+             "source_key": "INV-1", "target_key": "DOC-7", "payload_hash": "a" * 64,
+             "action": "created", "sage_batch": "B12", "sage_entry": "B12-1",
+             "sage_document": "DOC-7", "created_at": V2_AT + timedelta(seconds=1)},
+            {**entry, "run_id": "run-target", "plugin": "target-sage300", "stream": "invoices",
+             "source_key": "INV-2", "action": "rejected", "error": "HTTP 400: vendor V9 unknown",
+             "meltano_job_id": "job-1", "bw_request_id": "req-1", "basware_request_id": "amzn-1",
+             "created_at": V2_AT + timedelta(seconds=2)},
+        ])
+    engine.dispose()
+    return table_rows(url, ["schema_version", "runs", "entries"])
+
+
+def another_ledger(url: str, tmp_path: Path, name: str, version: int) -> str:
+    """The URL of a new ledger at schema `version` beside `url`: a SQLite file, or a
+    PostgreSQL schema of the same database (through search_path, so unqualified names land
+    there)."""
+    if make_url(url).get_backend_name() == "sqlite":
+        url = f"sqlite:///{tmp_path / name}.sqlite"
+    else:
+        engine = make_engine(url)
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"CREATE SCHEMA {name}")
+        engine.dispose()
+        url = make_url(url).update_query_dict({"options": f"-csearch_path={name}"}) \
+            .render_as_string(hide_password=False)
+    engine = make_engine(url)
+    migrate(engine, target=version)
+    engine.dispose()
+    return url
+
+
+def schema_of(url: str) -> dict[str, Any]:
+    """Every table with its columns, indexes, keys and (PostgreSQL) constraint and sequence
+    names: what must be equal for two ledgers to be the same schema."""
+    engine = make_engine(url)
+    inspector = inspect(engine)
+    found: dict[str, Any] = {"sequences": sorted(inspector.get_sequence_names())
+                             if engine.dialect.name == "postgresql" else []}
+    for table in inspector.get_table_names():
+        found[table] = {
+            "columns": [(c["name"], str(c["type"]), c["nullable"], c["default"])
+                        for c in inspector.get_columns(table)],
+            "primary_key": inspector.get_pk_constraint(table),
+            "foreign_keys": sorted((fk["name"] or "", fk["referred_table"],
+                                    tuple(fk["constrained_columns"]))
+                                   for fk in inspector.get_foreign_keys(table)),
+            "indexes": sorted((ix["name"], tuple(ix["column_names"]), ix["unique"])
+                              for ix in inspector.get_indexes(table)),
+        }
+    engine.dispose()
+    return found
+
+
+def names_in(schema: dict[str, Any]) -> set[str]:
+    """Every name a schema_of() schema puts in the database's namespace."""
+    names = set(schema["sequences"])
+    for table, shape in schema.items():
+        if table != "sequences":
+            names |= {table, *(ix[0] for ix in shape["indexes"]),
+                      *(fk[0] for fk in shape["foreign_keys"] if fk[0])}
+            names |= {shape["primary_key"]["name"]} - {None}
+    return names
+
+
+def test_upgrades_a_v2_ledger_keeping_every_row(ledger_url: str, tmp_path: Path) -> None:
+    before = build_v2_ledger(ledger_url)
+    # What migrate() builds as "v2" (the v3 step renames those names) is the v2 release.
+    assert schema_of(another_ledger(ledger_url, tmp_path, "built_at_v2", 2)) == schema_of(
+        ledger_url)
+
+    with Ledger.open(ledger_url) as ledger:
+        after = table_rows(ledger_url, [schema_version.name, runs.name, entries.name])
+        assert after[runs.name] == before["runs"]
+        assert after[entries.name] == before["entries"]
+        assert after[schema_version.name][:2] == before["schema_version"]
+        assert [row["version"] for row in after[schema_version.name]] == [1, 2, 3]
+        # The API reads the old rows, and new ones go after them.
+        assert [e.action for e in ledger.trace("INV-1")] == [Action.READ, Action.CREATED]
+        assert ledger.target_key_for("invoices", "INV-1") == "DOC-7"
+        assert ledger.replayable().skipped[0][0].error == "HTTP 400: vendor V9 unknown"
+        ledger.record(Entry("run-target", "invoices", "INV-2", Action.CREATED, target_key="D8"))
+        assert ledger.latest_outcome("invoices", "INV-2").id == len(before["entries"]) + 1
+        ledger.finish_run("run-target", "success")
+        assert [r.status for r in ledger.report("job-1").runs] == ["success", "success"]
+
+    # Renamed in place is the same as created new, and nothing is left without the prefix:
+    # no table, index, constraint or sequence can collide with Meltano's in one schema.
+    upgraded = schema_of(ledger_url)
+    created = schema_of(another_ledger(ledger_url, tmp_path, "created_new", LATEST_VERSION))
+    assert upgraded == created
+    assert {name for name in names_in(upgraded) if "ledger_" not in name} == set()
+
+
+def test_refuses_a_ledger_beside_the_tables_of_an_older_release(ledger_url: str) -> None:
+    with Ledger.open(ledger_url) as ledger:
+        ledger.start_run("target-basware")
+    written_by_old = build_v2_ledger(ledger_url)  # an older ml-connector-core, still running
+    with pytest.raises(LedgerVersionError, match="older"):
+        Ledger.open(ledger_url)
+
+    # docs/ledger.md's SQL moves what the older version wrote into the ledger.
+    docs = (Path(__file__).parents[2] / "docs" / "ledger.md").read_text()
+    [sql] = re.findall(r"```sql\n(.*?)```", docs, re.S)
+    engine = make_engine(ledger_url)
+    with engine.begin() as conn:
+        for statement in filter(str.strip, sql.split(";")):
+            if statement.strip() not in ("BEGIN", "COMMIT"):
+                conn.exec_driver_sql(statement)
+    engine.dispose()
+    with Ledger.open(ledger_url) as ledger:
+        assert len(ledger.report("job-1").runs) == len(written_by_old["runs"])
+        assert [e.action for e in ledger.trace("INV-1")] == [Action.READ, Action.CREATED]
+        moved = table_rows(ledger_url, [entries.name])[entries.name]
+    assert [(e["source_key"], e["action"]) for e in moved] == [
+        (e["source_key"], e["action"]) for e in written_by_old["entries"]]
+
+
+def test_another_tools_schema_version_table_is_left_alone(sqlite_url: str) -> None:
+    engine = make_engine(sqlite_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE schema_version (version VARCHAR(50), script TEXT)")
+        conn.exec_driver_sql("INSERT INTO schema_version VALUES ('7.1', 'V7_1__init.sql')")
+    engine.dispose()
+    with Ledger.open(sqlite_url) as ledger:
+        ledger.start_run("tap")
+    assert table_rows(sqlite_url, ["schema_version"])["schema_version"] == [
+        {"version": "7.1", "script": "V7_1__init.sql"}]
+
+
+MELTANO = Path(sys.executable).with_name("meltano")
+STATE_ID = "dev:tap-basware-to-target-sage300"
+
+
+def meltano(project: Path, database_uri: str, *args: str) -> str:
+    """Run the installed Meltano in `project` on the given system database; its stdout."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MELTANO_")}
+    env |= {"MELTANO_DATABASE_URI": database_uri, "MELTANO_STATE_BACKEND_URI": "systemdb"}
+    done = subprocess.run([str(MELTANO), *args], cwd=project, env=env, capture_output=True,
+                          text=True, timeout=300)  # a bound for a hang, not a criterion
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+@pytest.mark.parametrize("first", ["ledger upgraded from v2", "meltano"])
+def test_meltano_and_the_ledger_share_one_postgresql_database(
+        first: str, pg_url: str, tmp_path: Path) -> None:
+    project = tmp_path / "meltano-project"
+    project.mkdir()
+    (project / "meltano.yml").write_text(
+        "project_id: ledger-shares-a-database\nsend_anonymous_usage_stats: false\n"
+        "default_environment: dev\nenvironments:\n- name: dev\n")
+    state = {"singer_state": {"bookmarks": {"invoices": {"replication_key_value": "2024-05-01"}}}}
+    old_entries = []
+    if first == "ledger upgraded from v2":
+        old_entries = build_v2_ledger(pg_url)["entries"]
+        Ledger.open(pg_url).close()
+
+    # Meltano creates (or finds) its system tables, `runs` among them, beside the ledger's.
+    meltano(project, pg_url, "state", "set", "--force", STATE_ID, json.dumps(state))
+    with Ledger.open(pg_url) as ledger:
+        run = ledger.start_run("tap-basware", state_id=STATE_ID)
+        ledger.record(Entry(run.run_id, "invoices", "INV-42", Action.READ, payload={"n": 42}))
+        ledger.finish_run(run.run_id, "success", {"read": 1})
+        [entry] = ledger.trace("INV-42")
+        assert (entry.payload, entry.meltano_state_id) == ({"n": 42}, STATE_ID)
+        assert ledger.report(run.run_id).runs[0].summary == {"read": 1}
+        assert len(ledger.trace("INV-1")) == len([e for e in old_entries
+                                                  if e["source_key"] == "INV-1"])
+    assert json.loads(meltano(project, pg_url, "state", "get", STATE_ID)) == state
+
+    engine = make_engine(pg_url)
+    tables = set(inspect(engine).get_table_names())
+    meltano_runs = {c["name"] for c in inspect(engine).get_columns("runs")}
+    engine.dispose()
+    assert {"runs", "state", runs.name, entries.name, schema_version.name} <= tables
+    assert "job_name" in meltano_runs and "plugin" not in meltano_runs  # Meltano's own `runs`
 
 
 def test_refuses_a_ledger_from_a_newer_version(ledger_url: str) -> None:
@@ -90,9 +327,10 @@ def test_concurrent_writers_lose_nothing(backend: str, request: pytest.FixtureRe
         assert conn.execute(select(func.count()).select_from(entries)).scalar() == workers * each
         distinct = select(func.count(func.distinct(entries.c.source_key)))
         assert conn.execute(distinct).scalar() == workers * each
-        assert conn.execute(select(func.count()).select_from(schema_version)).scalar() == 2
-        finished = conn.execute(text("SELECT count(*) FROM runs WHERE status = 'success'"))
-        assert finished.scalar() == workers
+        # One opener created the ledger (at the latest version); the others found it.
+        assert conn.execute(select(schema_version.c.version)).scalars().all() == [LATEST_VERSION]
+        finished = select(func.count()).select_from(runs).where(runs.c.status == "success")
+        assert conn.execute(finished).scalar() == workers
 
 
 def test_trace_follows_a_key_across_runs_and_streams_oldest_first(ledger: Ledger) -> None:

@@ -37,10 +37,21 @@ from sqlalchemy.exc import OperationalError
 _ID = String(100)
 _KEY = String(500)
 
+#: Every ledger table, index, constraint and sequence name has this prefix (schema v3), so
+#: the ledger can share a database, and a PostgreSQL schema, with Meltano's system database
+#: (which has its own `runs`) or any other tool's tables.
+PREFIX = "ledger_"
+_PREFIXED_SINCE = 3
 
-def _runs(md: MetaData) -> Table:
+
+def _table_name(base: str, version: int) -> str:
+    return f"{PREFIX}{base}" if version >= _PREFIXED_SINCE else base
+
+
+def _runs(md: MetaData, version: int) -> Table:
+    name = _table_name("runs", version)
     return Table(
-        "runs", md,
+        name, md,
         Column("run_id", String(36), primary_key=True),
         Column("plugin", _ID, nullable=False),
         Column("started_at", DateTime(timezone=True), nullable=False),
@@ -49,14 +60,14 @@ def _runs(md: MetaData) -> Table:
         Column("meltano_state_id", String(255)),
         Column("status", String(20), nullable=False),
         Column("summary", Text),
-        Index("ix_runs_started_at", "started_at"),
-        Index("ix_runs_meltano_job_id", "meltano_job_id"),
+        Index(f"ix_{name}_started_at", "started_at"),
+        Index(f"ix_{name}_meltano_job_id", "meltano_job_id"),
     )
 
 
-def _schema_version(md: MetaData) -> Table:
+def _schema_version(md: MetaData, version: int) -> Table:
     return Table(
-        "schema_version", md,
+        _table_name("schema_version", version), md,
         Column("version", Integer, primary_key=True, autoincrement=False),
         Column("description", Text, nullable=False),
         Column("applied_at", DateTime(timezone=True), nullable=False),
@@ -64,11 +75,13 @@ def _schema_version(md: MetaData) -> Table:
 
 
 def _entries(md: MetaData, version: int) -> Table:
-    """The entries table as it is at schema `version` (migrations create old shapes)."""
+    """The entries table as it is at schema `version`."""
+    name = _table_name("entries", version)
     columns = [
         # INTEGER on SQLite so it is the rowid alias (BIGINT would not autoincrement there).
         Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
-        Column("run_id", String(36), ForeignKey("runs.run_id"), nullable=False),
+        Column("run_id", String(36), ForeignKey(f"{_table_name('runs', version)}.run_id"),
+               nullable=False),
         Column("meltano_job_id", String(255)),
         Column("meltano_state_id", String(255)),
         Column("plugin", _ID, nullable=False),
@@ -87,14 +100,19 @@ def _entries(md: MetaData, version: int) -> Table:
         Column("sage_document", _ID),
         Column("error", Text),
         Column("created_at", DateTime(timezone=True), nullable=False),
-        Index("ix_entries_stream_source_key", "stream", "source_key", "id"),
-        Index("ix_entries_payload_hash", "payload_hash"),
-        Index("ix_entries_run_id", "run_id"),
-        Index("ix_entries_action_created_at", "action", "created_at"),
+        Index(f"ix_{name}_stream_source_key", "stream", "source_key", "id"),
+        Index(f"ix_{name}_payload_hash", "payload_hash"),
+        Index(f"ix_{name}_run_id", "run_id"),
+        Index(f"ix_{name}_action_created_at", "action", "created_at"),
     ]
     if version >= 2:
         columns += [Column("key_properties", Text), Column("stream_schema", Text)]
-    return Table("entries", md, *columns)
+    return Table(name, md, *columns)
+
+
+def _tables(md: MetaData, version: int) -> tuple[Table, Table, Table]:
+    """The ledger's tables as they are at schema `version`, in creation order."""
+    return _schema_version(md, version), _runs(md, version), _entries(md, version)
 
 
 @dataclass(frozen=True)
@@ -104,29 +122,60 @@ class Migration:
     apply: Callable[[Connection], None]
 
 
-def _create_v1(conn: Connection) -> None:
-    md = MetaData()
-    for table in (_schema_version(md), _runs(md), _entries(md, version=1)):
-        table.create(conn)
-
-
 def _add_replay_schema(conn: Connection) -> None:
     for column in ("key_properties", "stream_schema"):
         conn.execute(text(f"ALTER TABLE entries ADD COLUMN {column} TEXT"))
 
 
-#: Ordered; a step is never edited once released, a change is a new step.
+def _prefix_names(conn: Connection) -> None:
+    """Rename every table, index, constraint and sequence to its `ledger_` name, keeping rows.
+
+    The result is exactly what creating a v3 ledger gives (test_ledger checks it). SQLite
+    rewrites the foreign key and its automatic indexes itself but cannot rename an index:
+    those are dropped and created again. On PostgreSQL, a renamed table keeps its constraint
+    and sequence names (`runs_pkey`, `entries_id_seq`...), and a primary key's index or a
+    sequence takes a name in the schema like a table does: they are renamed too, found in
+    the catalog.
+    """
+    postgres = conn.dialect.name == "postgresql"
+    for before, after in zip(_tables(MetaData(), 2), _tables(MetaData(), 3), strict=True):
+        conn.execute(text(f"ALTER TABLE {before.name} RENAME TO {after.name}"))
+        renamed_indexes = {tuple(ix.columns.keys()): ix for ix in after.indexes}
+        for old in before.indexes:
+            new = renamed_indexes[tuple(old.columns.keys())]
+            if postgres:
+                conn.execute(text(f"ALTER INDEX {old.name} RENAME TO {new.name}"))
+            else:
+                conn.execute(text(f"DROP INDEX {old.name}"))
+                new.create(conn)
+        if not postgres:
+            continue
+        constraints = conn.execute(text(
+            "SELECT conname FROM pg_constraint WHERE conrelid = CAST(:t AS regclass)"
+        ), {"t": after.name}).scalars().all()
+        for name in constraints:
+            if name.startswith(f"{before.name}_"):
+                conn.execute(text(f"ALTER TABLE {after.name} RENAME CONSTRAINT {name} "
+                                  f"TO {after.name}_{name.removeprefix(before.name + '_')}"))
+        for column in after.primary_key.columns:
+            sequence = conn.execute(select(func.pg_get_serial_sequence(after.name, column.name)))
+            if (sequence_name := sequence.scalar()) is not None:
+                conn.execute(text(f"ALTER SEQUENCE {sequence_name} "
+                                  f"RENAME TO {after.name}_{column.name}_seq"))
+
+
+#: Ordered; a step is never edited once released, a change is a new step. A new ledger is
+#: created at the latest version directly (v1 is the first release's `_tables(md, 1)`).
 MIGRATIONS: tuple[Migration, ...] = (
-    Migration(1, "runs, entries and their lookup indexes", _create_v1),
     Migration(2, "entries.key_properties and entries.stream_schema (faithful replay)",
               _add_replay_schema),
+    Migration(3, "ledger_ prefix on every table and index (one database with Meltano's)",
+              _prefix_names),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 
 metadata = MetaData()
-runs = _runs(metadata)
-schema_version = _schema_version(metadata)
-entries = _entries(metadata, LATEST_VERSION)
+schema_version, runs, entries = _tables(metadata, LATEST_VERSION)
 
 # Any constant works; it only has to be the same for every process opening a ledger.
 _PG_MIGRATION_LOCK = 0x6D6C635F6C6467  # "mlc_ldg"
@@ -213,19 +262,47 @@ def write_with_retry(engine: Engine, work: Callable[[Connection], T]) -> T:
         delay = min(delay * 2, 1.0)
 
 
+def _is_unprefixed_ledger(conn: Connection) -> bool:
+    """A ledger of schema v1 or v2 (before `ledger_`): its version table and entries table,
+    not merely some other tool's `schema_version` in a shared database."""
+    inspector = inspect(conn)
+    if not (inspector.has_table("schema_version") and inspector.has_table("entries")):
+        return False
+    columns = {column["name"] for column in inspector.get_columns("entries")}
+    return {"run_id", "stream", "source_key", "payload_hash", "action"} <= columns
+
+
 def current_version(conn: Connection) -> int:
-    if not inspect(conn).has_table("schema_version"):
+    """The ledger's schema version; 0 if there is no ledger yet."""
+    prefixed = inspect(conn).has_table(schema_version.name)
+    unprefixed = _is_unprefixed_ledger(conn)
+    if prefixed and unprefixed:
+        # Only an older ml-connector-core, still running somewhere, creates those tables next
+        # to a v3 ledger: its runs would miss what this ledger knows (dedup, id map).
+        raise LedgerVersionError(
+            "this database holds a ledger (ledger_* tables) and tables of an older ledger "
+            "(schema_version, runs, entries) created by an ml-connector-core before v3: "
+            "upgrade it everywhere it runs, then move or drop those tables (docs/ledger.md)"
+        )
+    if not (prefixed or unprefixed):
         return 0
-    return conn.execute(select(func.max(schema_version.c.version))).scalar() or 0
+    table = schema_version if prefixed else _schema_version(MetaData(), 2)
+    return conn.execute(select(func.max(table.c.version))).scalar() or 0
 
 
 def migrate(engine: Engine, target: int = LATEST_VERSION) -> int:
     """Bring the ledger to schema `target` in place; returns the version it is at.
 
-    All missing steps run in one transaction (DDL is transactional on SQLite and PostgreSQL), so
-    a failed migration leaves the ledger as it was. Concurrent openers serialize on a lock
-    (PostgreSQL advisory lock, SQLite write lock) and the later ones find nothing to do.
+    A new ledger is created at `target` directly (an older `target` builds a ledger as an
+    earlier release left it, for tests). All missing steps run in one transaction (DDL is
+    transactional on SQLite and PostgreSQL), so a failed migration leaves the ledger as it
+    was. Concurrent openers serialize on a lock (PostgreSQL advisory lock, SQLite write lock)
+    and the later ones find nothing to do.
     """
+
+    def record(conn: Connection, version: int, description: str) -> None:
+        conn.execute(_schema_version(MetaData(), version).insert().values(
+            version=version, description=description, applied_at=datetime.now(UTC)))
 
     def work(conn: Connection) -> int:
         if conn.dialect.name == "postgresql":
@@ -236,12 +313,15 @@ def migrate(engine: Engine, target: int = LATEST_VERSION) -> int:
                 f"ledger schema is v{version}, this ml-connector-core knows up to "
                 f"v{LATEST_VERSION}: upgrade ml-connector-core"
             )
-        for step in MIGRATIONS[version:target]:
-            step.apply(conn)
-            conn.execute(schema_version.insert().values(
-                version=step.version, description=step.description,
-                applied_at=datetime.now(UTC),
-            ))
+        if version == 0:
+            for table in _tables(MetaData(), target):
+                table.create(conn)
+            record(conn, target, f"new ledger at v{target}")
+            return target
+        for step in MIGRATIONS:
+            if version < step.version <= target:
+                step.apply(conn)
+                record(conn, step.version, step.description)
         return max(version, target)
 
     return write_with_retry(engine, work)
