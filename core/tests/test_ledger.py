@@ -333,6 +333,19 @@ def test_concurrent_writers_lose_nothing(backend: str, request: pytest.FixtureRe
         assert conn.execute(finished).scalar() == workers
 
 
+def test_concurrent_openers_upgrade_a_v2_ledger_once(ledger_url: str) -> None:
+    before = build_v2_ledger(ledger_url)
+    workers, each = 4, 5
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:  # all race to migrate
+        written = pool.starmap(mlc_core_workers.write_entries,
+                               [(ledger_url, w, each) for w in range(workers)])
+    assert written == [each] * workers
+    after = table_rows(ledger_url, [schema_version.name, entries.name])
+    assert [row["version"] for row in after[schema_version.name]] == [1, 2, 3]
+    assert after[entries.name][:len(before["entries"])] == before["entries"]
+    assert len(after[entries.name]) == len(before["entries"]) + workers * each
+
+
 def test_trace_follows_a_key_across_runs_and_streams_oldest_first(ledger: Ledger) -> None:
     tap = ledger.start_run("tap-basware")
     target = ledger.start_run("target-sage300")
