@@ -77,7 +77,8 @@ class BaswareSink(BatchSink):
         if problems:
             code = data.get("externalCode")
             result = Rejected(self.stream_name, key, data, "; ".join(problems),
-                              source_key=_readable_key(source_key) if source_key else key,
+                              source_key=_readable_key(source_key, LEDGER_KEY_LENGTH)
+                              if source_key else key,
                               external_code=_readable_key(code)
                               if isinstance(code, str) and code else None)
         else:
@@ -137,15 +138,16 @@ def _record_key(data: dict[str, Any]) -> str:
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-MAX_KEY_SHOWN = 100
+MAX_KEY_SHOWN = 100  # an externalCode has at most 36 characters
+LEDGER_KEY_LENGTH = 500  # the ledger's key columns (PostgreSQL refuses longer values)
 
 
-def _readable_key(key: str) -> str:
+def _readable_key(key: str, limit: int = MAX_KEY_SHOWN) -> str:
     """A key as logs and the ledger can hold it. A valid key is returned as it is; a broken
     one (only rejected records have those) gets its control characters escaped, so it cannot
     forge log lines, and is shortened with a digest to fit the ledger's key columns."""
     shown = json.dumps(key)[1:-1] if _CONTROL.search(key) else key
-    if len(shown) <= MAX_KEY_SHOWN:
+    if len(shown) <= limit:
         return shown
     digest = hashlib.sha1(key.encode("utf-8", "surrogatepass")).hexdigest()[:12]
     return f"{shown[:60]}... ({len(key)} characters, sha1 {digest})"

@@ -24,7 +24,9 @@ import io
 import itertools
 import json
 import logging
+import os
 import re
+import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +34,8 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from ml_connector_core.ledger import Action, Ledger
 from ml_connector_core.run_summary import parse_summary_line
@@ -357,3 +361,41 @@ def _log_line_names(log: str, expected: Expected) -> bool:
     return any(line.startswith(f"{expected.stream} record ") and names in line
                and " rejected: " in line and expected.rejected_because in line
                for line in log.splitlines())
+
+
+@pytest.fixture
+def postgres_ledger_url() -> Iterator[str]:
+    """A fresh PostgreSQL database (its key columns have a length, unlike SQLite's)."""
+    admin_url = os.environ.get("ML_CONNECTOR_TEST_PG_URL",
+                               "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+    name = f"mlc_test_{secrets.token_hex(6)}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def test_huge_and_control_character_keys_fit_a_postgresql_ledger(
+        quick_basware: Any, target_config: dict[str, Any], postgres_ledger_url: str) -> None:
+    """A rejected record's key is stored escaped and shortened: a 100,000-character key would
+    not fit PostgreSQL's key columns and would stop the run (DataError)."""
+    plan = Plan("PG1", [
+        Expected("vendors", _base("vendors", "PG1", 0)),
+        Expected("vendors", {**_base("vendors", "PG1", 1), "externalCode": "Ü" * 100_000},
+                 "field 'externalCode'"),
+        Expected("vendors", {**_base("vendors", "PG1", 2), "sourceKey": "k\x1b" * 1000},
+                 "field 'sourceKey'"),
+    ])
+    states, log = run_in_process({**target_config, "ledger_url": postgres_ledger_url},
+                                 singer_messages(plan))
+
+    assert states == [{"bookmarks": {"example": "PG1"}}]
+    assert "PG1-VE0" in quick_basware.records("vendors")
+    with Ledger.open(postgres_ledger_url) as ledger:
+        counts = ledger.report(str(parse_summary_line(log)["run_id"])).counts
+    assert counts == {"vendors": {"created": 1, "rejected": 2}}
