@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -50,6 +51,7 @@ from e2e import (  # noqa: E402  (the shared e2e harness)
     injected_faults,
     missing,
     outputs,
+    planted_secrets,
     request_log,
     requests_served,
     reset_sandbox,
@@ -126,7 +128,7 @@ def soak_one(sandbox: Sandbox, baseline: Snapshot, seed: int, profile: str, data
     result.lost = missing(baseline, end)
     known = set(result.duplicates) | set(result.lost)
     result.other = [d for d in differences(baseline, end, limit=1000) if d not in known]
-    result.secrets = secrets_in(outputs(project))
+    result.secrets = secrets_in(outputs(project), planted_secrets(sandbox))
     result.seconds = time.monotonic() - started
     return result
 
@@ -185,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown := [j for j in jobs if j not in JOBS]:
         parser.error(f"unknown job(s) {unknown}; known: {list(JOBS)}")
 
+    # SIGTERM unwinds like Ctrl-C, so the run in flight is killed with its process group.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     root = Path(tempfile.mkdtemp(prefix="mlc-soak-"))
     sandbox = start_sandbox(data="demo", seed=args.data_seed)
     print(f"soak: seeds {args.start_seed}..{args.start_seed + args.seeds - 1}, jobs "

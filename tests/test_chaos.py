@@ -31,6 +31,7 @@ from e2e import (
     differences,
     injected_faults,
     outputs,
+    planted_secrets,
     secrets_in,
     set_faults,
     snapshot,
@@ -39,13 +40,16 @@ from e2e import (
 from mlc_sandbox.serve import Sandbox
 
 SEEDS = [1, 2, 3]
+#: The lightest rate profile keeps CI short; the scheduled faults still make every kind fire
+#: on both systems. bench/soak.py runs the heavier profiles over many seeds.
+PROFILE = "light"
 MAX_ATTEMPTS = 8  # per job; a job that needs more is a finding, not bad luck
 
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_chaos_ends_where_a_fault_free_run_ends(seed: int, fresh_sandbox: Sandbox,
                                                 tmp_path: Path, baseline: Snapshot) -> None:
-    sage_faults, basware_faults = chaos_faults(seed)
+    sage_faults, basware_faults = chaos_faults(seed, PROFILE)
     set_faults(fresh_sandbox, sage_faults, basware_faults)
     project = Project.create(fresh_sandbox, tmp_path, chaos_env())
 
@@ -61,4 +65,4 @@ def test_chaos_ends_where_a_fault_free_run_ends(seed: int, fresh_sandbox: Sandbo
         [(run.name, run.returncode) for run in project.runs]
 
     assert differences(baseline, snapshot(fresh_sandbox)) == []
-    assert secrets_in(outputs(project)) == []
+    assert secrets_in(outputs(project), planted_secrets(fresh_sandbox)) == []
