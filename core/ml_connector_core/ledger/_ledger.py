@@ -147,6 +147,9 @@ class Report:
     counts: dict[str, dict[str, int]]
 
 
+_AS_IS = frozenset({str, int, bool, type(None)})
+
+
 def to_jsonable(value: Any) -> Any:
     """Plain JSON data for a record as Singer targets see it (Decimal, datetime, date...).
 
@@ -154,10 +157,14 @@ def to_jsonable(value: Any) -> Any:
     Decimal: integral values become int, others float (exact for money amounts). Aware
     datetimes are written in UTC.
     """
+    if value.__class__ in _AS_IS:  # the common case, without isinstance chains (hot path)
+        return value
     if value is None or isinstance(value, str | bool | int):
         return value
     if isinstance(value, Mapping):
-        return {str(key): to_jsonable(item) for key, item in value.items()}
+        return {(key if key.__class__ is str else str(key)):
+                (item if item.__class__ in _AS_IS else to_jsonable(item))
+                for key, item in value.items()}
     if isinstance(value, list | tuple):
         return [to_jsonable(item) for item in value]
     if isinstance(value, float | Decimal):
