@@ -1,0 +1,216 @@
+"""The settings several plugins share: declared once (``th.Property`` groups each plugin composes
+its ``config_jsonschema`` from) and read once (the API clients, the TLS-off warning, the ledger
+URL, the dry run built from a plugin's config).
+
+A setting keeps its name, type, default and ``secret`` flag in every plugin that has it, so one
+meltano.yml entry, one environment variable convention and one README sentence fit them all.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import requests
+from singer_sdk import typing as th
+
+from .basware_api import REGION_BASE_URLS, BaswareClient, resolve_base_url
+from .dryrun import DRY_RUN_DESCRIPTION, DRY_RUN_REPORT_DESCRIPTION, DryRunReport
+from .httppolicy import RetryPolicy
+from .ledger import LEDGER_URL_ENV, default_ledger_url
+from .sage300_api import Sage300Auth, Sage300Client
+
+Config = Mapping[str, Any]
+
+SAGE300_CONNECT_TIMEOUT = 10
+#: Reads wait this long for Sage: the first call on a cold IIS application pool is slow.
+SAGE300_READ_TIMEOUT = 120
+COST_CENTER_SEGMENT = 2
+BASWARE_REGION = "eu"  # the one region whose host Basware publishes
+BASWARE_READ_TIMEOUT = 60
+SOURCE_SYSTEM = "SAGE300"
+
+LEDGER_DEFAULT_FILE = ("the SQLite file .ml-connector/ledger.sqlite under the Meltano project "
+                       "($MELTANO_PROJECT_ROOT)")
+
+
+def _verify_tls_property(system: str) -> th.Property:
+    return th.Property(
+        "verify_tls", th.BooleanType, default=True,
+        description=f"Verify {system}'s TLS certificate. Off only for a test server or proxy "
+                    "(every run then logs a warning); for a private CA, trust the CA instead "
+                    "(REQUESTS_CA_BUNDLE).")
+
+
+# -- Sage 300 ------------------------------------------------------------------------------------
+
+def sage300_connection_properties() -> list[th.Property]:
+    """How a plugin reaches and logs in to the Sage 300 Web API (tap-sage300, target-sage300)."""
+    return [
+        th.Property("base_url", th.StringType, required=True,
+                    description="Sage 300 Web API root up to the tenant segment, e.g. "
+                                "https://erp.example.com/Sage300WebApi/v1.0/- (the company "
+                                "follows it in every call)"),
+        th.Property("username", th.StringType, required=True,
+                    description="Sage 300 user id with the 'Sage 300 Web API' right, e.g. "
+                                "WEBAPI; sent UPPERCASED"),
+        th.Property("password", th.StringType, required=True, secret=True,
+                    description="Sage 300 password; sent UPPERCASED unless keep_password_case"),
+        th.Property("keep_password_case", th.BooleanType, default=False,
+                    description="Send the password as typed (installs with case-sensitive "
+                                "passwords); by default it is uppercased like the user id"),
+        _verify_tls_property("Sage 300"),
+        th.Property("connect_timeout", th.NumberType(exclusive_minimum=0),
+                    default=SAGE300_CONNECT_TIMEOUT,
+                    description="Seconds to wait for a connection to Sage 300"),
+        th.Property("read_timeout", th.NumberType(exclusive_minimum=0),
+                    default=SAGE300_READ_TIMEOUT,
+                    description="Seconds to wait for Sage 300's answer to a read (the first "
+                                "call on a cold IIS application pool is slow)"),
+        th.Property("cost_center_segment", th.IntegerType(minimum=1, maximum=10),
+                    default=COST_CENTER_SEGMENT,
+                    description="Which GL account segment (AccountSegmentCode<n>, 1-10) is the "
+                                "cost center"),
+    ]
+
+
+def sage300_retry_policy(config: Config) -> RetryPolicy:
+    """The retry policy with the configured timeouts, for reads."""
+    return RetryPolicy(
+        connect_timeout=float(config.get("connect_timeout") or SAGE300_CONNECT_TIMEOUT),
+        read_timeout=float(config.get("read_timeout") or SAGE300_READ_TIMEOUT))
+
+
+def sage300_auth(config: Config) -> Sage300Auth:
+    """HTTP Basic with the uppercase rule of BRIEF decision 1 (stateless: one per run)."""
+    return Sage300Auth(config["username"], config["password"],
+                       keep_password_case=bool(config.get("keep_password_case", False)))
+
+
+def sage300_client(config: Config, company: str, *, policy: RetryPolicy | None = None,
+                   session: requests.Session | None = None) -> Sage300Client:
+    """A client for one company (``session``: a requests.Session to share connections)."""
+    return Sage300Client(
+        base_url=config["base_url"], company=company, username=config["username"],
+        password=config["password"],
+        keep_password_case=bool(config.get("keep_password_case", False)),
+        policy=policy or sage300_retry_policy(config),
+        verify_tls=bool(config.get("verify_tls", True)), session=session)
+
+
+def cost_center_segment(config: Config) -> int:
+    return int(config.get("cost_center_segment") or COST_CENTER_SEGMENT)
+
+
+def cost_center_field(config: Config) -> str:
+    """The GL account field that holds the cost-center segment code."""
+    return f"AccountSegmentCode{cost_center_segment(config)}"
+
+
+def warn_if_sage300_tls_off(config: Config, logger: logging.Logger) -> bool:
+    """Whether to verify Sage's certificate; logs the warning every run gets when not."""
+    return _warn_if_tls_off(config, logger, "Sage 300", config.get("base_url"),
+                            "Basic credentials")
+
+
+# -- Basware -------------------------------------------------------------------------------------
+
+def basware_connection_properties(*, default_scopes: str) -> list[th.Property]:
+    """How a plugin reaches and authenticates to the Basware API (tap-basware, target-basware).
+    ``default_scopes``: what this plugin needs."""
+    return [
+        th.Property("region", th.StringType, default=BASWARE_REGION,
+                    allowed_values=sorted(REGION_BASE_URLS),
+                    description="Basware region of the tenant (eu, us, au, ca); base_url wins "
+                                "when both are set. Only the EU host is published: outside the "
+                                "EU, prefer base_url from your Basware consultant"),
+        th.Property("base_url", th.StringType,
+                    description="Basware API root, e.g. https://api.basware.com or "
+                                "https://test-api.basware.com; overrides region"),
+        th.Property("client_id", th.StringType, required=True,
+                    description="OAuth2 client id from the Basware provisioning consultant"),
+        th.Property("client_secret", th.StringType, required=True, secret=True,
+                    description="OAuth2 client secret"),
+        th.Property("scopes", th.StringType, default=default_scopes,
+                    description="Space-separated OAuth2 scopes to request; the default is "
+                                "what this plugin needs"),
+        _verify_tls_property("Basware"),
+        th.Property("read_timeout", th.NumberType(exclusive_minimum=0),
+                    default=BASWARE_READ_TIMEOUT,
+                    description="Seconds to wait for Basware's answer before retrying"),
+        th.Property("source_system", th.StringType, default=SOURCE_SYSTEM,
+                    description="sourceSystem on what the connector sends to Basware "
+                                "(vendors, matching orders, transfer responses); at most 32 "
+                                "characters"),
+    ]
+
+
+def basware_client(config: Config, *, default_scopes: str) -> BaswareClient:
+    return BaswareClient(
+        client_id=config["client_id"], client_secret=config["client_secret"],
+        scopes=config.get("scopes") or default_scopes, region=config.get("region"),
+        base_url=config.get("base_url"), verify_tls=bool(config.get("verify_tls", True)),
+        policy=RetryPolicy(read_timeout=float(config.get("read_timeout")
+                                              or BASWARE_READ_TIMEOUT)))
+
+
+def warn_if_basware_tls_off(config: Config, logger: logging.Logger) -> bool:
+    """Whether to verify Basware's certificate; logs the warning every run gets when not."""
+    try:
+        url = resolve_base_url(config.get("region"), config.get("base_url"))
+    except ValueError:
+        url = None  # the client names the bad region when it is built
+    return _warn_if_tls_off(config, logger, "Basware", url, "client secret")
+
+
+def _warn_if_tls_off(config: Config, logger: logging.Logger, system: str, url: str | None,
+                     credentials: str) -> bool:
+    if config.get("verify_tls", True) is not False:
+        return True
+    logger.warning(
+        "!!! verify_tls is OFF: %s's TLS certificate is NOT checked, so anyone on the network "
+        "path to %s can read the %s and every record. Use this only against a test server or "
+        "proxy; for a private CA, trust the CA instead (REQUESTS_CA_BUNDLE). !!!",
+        system, url or system, credentials)
+    # urllib3's InsecureRequestWarning then goes through logging (and its redaction), not
+    # straight to stderr.
+    logging.captureWarnings(True)
+    return False
+
+
+# -- audit ledger --------------------------------------------------------------------------------
+
+def ledger_properties(*, unset: str = LEDGER_DEFAULT_FILE) -> list[th.Property]:
+    """``unset``: what the plugin does with neither the setting nor $ML_CONNECTOR_LEDGER_URL."""
+    return [
+        th.Property("ledger_url", th.StringType, secret=True,
+                    description="Audit ledger database URL (sqlite:///... or "
+                                f"postgresql://...); default ${LEDGER_URL_ENV}, else {unset}"),
+    ]
+
+
+def configured_ledger_url(config: Config, *, default: bool = True) -> str | None:
+    """The ``ledger_url`` setting, else $ML_CONNECTOR_LEDGER_URL (one ledger for every plugin of
+    a deployment), else the project's SQLite file, or None when ``default`` is false."""
+    url = config.get("ledger_url") or os.environ.get(LEDGER_URL_ENV)
+    if url:
+        return str(url)
+    return default_ledger_url() if default else None
+
+
+# -- dry run (targets) ---------------------------------------------------------------------------
+
+def dry_run_properties() -> list[th.Property]:
+    return [
+        th.Property("dry_run", th.BooleanType, default=False, description=DRY_RUN_DESCRIPTION),
+        th.Property("dry_run_report", th.StringType, description=DRY_RUN_REPORT_DESCRIPTION),
+    ]
+
+
+def dry_run_report(config: Config, plugin: str, logger: logging.Logger) -> DryRunReport | None:
+    """The run's verdict collector when ``dry_run`` is on, else None (a real run)."""
+    if not config.get("dry_run"):
+        return None
+    return DryRunReport(plugin, config.get("dry_run_report"), logger)
