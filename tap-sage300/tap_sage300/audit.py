@@ -7,12 +7,9 @@ cost is one commit per page, not per record.
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
-
-from ml_connector_core.ledger import LEDGER_URL_ENV
 
 if TYPE_CHECKING:
     from singer_sdk import Stream
@@ -21,10 +18,6 @@ if TYPE_CHECKING:
     from ml_connector_core.redaction import Redactor
 
 PLUGIN = "tap-sage300"
-
-
-def ledger_url(config: dict[str, Any]) -> str | None:
-    return config.get("ledger_url") or os.environ.get(LEDGER_URL_ENV) or None
 
 
 class ReadAudit:

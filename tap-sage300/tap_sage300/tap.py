@@ -15,10 +15,20 @@ from singer_sdk import typing as th
 
 from ml_connector_core.httppolicy import RetryPolicy
 from ml_connector_core.redaction import Redactor, install_log_redaction
-from ml_connector_core.sage300_api import Sage300Auth, Sage300Client
+from ml_connector_core.sage300_api import Sage300Auth
+from ml_connector_core.settings import (
+    cost_center_field,
+    cost_center_segment,
+    ledger_properties,
+    configured_ledger_url,
+    sage300_auth,
+    sage300_client,
+    sage300_connection_properties,
+    sage300_retry_policy,
+    warn_if_sage300_tls_off,
+)
 from tap_sage300 import streams
-from tap_sage300.audit import ReadAudit, ledger_url
-from tap_sage300.auth import sage300_auth
+from tap_sage300.audit import ReadAudit
 from tap_sage300.output import BufferedSingerWriter
 
 STREAM_TYPES: list[type[streams.Sage300Stream]] = [
@@ -43,39 +53,19 @@ class TapSage300(Tap):
     message_writer_class = BufferedSingerWriter
 
     config_jsonschema = th.PropertiesList(
-        th.Property("base_url", th.StringType, required=True,
-                    description="Web API root up to the tenant segment, e.g. "
-                                "https://erp.example.com/Sage300WebApi/v1.0/-"),
+        *sage300_connection_properties(),
         th.Property("company_ids", th.ArrayType(th.StringType), required=True,
                     description="Sage 300 company (org) ids, e.g. [\"SAMINC\", \"SAMLTD\"]; "
                                 "each is a partition with its own bookmarks"),
-        th.Property("username", th.StringType, required=True,
-                    description="Sage 300 user id (sent uppercased), e.g. WEBAPI"),
-        th.Property("password", th.StringType, required=True, secret=True,
-                    description="Sage 300 password (sent uppercased unless "
-                                "keep_password_case)"),
-        th.Property("keep_password_case", th.BooleanType, default=False,
-                    description="Send the password as typed (newer installs with case-sensitive "
-                                "passwords); by default it is uppercased like the user id"),
         th.Property("start_date", th.DateTimeType,
                     description="Earliest DateLastMaintained to read when a stream has no "
                                 "bookmark yet (date part used)"),
         th.Property("page_size", th.IntegerType(minimum=1), default=1000,
                     description="Records per request ($top). Sage caps it at the PageSize of "
                                 "its web.config (default 100; Sage recommends 1000)"),
-        th.Property("connect_timeout", th.NumberType(exclusive_minimum=0), default=10,
-                    description="Seconds to wait for a connection to Sage"),
-        th.Property("read_timeout", th.NumberType(exclusive_minimum=0), default=120,
-                    description="Seconds to wait for a page (cold IIS starts are slow)"),
-        th.Property("verify_tls", th.BooleanType, default=True,
-                    description="Verify Sage's TLS certificate. Turning it off is for test "
-                                "servers only and logs a warning on every run"),
-        th.Property("cost_center_segment", th.IntegerType(minimum=1, maximum=10), default=2,
-                    description="Which GL account segment is the cost center (1-10)"),
-        th.Property("ledger_url", th.StringType, secret=True,
-                    description="Audit ledger database URL (SQLite or PostgreSQL); also "
-                                "ML_CONNECTOR_LEDGER_URL. When set, every record read is "
-                                "recorded as a `read` entry, written per page"),
+        # A warehouse load rarely wants a ledger; the Sage -> Basware pipeline does.
+        *ledger_properties(unset="no ledger. When set, every record read is recorded as a "
+                                 "`read` entry, written per page"),
     ).to_dict()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -100,8 +90,7 @@ class TapSage300(Tap):
 
     @cached_property
     def retry_policy(self) -> RetryPolicy:
-        return RetryPolicy(connect_timeout=float(self.config.get("connect_timeout", 10)),
-                           read_timeout=float(self.config.get("read_timeout", 120)))
+        return sage300_retry_policy(self.config)
 
     @cached_property
     def sage_auth(self) -> Sage300Auth:
@@ -111,23 +100,18 @@ class TapSage300(Tap):
     def http_session(self) -> requests.Session:
         session = ProxyCachingSession()
         session.auth = self.sage_auth
-        if not self.config.get("verify_tls", True):
-            self.logger.warning(
-                "!!! verify_tls is OFF: the Sage 300 TLS certificate is NOT checked, so the "
-                "Basic credentials go to whoever answers at %s. Use this only against a test "
-                "server; for a private CA, trust the CA instead (REQUESTS_CA_BUNDLE). !!!",
-                self.config["base_url"])
+        if not warn_if_sage300_tls_off(self.config, self.logger):
             session.verify = False
         return session
 
     @property
     def cost_center_segment_number(self) -> str:
         """``SegmentNumber`` as GLSegmentCodes writes it: six digits, zero-padded."""
-        return f"{int(self.config.get('cost_center_segment', 2)):06d}"
+        return f"{cost_center_segment(self.config):06d}"
 
     @property
     def cost_center_field(self) -> str:
-        return f"AccountSegmentCode{int(self.config.get('cost_center_segment', 2))}"
+        return cost_center_field(self.config)
 
     def remember_gl_accounts(self, company: str,
                              index: dict[str, tuple[str | None, str | None]]) -> None:
@@ -140,12 +124,8 @@ class TapSage300(Tap):
         small $select request per page of the chart."""
         index = self._gl_accounts.get(company)
         if index is None:
-            client = Sage300Client(
-                base_url=self.config["base_url"], company=company,
-                username=self.config["username"], password=self.config["password"],
-                keep_password_case=bool(self.config.get("keep_password_case", False)),
-                policy=self.retry_policy, verify_tls=bool(self.config.get("verify_tls", True)),
-                session=self.http_session)
+            client = sage300_client(self.config, company, policy=self.retry_policy,
+                                    session=self.http_session)
             segment = self.cost_center_field
             index = {}
             for account in client.iter_records(
@@ -161,7 +141,7 @@ class TapSage300(Tap):
     # -- the run ---------------------------------------------------------------------------------
 
     def sync_all(self) -> None:
-        url = ledger_url(dict(self.config))
+        url = configured_ledger_url(self.config, default=False)
         if url:
             self.audit = ReadAudit.open(url, self.redactor)
         try:
