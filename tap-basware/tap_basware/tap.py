@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import atexit
 import copy
-import logging
-import os
 from functools import cached_property
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,10 +18,17 @@ from urllib.parse import urlsplit
 from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
 
-from ml_connector_core.basware_api import REGION_BASE_URLS, BaswareClient, resolve_base_url
-from ml_connector_core.httppolicy import RetryPolicy
-from ml_connector_core.ledger import LEDGER_URL_ENV, Entry, Ledger
+from ml_connector_core.basware_api import BaswareClient
+from ml_connector_core.ledger import Entry, Ledger
 from ml_connector_core.redaction import Redactor, install_log_redaction
+from ml_connector_core.settings import (
+    SOURCE_SYSTEM,
+    basware_client,
+    basware_connection_properties,
+    configured_ledger_url,
+    ledger_properties,
+    warn_if_basware_tls_off,
+)
 from tap_basware.streams import AccountingDocumentsStream, RequestStatusStream, VendorsStream
 from tap_basware.transfer_responses import TransferResponder
 
@@ -38,20 +43,7 @@ class TapBasware(Tap):
     name = PLUGIN
     _finished_runs: set[str] = set()  # ledger runs closed by sync_all (class-wide: tiny)
     config_jsonschema = th.PropertiesList(
-        th.Property("region", th.StringType, allowed_values=sorted(REGION_BASE_URLS),
-                    description="Basware region of the tenant (eu, us, au, ca); base_url wins "
-                                "when both are set. Hosts outside the EU are guesses: prefer "
-                                "base_url from your Basware consultant."),
-        th.Property("base_url", th.StringType,
-                    description="Basware API root, e.g. https://api.basware.com or "
-                                "https://test-api.basware.com"),
-        th.Property("client_id", th.StringType, required=True,
-                    description="OAuth2 client id (from Basware provisioning)"),
-        th.Property("client_secret", th.StringType, required=True, secret=True,
-                    description="OAuth2 client secret"),
-        th.Property("scopes", th.StringType, default=DEFAULT_SCOPES,
-                    description="Space-separated OAuth2 scopes to request. Acknowledging and "
-                                "transfer responses need accountingDocuments.write."),
+        *basware_connection_properties(default_scopes=DEFAULT_SCOPES),
         th.Property("company_codes", th.ArrayType(th.StringType), required=True,
                     description="Basware company codes whose invoice queue is read, e.g. "
                                 "[US01, CA01]"),
@@ -65,17 +57,7 @@ class TapBasware(Tap):
                                 "queue itself is the cursor and no waiting invoice is skipped."),
         th.Property("page_size", th.IntegerType(minimum=1, maximum=100), default=100,
                     description="Records per page (Basware allows at most 100 invoices)"),
-        th.Property("ledger_url", th.StringType, secret=True,
-                    description="Audit ledger database URL (sqlite:///... or postgresql://...); "
-                                "default $ML_CONNECTOR_LEDGER_URL, else the SQLite file "
-                                "$MELTANO_PROJECT_ROOT/.ml-connector/ledger.sqlite"),
-        th.Property("verify_tls", th.BooleanType, default=True,
-                    description="Verify Basware's TLS certificate. Turning it off is for "
-                                "test proxies only and logs a warning on every run."),
-        th.Property("source_system", th.StringType, default="SAGE300",
-                    description="sourceSystem sent in transfer responses (at most 32 chars)"),
-        th.Property("read_timeout", th.NumberType(exclusive_minimum=0), default=60,
-                    description="Seconds to wait for Basware's answer before retrying"),
+        *ledger_properties(),
         th.Property("webhook_token", th.StringType, secret=True,
                     description="Basware webhook authentication token; read by `ml-connector "
                                 "webhooks serve|subscribe`, unused by the tap itself"),
@@ -111,29 +93,12 @@ class TapBasware(Tap):
 
     @cached_property
     def basware(self) -> BaswareClient:
-        config = self.config
-        if not config.get("region") and not config.get("base_url"):
-            raise ValueError("tap-basware needs `region` (eu, us, au, ca) or `base_url`")
-        verify = bool(config.get("verify_tls", True))
-        if not verify:
-            self.logger.warning(
-                "TLS CERTIFICATE VERIFICATION IS OFF for %s (verify_tls: false). Anyone on the "
-                "network path can read the client secret and the invoices. Use this only "
-                "against a test proxy.", resolve_base_url(config.get("region"),
-                                                           config.get("base_url")))
-            logging.captureWarnings(True)
-        client = BaswareClient(
-            client_id=config["client_id"], client_secret=config["client_secret"],
-            scopes=config.get("scopes") or DEFAULT_SCOPES, region=config.get("region"),
-            base_url=config.get("base_url"), verify_tls=verify,
-            policy=RetryPolicy(read_timeout=float(config.get("read_timeout") or 60)),
-        )
-        return client
+        warn_if_basware_tls_off(self.config, self.logger)
+        return basware_client(self.config, default_scopes=DEFAULT_SCOPES)
 
     @property
     def ledger_url(self) -> str | None:
-        """The setting, else what operators and `make demo` set for every plugin."""
-        return self.config.get("ledger_url") or os.environ.get(LEDGER_URL_ENV) or None
+        return configured_ledger_url(self.config)
 
     @cached_property
     def ledger(self) -> Ledger:
@@ -192,7 +157,7 @@ class TapBasware(Tap):
             return {}
         responder = TransferResponder(
             client=self.basware, record=self.record, run_id=self.ledger_run_id,
-            source_system=self.config.get("source_system") or "SAGE300", logger=self.logger,
+            source_system=self.config.get("source_system") or SOURCE_SYSTEM, logger=self.logger,
         )
         try:
             return responder.answer(outcomes, on_progress=self._outcomes_progress)

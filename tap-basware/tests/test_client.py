@@ -5,10 +5,12 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
+import pytest
 from tap_basware_testkit import header
 
 from ml_connector_core.ledger import Ledger
 from mlc_sandbox.data import BASWARE_CLIENT_SECRET
+from tap_basware.tap import TapBasware
 
 ACCOUNTING_DOCUMENTS = "/v1/accountingDocuments"
 
@@ -67,16 +69,19 @@ def test_secrets_stay_out_of_output_state_and_ledger(basware, tap_config, run_ta
         assert "Bearer ey" not in text and "Basic bWwt" not in text
 
 
-def test_verify_tls_off_warns_loudly(basware, tap_config, run_tap):
+@pytest.mark.parametrize(("region", "host"), [(None, "https://api.basware.com"),
+                                              ("us", "https://api.us.basware.com")])
+def test_region_picks_the_host_eu_by_default_as_in_target_basware(ledger_url, region, host):
+    config = {"client_id": "id", "client_secret": "secret-value", "company_codes": ["US01"],
+              "ledger_url": ledger_url} | ({"region": region} if region else {})
+    assert TapBasware(config=config).basware.base_url == host
+    explicit = TapBasware(config=config | {"base_url": "https://test-api.basware.com/"})
+    assert explicit.basware.base_url == "https://test-api.basware.com"  # base_url wins
+
+
+def test_verify_tls_off_warning_is_the_one_every_plugin_logs(basware, tap_config, run_tap):
     run = run_tap({**tap_config, "verify_tls": False})
-    assert "TLS CERTIFICATE VERIFICATION IS OFF" in run.stderr
-
-
-def test_region_or_base_url_is_required(tap_config, run_tap):
-    config = {k: v for k, v in tap_config.items() if k != "base_url"}
-    run = run_tap(config, check=False)
-    assert run.returncode != 0
-    assert "needs `region` (eu, us, au, ca) or `base_url`" in run.stderr
+    assert "verify_tls is OFF: Basware's TLS certificate is NOT checked" in run.stderr
 
 
 def test_vendors_and_request_status_for_reconciliation(basware, tap_config, run_tap,
