@@ -42,6 +42,8 @@ logger = logging.getLogger("target-basware")
 MAX_REQUEST_BYTES = 6_000_000  # Basware's 6 MB per request, with room for the HTTP envelope
 # Records checked against the ledger at once (one look-up per chunk and stream).
 INTAKE_CHUNK = 500
+# POSTed requests whose requestStatus may wait to be followed (each holds its batch).
+MAX_IN_FLIGHT = 20
 # A stream with no record among the last STALE_AFTER received has ended: its partial last
 # batch is sent at the next checkpoint instead of waiting for the end of the run.
 STALE_AFTER = 1000
@@ -84,6 +86,7 @@ class Prepared:
     size: int = 0  # bytes of the JSON payload
     confirmed: bool = False  # its outcome is final and queued for the ledger
     seq: int = 0  # its number in the run's intake (Delivery.confirmed_through)
+    sent: bool = False  # POSTed; its requestStatus is followed (Delivery.in_flight)
 
 
 @dataclass
@@ -176,6 +179,7 @@ class Delivery:
         self.received = 0  # records taken in (accepted or rejected), numbering each
         self.last_seq: dict[str, int] = {}  # per stream: the number of its latest record
         self._intake: list[Prepared] = []  # accepted, not yet checked against the ledger
+        self.in_flight: list[_Request] = []  # POSTed, requestStatus not followed to the end
         self.summary = Summary()
         self._entries: list[Entry] = []  # ledger entries not yet written
         self.dry_run = dry_run  # set: verdicts instead of POSTs (ml_connector_core.dryrun)
@@ -213,8 +217,10 @@ class Delivery:
         record.seq = self.last_seq[record.stream] = self.received
         self.seen.update(record.provides)
         self._intake.append(record)
-        if len(self._intake) >= INTAKE_CHUNK:
-            self._resolve_intake()
+        # Whole batches go as soon as they are ready, not only at the tap's STATEs (taps may
+        # send one per 100,000 records): memory stays at about a batch per stream.
+        if len(self._intake) >= INTAKE_CHUNK and self.full_batch_ready():
+            self.deliver(final=False)
 
     def _resolve_intake(self) -> None:
         """Skip what Basware already has with this exact payload; queue the rest."""
@@ -266,9 +272,17 @@ class Delivery:
 
     def confirmed_through(self) -> int:
         """The highest intake number up to which every record is confirmed or skipped: a
-        STATE received after record n may be emitted once this is >= n."""
+        STATE received after record n may be emitted once this is >= n. Asked at a STATE,
+        so what is in flight is followed to the end first: checkpoints keep up with POSTs."""
         self._resolve_intake()
+        if self.in_flight:
+            try:
+                self._follow(list(self.in_flight))
+            finally:
+                self.flush_ledger()
         waiting = [record.seq for queue in self.pending.values() for record in queue.values()]
+        waiting += [record.seq for request in self.in_flight for record in request.records
+                    if not record.confirmed]
         return min(waiting) - 1 if waiting else self.received
 
     # -- delivery ----------------------------------------------------------------------------
@@ -294,8 +308,13 @@ class Delivery:
             finally:
                 # On a fatal error the unconfirmed records stay queued for fail_pending().
                 for record in ready:
-                    if record.confirmed:
-                        queue.pop(record.key, None)
+                    if record.confirmed and queue.get(record.key) is record:
+                        del queue[record.key]
+                self.flush_ledger()
+        if final:
+            try:
+                self._follow(list(self.in_flight))
+            finally:
                 self.flush_ledger()
 
     def _plan(self, final: bool) -> dict[str, list[Prepared]]:
@@ -311,6 +330,8 @@ class Delivery:
         for spec in self.order:
             ready: list[Prepared] = []
             for record in self.pending[spec.name].values():
+                if record.sent:
+                    continue  # in flight; dependents wait for it in _send_stream
                 if final or all(ref in self.seen and ref not in held
                                 for ref in record.references):
                     ready.append(record)
@@ -341,6 +362,12 @@ class Delivery:
             for record in self._intake:
                 self.pending[record.stream][record.key] = record
             self._intake = []
+        for request in self.in_flight:  # sent, outcome unknown; older versions of queued keys
+            for record in request.records:
+                if not record.confirmed and self.pending[record.stream].get(record.key) \
+                        is not record:
+                    self.pending[record.stream][f"{record.key} (in flight)"] = record
+        self.in_flight = []
         for queue in self.pending.values():
             for record in queue.values():
                 if record.confirmed:
@@ -356,10 +383,16 @@ class Delivery:
         if self.dry_run:
             self._judge(records)
             return
-        sent: list[_Request] = []
+        # Basware refuses a record whose references it has not processed yet, so what other
+        # streams have in flight is followed to the end first; one stream's batches do not
+        # wait for each other, and at most MAX_IN_FLIGHT requests are followed later.
+        self._follow([request for request in self.in_flight if request.stream.name != spec.name])
         for batch in _batches(records, self.batch_limit(spec), MAX_REQUEST_BYTES):
-            sent += self._post(spec, batch)
-        self._follow(sent)
+            for record in batch:
+                record.sent = True
+            self.in_flight += self._post(spec, batch)
+        if len(self.in_flight) > MAX_IN_FLIGHT:
+            self._follow(self.in_flight[:len(self.in_flight) - MAX_IN_FLIGHT])
 
     def _judge(self, records: list[Prepared]) -> None:
         """Dry run: the verdict each record would get, in place of the POST."""
@@ -422,6 +455,7 @@ class Delivery:
                 status = self._request_status(request)
                 if status is not None and status.get("requestStatus") in FINAL_REQUEST_STATES:
                     self._record_outcomes(request, status)
+                    self.in_flight.remove(request)
                 else:
                     still.append(request)
             waiting = still
@@ -512,6 +546,9 @@ class Delivery:
     def _finish(self, record: Prepared, action: Action, *, request: _Request | None = None,
                 error: str | None = None, bw_request_id: str | None = None) -> None:
         record.confirmed = True
+        queue = self.pending[record.stream]
+        if queue.get(record.key) is record:  # a newer version of the key may be queued
+            del queue[record.key]
         if action == Action.REJECTED:
             logger.warning("%s record %s rejected: %s", record.stream, record.key, error)
         elif action == Action.FAILED:
