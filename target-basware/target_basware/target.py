@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import os
 import sys
@@ -28,9 +29,9 @@ from ml_connector_core.dryrun import (
     ledger_class,
 )
 from ml_connector_core.httppolicy import RetryPolicy
-from ml_connector_core.ledger import LEDGER_URL_ENV, default_ledger_url
+from ml_connector_core.ledger import LEDGER_URL_ENV, default_ledger_url, to_jsonable
 from ml_connector_core.redaction import Redactor, install_log_redaction
-from target_basware.delivery import Delivery
+from target_basware.delivery import Delivery, Rejected
 from target_basware.sinks import SINKS, BaswareSink
 
 #: Write scopes of the six import endpoints, read scopes for look-ups, and requestStatus.read to
@@ -145,6 +146,20 @@ class TargetBasware(Target):
                 f"{', '.join(SINKS)}. Rename the stream with a stream map (__alias__) or "
                 "deselect it in the tap.")
         return sink_class
+
+    def _process_record_message(self, message_dict: dict) -> None:
+        record = message_dict.get("record")
+        maps = self.mapper.stream_maps.get(message_dict.get("stream")) or []
+        alias = maps[0].stream_alias if maps else None
+        if not isinstance(record, dict) and alias in SINKS:
+            # Not a JSON object: no stream map, key or contract can look inside it, and the
+            # SDK would stop the run with a TypeError. Rejected alone, like any bad record.
+            shown = json.dumps(record, default=str)[:200]
+            self.delivery.reject(Rejected(
+                alias, f"(not an object) {shown}", {"record": to_jsonable(record)},
+                f"field '(record)': must be an object, got {type(record).__name__} {shown}"))
+            return
+        super()._process_record_message(message_dict)
 
     # -- checkpoints -------------------------------------------------------------------------
     # The SDK emits STATE only from drain_all() (singer-meltano.md §3.3). Here a tap STATE

@@ -62,7 +62,7 @@ class Expected:
     """What one record must lead to."""
 
     stream: str
-    record: dict[str, Any]
+    record: Any  # a dict, except for a record that is not even an object
     # Bad records: the words the rejection must hold (the field, or what Basware did not know).
     rejected_because: str | None = None
     repeated: bool = False  # its key is sent twice in the run
@@ -70,10 +70,13 @@ class Expected:
 
     @property
     def code(self) -> Any:
-        return self.record.get("externalCode")
+        return self.record.get("externalCode") if isinstance(self.record, dict) else None
 
     @property
     def source_key(self) -> str:
+        """Its key in the ledger: sourceKey, or how a record that is no object is named."""
+        if not isinstance(self.record, dict):
+            return f"(not an object) {json.dumps(self.record)}"
         return self.record["sourceKey"]
 
 
@@ -158,7 +161,8 @@ def cases(draw: st.DrawFn) -> Case:
     """One good or bad record (or two, for a repeated key), as a function of the run."""
     kind = draw(st.sampled_from([
         "good_hostile_key", "good_non_ascii", "repeated_key", "missing", "wrong", "huge",
-        "control", "unknown_term", "unknown_company", "unknown_supplier", "unknown_order"]))
+        "control", "unknown_term", "unknown_company", "unknown_supplier", "unknown_order",
+        "not_an_object"]))
     stream = draw(st.sampled_from(list(ENDPOINTS)))
 
     def make(plan: Plan, n: int) -> list[Expected]:
@@ -175,6 +179,9 @@ def cases(draw: st.DrawFn) -> Case:
             later = {**record, TEXT_FIELDS[stream]: "second version"}
             return [Expected(stream, record, repeated=True),
                     Expected(stream, later, repeated=True)]
+        if kind == "not_an_object":  # a RECORD whose record is a list, a string, a number...
+            return [Expected(stream, [[n, "x"], f"record {n}", n, None][missing % 4],
+                             "field '(record)': must be an object")]
         if kind == "missing":
             name = REQUIRED[stream][missing % len(REQUIRED[stream])]
             del record[name]
@@ -258,7 +265,8 @@ def singer_messages(plan: Plan) -> str:
     for stream in {e.stream: None for e in plan.records}:
         properties = {name: {"type": ["string", "number", "integer", "boolean", "null"],
                              **SCHEMA_FORMATS.get(name, {})}
-                      for e in plan.records if e.stream == stream for name in e.record}
+                      for e in plan.records if e.stream == stream and isinstance(e.record, dict)
+                      for name in e.record}
         lines.append({"type": "SCHEMA", "stream": stream, "key_properties": ["externalCode"],
                       "schema": {"type": "object", "properties": properties}})
     lines += [{"type": "RECORD", "stream": e.stream, "record": e.record} for e in plan.records]
@@ -356,8 +364,8 @@ def _log_line_names(log: str, expected: Expected) -> bool:
     if isinstance(code, str) and code.strip():
         # A key too long or with control characters is shown escaped and shortened.
         names = json.dumps(code)[1:-1][:20] if re.search(r"[\x00-\x1f\x7f]", code) else code[:20]
-    else:
-        names = expected.source_key  # no key: the record is named by its first values
+    else:  # no key: named by its first values (sourceKey first), or by the value itself
+        names = expected.source_key if isinstance(expected.record, dict) else "(not an object)"
     return any(line.startswith(f"{expected.stream} record ") and names in line
                and " rejected: " in line and expected.rejected_because in line
                for line in log.splitlines())

@@ -144,6 +144,20 @@ class TargetSage300(Target):
 
     # -- records and state -------------------------------------------------------------------
 
+    def _process_record_message(self, message_dict: dict) -> None:
+        maps = self.mapper.stream_maps.get(message_dict.get("stream")) or []
+        if not isinstance(message_dict.get("record"), dict) and maps \
+                and maps[0].stream_alias == STREAM:
+            # Not a JSON object: the stream maps cannot look inside it (the SDK would stop the
+            # run with a TypeError); the contract check rejects it alone, like any bad record.
+            sink = self.get_sink(STREAM)
+            context = sink._get_context({})  # the pending batch, as the SDK's own path does
+            sink.process_record(sink.preprocess_record(message_dict["record"], context), context)
+            if sink.is_full:
+                self.drain_one(sink)
+            return
+        super()._process_record_message(message_dict)
+
     def next_record_number(self) -> tuple[int, int]:
         self._record_seq += 1
         return self._record_seq, self._record_seq

@@ -55,7 +55,7 @@ KEY_CHARACTERS = ["'", "/", "%", "?", "#", "&", "\\", '"', " or 1 eq 1"]
 
 @dataclass
 class Expected:
-    record: dict[str, Any]
+    record: Any  # a dict, except for a record that is not even an object
     # Bad records: the words the rejection names (the field, or what Sage does not have).
     rejected_because: str | None = None
     answerable: bool = True  # its source_id is a usable key (an outcome goes upstream)
@@ -63,7 +63,7 @@ class Expected:
 
     @property
     def source_id(self) -> Any:
-        return self.record.get("source_id")
+        return self.record.get("source_id") if isinstance(self.record, dict) else None
 
 
 @dataclass
@@ -117,7 +117,8 @@ def cases(draw: st.DrawFn) -> Any:
         "good_query_characters", "good_non_ascii", "good_po", "missing", "violation", "huge",
         "control", "bad_key", "no_source_id", "unknown_vendor", "inactive_vendor",
         "unknown_account", "inactive_account", "inactive_po_account", "unknown_po",
-        "other_currency", "unknown_company", "repeated_source_id", "repeated_document"]))
+        "other_currency", "unknown_company", "repeated_source_id", "repeated_document",
+        "not_an_object"]))
     query = draw(st.text(alphabet=QUERY_CHARACTERS, min_size=1, max_size=10))
     text = draw(st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cc", "Cs"]),
                         min_size=1, max_size=80).filter(lambda t: t.strip() == t and t))
@@ -163,6 +164,9 @@ def cases(draw: st.DrawFn) -> Any:
                                     "po_line": 1000}]
                 return [Expected(record, "field lines[0].po_number:")]
             return [Expected(record, f"field {name}:")]
+        if kind == "not_an_object":  # a RECORD whose record is a list, a string, a number...
+            return [Expected([[n, "x"], f"invoice {n}", n, None][which % 4],  # type: ignore[arg-type]
+                             "field (record): must be an object", answerable=False)]
         if kind == "no_source_id":
             record["source_id"] = [None, f"x{key_character}y", "a" * 5000, 12][which % 4]
             if record["source_id"] is None:
@@ -222,7 +226,8 @@ def runs(draw: st.DrawFn) -> Plan:
 
 
 def _first_with(plan: Plan, document: str) -> str:
-    return next(e.source_id for e in plan.records if e.record.get("document_number") == document)
+    return next(e.source_id for e in plan.records
+                if isinstance(e.record, dict) and e.record.get("document_number") == document)
 
 
 @pytest.fixture
