@@ -60,6 +60,10 @@ def test_chaos_ends_where_a_fault_free_run_ends(seed: int, fresh_sandbox: Sandbo
     set_faults(fresh_sandbox, None, None)
     for system, counts in fired.items():  # every kind really fired, on both systems
         assert all(counts[kind] >= 1 for kind in FAULT_KINDS), (system, counts)
+    # Stalls outlasted the clients' read timeouts on both systems (not just closed sockets).
+    logs = "".join(run.output for run in project.runs)
+    for server in (fresh_sandbox.sage300, fresh_sandbox.basware):
+        assert f"port={server.port}): Read timed out" in logs
     # The outage failed a run, loudly (non-zero exit), and the next run recovered.
     assert any(not run.ok for run in project.runs), \
         [(run.name, run.returncode) for run in project.runs]
