@@ -11,7 +11,6 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ml_connector_core.httppolicy import RetryPolicy
 from ml_connector_core.sage300_api import Sage300Client, Sage300Error, odata_literal
 
 #: Every batch this connector creates starts with this; its own batches are found by it.
@@ -67,20 +66,14 @@ def duplicate_in_message(message: str | None) -> tuple[str, str] | None:
 class SageCompany:
     """Cached lookups and writes for one Sage 300 company during one run."""
 
-    def __init__(self, *, company: str, base_url: str, username: str, password: str,
-                 keep_password_case: bool, policy: RetryPolicy, write_policy: RetryPolicy,
-                 verify_tls: bool, idempotency_field: str, cost_center_segment: int) -> None:
-        self.company = company
-        self.client = Sage300Client(base_url=base_url, company=company, username=username,
-                                    password=password, keep_password_case=keep_password_case,
-                                    policy=policy, verify_tls=verify_tls)
-        # Batch POSTs and posting runs are slow on a cold IIS pool: a longer read timeout.
-        self.writer = Sage300Client(base_url=base_url, company=company, username=username,
-                                    password=password, keep_password_case=keep_password_case,
-                                    policy=write_policy, verify_tls=verify_tls,
-                                    session=self.client.session)
+    def __init__(self, client: Sage300Client, writer: Sage300Client, *,
+                 idempotency_field: str, cost_center_field: str) -> None:
+        """``client`` for look-ups; ``writer``, the same company with the write timeout."""
+        self.company = client.company
+        self.client = client
+        self.writer = writer
         self.idempotency_field = idempotency_field
-        self.cost_center_field = f"AccountSegmentCode{cost_center_segment}"
+        self.cost_center_field = cost_center_field
         self._vendors: dict[str, dict[str, Any] | None] = {}
         self._orders: dict[str, dict[str, Any] | None] = {}
         self._accounts: dict[str, dict[str, Any]] | None = None

@@ -16,22 +16,28 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import uuid
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from ml_connector_core.dryrun import CREATE, REJECT, SKIP, DryRunReport, ledger_class
-from ml_connector_core.httppolicy import RetryPolicy
-from ml_connector_core.ledger import BASWARE_TO_SAGE, Action, Entry, default_ledger_url
+from ml_connector_core.dryrun import CREATE, REJECT, SKIP, ledger_class
+from ml_connector_core.ledger import BASWARE_TO_SAGE, Action, Entry
 from ml_connector_core.run_summary import RunCounts
+from ml_connector_core.settings import (
+    configured_ledger_url,
+    cost_center_field,
+    dry_run_report,
+    sage300_client,
+    sage300_retry_policy,
+)
 
 from .client import DocumentRef, SageCompany
 from .coding import MAX_REASON, shorten
 from .contract import STREAM
 
 PLUGIN = "target-sage300"
+WRITE_TIMEOUT = 120  # seconds for a batch POST or a posting run
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,14 @@ def already_there_message(ref: DocumentRef, how: str) -> str:
             f"{ref.entry} (found by {how})")
 
 
+def flat_timeouts(config: dict[str, Any]) -> dict[str, Any]:
+    """The config with the deprecated ``timeouts`` object's values as connect_timeout,
+    read_timeout and write_timeout: a config that still has the object meant them."""
+    old = config.get("timeouts") or {}
+    return {**config, **{f"{name}_timeout": old[name] for name in ("connect", "read", "write")
+                         if old.get(name) is not None}}
+
+
 class InvoiceRun:
     """Run-level state shared by every sink of the target (a schema change makes a new sink)."""
 
@@ -71,12 +85,10 @@ class InvoiceRun:
                  secrets: list[str]) -> None:
         self.config = config
         self.logger = logger
-        url = (config.get("ledger_url") or os.environ.get("ML_CONNECTOR_LEDGER_URL")
-               or default_ledger_url())
         # A dry run judges every invoice like a real run, creates nothing and records nothing.
-        self.dry_run = (DryRunReport(PLUGIN, config.get("dry_run_report"), logger)
-                        if config.get("dry_run") else None)
-        self.ledger = ledger_class(bool(self.dry_run)).open(url, secrets=secrets)
+        self.dry_run = dry_run_report(config, PLUGIN, logger)
+        self.ledger = ledger_class(bool(self.dry_run)).open(configured_ledger_url(config),
+                                                            secrets=secrets)
         self.run = self.ledger.start_run(PLUGIN)
         self.run_id = self.run.run_id
         self.batch_label = uuid.UUID(self.run_id).hex[:8]
@@ -87,26 +99,24 @@ class InvoiceRun:
         self.seen: dict[str, int] = {}  # source_id -> record number, for duplicates in a run
         self._companies: dict[str, SageCompany] = {}
         self._batch_numbers: Counter[str] = Counter()
-        timeouts = config.get("timeouts") or {}
-        self.read_policy = RetryPolicy(connect_timeout=float(timeouts.get("connect", 10)),
-                                       read_timeout=float(timeouts.get("read", 60)))
+        timeouts = flat_timeouts(config)
+        self.read_policy = sage300_retry_policy(timeouts)
         # Same stats object, so the summary counts reads and writes together.
         self.write_policy = dataclasses.replace(
-            self.read_policy, read_timeout=float(timeouts.get("write", 120)))
+            self.read_policy, read_timeout=float(timeouts.get("write_timeout") or WRITE_TIMEOUT))
 
     # -- Sage --------------------------------------------------------------------------------
 
     def company(self, company: str) -> SageCompany:
         if company not in self._companies:
+            reader = sage300_client(self.config, company, policy=self.read_policy)
+            # Batch POSTs and posting runs are slow on a cold IIS pool: a longer read timeout.
+            writer = sage300_client(self.config, company, policy=self.write_policy,
+                                    session=reader.session)
             self._companies[company] = SageCompany(
-                company=company, base_url=self.config["base_url"],
-                username=self.config["username"], password=self.config["password"],
-                keep_password_case=bool(self.config.get("keep_password_case", False)),
-                policy=self.read_policy, write_policy=self.write_policy,
-                verify_tls=bool(self.config.get("verify_tls", True)),
+                reader, writer,
                 idempotency_field=self.config.get("idempotency_field") or "BWINVID",
-                cost_center_segment=int(self.config.get("cost_center_segment") or 2),
-            )
+                cost_center_field=cost_center_field(self.config))
         return self._companies[company]
 
     def next_batch_description(self, company: str) -> str:

@@ -18,12 +18,17 @@ from singer_sdk.mapper import RemoveRecordTransform
 from singer_sdk.sinks import RecordSink, Sink
 from singer_sdk.target_base import Target
 
-from ml_connector_core.dryrun import DRY_RUN_DESCRIPTION, DRY_RUN_REPORT_DESCRIPTION
 from ml_connector_core.redaction import install_log_redaction
 from ml_connector_core.run_summary import RunCounts
+from ml_connector_core.settings import (
+    dry_run_properties,
+    ledger_properties,
+    sage300_connection_properties,
+    warn_if_sage300_tls_off,
+)
 
 from .contract import STREAM
-from .run import InvoiceRun
+from .run import WRITE_TIMEOUT, InvoiceRun
 from .sinks import APInvoicesSink
 
 
@@ -46,19 +51,18 @@ class TargetSage300(Target):
     default_sink_class = APInvoicesSink
 
     config_jsonschema = th.PropertiesList(
-        th.Property("base_url", th.StringType, required=True,
-                    description="Sage 300 Web API URL up to the tenant segment, e.g. "
-                                "https://erp.example.com/Sage300WebApi/v1.0/- (the company "
-                                "comes from each record)."),
-        th.Property("username", th.StringType, required=True,
-                    description="Sage 300 user id with the 'Sage 300 Web API' right for AP, "
-                                "GL and PO; sent UPPERCASED."),
-        th.Property("password", th.StringType, required=True, secret=True,
-                    description="Sage 300 password; sent UPPERCASED unless "
-                                "keep_password_case."),
-        th.Property("keep_password_case", th.BooleanType, default=False,
-                    description="Send the password as typed (installs with case-sensitive "
-                                "passwords)."),
+        *sage300_connection_properties(),
+        th.Property("write_timeout", th.NumberType(exclusive_minimum=0), default=WRITE_TIMEOUT,
+                    description="Seconds to wait for Sage 300's answer to a batch POST or a "
+                                "posting run; a timeout there is an unknown outcome, reconciled "
+                                "by lookup"),
+        th.Property("timeouts", th.ObjectType(
+            th.Property("connect", th.NumberType),
+            th.Property("read", th.NumberType),
+            th.Property("write", th.NumberType),
+        ), description="Deprecated: the old form of connect_timeout, read_timeout and "
+                       "write_timeout ({connect, read, write}, seconds); a value given here "
+                       "wins over those settings"),
         th.Property("account_map", th.ObjectType(additional_properties=th.StringType),
                     default={},
                     description="GL account of a line without PO -> Sage 300 account "
@@ -73,24 +77,8 @@ class TargetSage300(Target):
         th.Property("idempotency_field", th.StringType, default="BWINVID",
                     description="Invoice optional field that holds the source id in Sage 300 "
                                 "(must be set up for AP invoices)."),
-        th.Property("ledger_url", th.StringType, secret=True,
-                    description="Audit ledger database URL (sqlite:///... or postgresql://...); "
-                                "default $ML_CONNECTOR_LEDGER_URL, else "
-                                "<project>/.ml-connector/ledger.sqlite."),
-        th.Property("verify_tls", th.BooleanType, default=True,
-                    description="Verify Sage 300's TLS certificate. Off only for a test "
-                                "server: it is logged as a warning on every run."),
-        th.Property("timeouts", th.ObjectType(
-            th.Property("connect", th.NumberType, default=10),
-            th.Property("read", th.NumberType, default=60),
-            th.Property("write", th.NumberType, default=120),
-        ), description="Seconds: connect, read (lookups), write (batch POST and posting; a "
-                       "timeout there is an unknown outcome, reconciled by lookup)."),
-        th.Property("cost_center_segment", th.IntegerType, default=2,
-                    description="Which GL account segment (AccountSegmentCode<n>) is the cost "
-                                "center."),
-        th.Property("dry_run", th.BooleanType, default=False, description=DRY_RUN_DESCRIPTION),
-        th.Property("dry_run_report", th.StringType, description=DRY_RUN_REPORT_DESCRIPTION),
+        *ledger_properties(),
+        *dry_run_properties(),
     ).to_dict()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -107,11 +95,7 @@ class TargetSage300(Target):
         self._last_written: dict[str, Any] | None = None
         self.unfinished: set[int] = set()  # prepared records without an outcome yet
         self.documents_in_run: dict[tuple[str, str, str], str] = {}
-        if self.config.get("verify_tls", True) is False:
-            self.logger.warning(
-                "verify_tls is OFF: Sage 300's TLS certificate is not checked, so anyone "
-                "between this machine and Sage can read the credentials. Use it only against "
-                "a test server.")
+        warn_if_sage300_tls_off(self.config, self.logger)
 
     # -- settings ----------------------------------------------------------------------------
 
