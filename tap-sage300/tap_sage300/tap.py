@@ -17,10 +17,10 @@ from ml_connector_core.httppolicy import RetryPolicy
 from ml_connector_core.redaction import Redactor, install_log_redaction
 from ml_connector_core.sage300_api import Sage300Auth
 from ml_connector_core.settings import (
+    configured_ledger_url,
     cost_center_field,
     cost_center_segment,
     ledger_properties,
-    configured_ledger_url,
     sage300_auth,
     sage300_client,
     sage300_connection_properties,
