@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PLUGINS := tap-sage300 target-basware tap-basware target-sage300
 PYPROJECTS := pyproject.toml core/pyproject.toml sandbox/pyproject.toml $(addsuffix /pyproject.toml,$(PLUGINS))
 
-.PHONY: install test demo lint meltano-install clean
+.PHONY: install test demo lint meltano-install clean bench
 
 $(BIN)/.installed: $(PYPROJECTS) requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,16 @@ $(TARGET_JSONL):
 test: install meltano-install $(TARGET_JSONL)
 	TARGET_JSONL=$(abspath $(TARGET_JSONL)) $(BIN)/python -m pytest
 
+# Benchmarks (bench/, figures not tests; never part of `make test`). The peer tap, from PyPI,
+# lives in its own venv: its pins would clash with ours.
+PEER_TAP := .venv-bench-peer/bin/tap-rest-api-msdk
+$(PEER_TAP):
+	$(PYTHON) -m venv .venv-bench-peer
+	.venv-bench-peer/bin/pip install -q tap-rest-api-msdk==1.4.2
+
+bench: install meltano-install $(PEER_TAP)
+	cd bench && ../$(BIN)/python run_all.py
+
 demo: install meltano-install
 	$(BIN)/python -m ml_connector.demo
 
@@ -46,4 +56,4 @@ docs: install
 	$(BIN)/python scripts/plugin_docs.py
 
 clean:
-	rm -rf $(VENV) .venv-thirdparty .meltano .pytest_cache
+	rm -rf $(VENV) .venv-thirdparty .venv-bench-peer .meltano .pytest_cache

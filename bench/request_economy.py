@@ -1,0 +1,175 @@
+"""Request economy: requests each `meltano run master-data` makes, against the least possible.
+
+Least possible, per the issue:
+- Sage: per stream and company, ceil(records / Sage's PageSize) pages (at least one request
+  to learn there is nothing); PO lines come inline with their POs and cost nothing.
+- Basware: per endpoint, ceil(records sent / the endpoint's POST limit) POSTs; none when
+  nothing changed. Token calls: at most one per run. requestStatus polls are shown, not
+  counted (how many depend on Basware's processing time, not on the connector).
+
+Runs, in order, on the large data: the first full sync; a re-run with nothing changed
+(incremental: only the boundary day is read again); one vendor changed in Sage; a
+--full-refresh re-run with nothing changed (every record read again, none sent).
+
+    .venv/bin/python bench/request_economy.py
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import tempfile
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import end_to_end
+from _common import (
+    COMPANIES,
+    SAGE_PATH,
+    MeltanoProject,
+    Sandbox,
+    ceil_div,
+    say,
+    table,
+)
+
+from mlc_sandbox.basware_masterdata import ENDPOINTS
+from mlc_sandbox.data import build_dataset
+from mlc_sandbox.sage300 import DEFAULT_SETTINGS
+from target_basware.sinks import SINKS
+
+SAGE_PAGE = int(DEFAULT_SETTINGS["page_size"])  # the simulator's PageSize (web.config's default)
+# tap-sage300 stream -> Sage resource, for job master-data (lines ride on the POs' pages).
+RESOURCES = {"gl_accounts": "GL/GLAccounts", "cost_centers": "GL/GLSegmentCodes",
+             "payment_terms": "AP/APTerms", "vendors": "AP/APVendors",
+             "purchase_orders": "PO/POPurchaseOrders"}
+COST_CENTER_SEGMENT = "000002"  # meltano.yml's cost_center_segment (2)
+ENDPOINT_OF = {name: sink.endpoint.rsplit("/", 1)[1] for name, sink in SINKS.items()}
+
+
+def sage_records(data: str) -> dict[tuple[str, str], int]:
+    """Records per (stream, company) that a full read returns: the simulator's own data."""
+    sage = build_dataset(data, seed=0).sage
+    counts = {}
+    for company in COMPANIES:
+        for stream, resource in RESOURCES.items():
+            rows = sage[company][resource]
+            if stream == "cost_centers":
+                rows = [r for r in rows if r["SegmentNumber"] == COST_CENTER_SEGMENT]
+            counts[(stream, company)] = len(rows)
+    return counts
+
+
+def sage_gets(requests: Iterable[dict[str, Any]]) -> Counter[tuple[str, str]]:
+    stream_of = {resource: stream for stream, resource in RESOURCES.items()}
+    counts: Counter[tuple[str, str]] = Counter()
+    for request in requests:
+        path = request["path"]
+        if request["method"] == "GET" and path.startswith(SAGE_PATH + "/"):
+            company, module, resource = path[len(SAGE_PATH) + 1:].split("/")[:3]
+            counts[(stream_of.get(f"{module}/{resource}", f"{module}/{resource}"), company)] += 1
+    return counts
+
+
+def basware_calls(requests: Iterable[dict[str, Any]]) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    for request in requests:
+        parts = request["path"].split("/")
+        if len(parts) > 2 and parts[1] == "v1":
+            counts[f"{request['method']} {parts[2]}"] += 1
+    return counts
+
+
+def records_sent(ledger_url: str) -> Counter[str]:
+    """Records target-basware's latest run sent to Basware (an entry with our request id),
+    per endpoint."""
+    with sqlite3.connect(ledger_url.removeprefix("sqlite:///")) as db:
+        (run_id,) = db.execute("SELECT run_id FROM runs WHERE plugin = 'target-basware' "
+                               "ORDER BY started_at DESC LIMIT 1").fetchone()
+        rows = db.execute("SELECT stream, COUNT(DISTINCT source_key) FROM entries WHERE "
+                          "run_id = ? AND bw_request_id IS NOT NULL GROUP BY stream", (run_id,))
+        return Counter({ENDPOINT_OF[stream]: n for stream, n in rows})
+
+
+class Economy:
+    """One run's requests against the least possible, and its time (end_to_end.py)."""
+
+    def __init__(self, sandbox: Sandbox, project: MeltanoProject) -> None:
+        self.sandbox, self.project = sandbox, project
+
+    def run(self, label: str, *args: str) -> dict[str, Any]:
+        seqs = {system: self.sandbox.last_seq(system) for system in ("sage300", "basware")}
+        say(f"pipeline: {label} ...")
+        timing = end_to_end.measure(self.project, self.sandbox, label, *args)
+        return {"sage": sage_gets(self.sandbox.requests_since("sage300", seqs["sage300"])),
+                "basware": basware_calls(self.sandbox.requests_since("basware",
+                                                                      seqs["basware"])),
+                "sent": records_sent(self.project.ledger_url), "timing": timing}
+
+
+def minimum_posts(sent: Counter[str]) -> int:
+    return sum(ceil_div(n, ENDPOINTS[endpoint].post_max) for endpoint, n in sent.items())
+
+
+def main() -> dict[str, bool]:
+    say("request economy: starting the sandbox with the large data ...")
+    expected = sage_records("large")
+    full_minimum = sum(max(1, ceil_div(n, SAGE_PAGE)) for n in expected.values())
+    incremental_minimum = len(expected)  # one request per stream and company
+    with Sandbox("large") as sandbox, tempfile.TemporaryDirectory() as tmp:
+        economy = Economy(sandbox, MeltanoProject(sandbox, Path(tmp)))
+        runs: list[tuple[str, dict[str, Any], int, bool]] = []
+        first = economy.run("first full sync", "run", "master-data")
+        runs.append(("first full sync", first, full_minimum, True))
+        label = "re-run, nothing changed"
+        runs.append((label, economy.run(label, "run", "master-data"), incremental_minimum,
+                     False))
+        sandbox.admin("POST", "sage300", "touch", json={
+            "company": "SAMINC", "resource": "AP/APVendors", "key": "V000500",
+            "changes": {"VendorName": "Bulk vendor 500, renamed"}})
+        label = "one vendor changed"
+        runs.append((label, economy.run(label, "run", "master-data"), incremental_minimum,
+                     True))
+        label = "--full-refresh, nothing changed"
+        runs.append((label, economy.run(label, "run", "--full-refresh", "master-data"),
+                     full_minimum, False))
+
+    rows, at_minimum = [], {}
+    for label, counts, sage_minimum, may_post in runs:
+        gets = sum(counts["sage"].values())
+        calls = counts["basware"]
+        posts = sum(n for call, n in calls.items()
+                    if call.startswith("POST ") and call != "POST tokens")
+        post_minimum = minimum_posts(counts["sent"]) if may_post else 0
+        tokens = calls.get("POST tokens", 0)
+        ok = gets == sage_minimum and posts == post_minimum and tokens <= 1
+        at_minimum[label] = ok
+        rows.append([label, gets, sage_minimum, posts, post_minimum,
+                     sum(counts["sent"].values()), calls.get("GET requestStatus", 0),
+                     tokens, "yes" if ok else "NO"])
+    table("Request economy: meltano run master-data, large data",
+          ["run", "Sage GETs", "min", "Basware POSTs", "min", "records sent",
+           "requestStatus GETs", "token calls", "at minimum"], rows,
+          [f"Sage PageSize {SAGE_PAGE} (the web.config default; tap page_size 1000). "
+           "Minimum Sage GETs: full read = sum over stream and company of "
+           "max(1, ceil(records / PageSize)); incremental = one per stream and company "
+           f"({len(RESOURCES)} streams x {len(COMPANIES)} companies). Minimum POSTs = sum "
+           "over endpoints of ceil(records sent / POST limit). Token calls: at most 1."])
+
+    detail = []
+    for (stream, company), n in sorted(expected.items()):
+        detail.append([f"GET {RESOURCES[stream]}", company, n,
+                       first["sage"][(stream, company)], max(1, ceil_div(n, SAGE_PAGE))])
+    for endpoint, n in sorted(first["sent"].items()):
+        limit = ENDPOINTS[endpoint].post_max
+        detail.append([f"POST /v1/{endpoint} (limit {limit})", "both", n,
+                       first["basware"].get(f"POST {endpoint}", 0), ceil_div(n, limit)])
+    table("Request economy, first full sync in detail",
+          ["requests", "company", "records", "made", "minimum"], detail)
+    end_to_end.print_table([counts["timing"] for _, counts, _, _ in runs])
+    return at_minimum
+
+
+if __name__ == "__main__":
+    main()
