@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import os
 import sys
 from collections.abc import Iterable
 from types import FrameType
@@ -21,16 +20,19 @@ from singer_sdk.plugin_base import PluginBase
 from singer_sdk.sinks import Sink
 from singer_sdk.target_base import Target
 
-from ml_connector_core.basware_api import REGION_BASE_URLS, BaswareClient
-from ml_connector_core.dryrun import (
-    DRY_RUN_DESCRIPTION,
-    DRY_RUN_REPORT_DESCRIPTION,
-    DryRunReport,
-    ledger_class,
-)
-from ml_connector_core.httppolicy import RetryPolicy
-from ml_connector_core.ledger import LEDGER_URL_ENV, default_ledger_url, to_jsonable
+from ml_connector_core.basware_api import BaswareClient
+from ml_connector_core.dryrun import ledger_class
+from ml_connector_core.ledger import to_jsonable
 from ml_connector_core.redaction import Redactor, install_log_redaction
+from ml_connector_core.settings import (
+    basware_client,
+    basware_connection_properties,
+    configured_ledger_url,
+    dry_run_properties,
+    dry_run_report,
+    ledger_properties,
+    warn_if_basware_tls_off,
+)
 from target_basware.delivery import Delivery, Rejected
 from target_basware.sinks import SINKS, BaswareSink
 
@@ -58,35 +60,12 @@ class TargetBasware(Target):
         PluginCapabilities.STRUCTURED_LOGGING,
     ]
     config_jsonschema = th.PropertiesList(
-        th.Property("client_id", th.StringType, required=True,
-                    description="OAuth2 client id from the Basware provisioning consultant"),
-        th.Property("client_secret", th.StringType, required=True, secret=True,
-                    description="OAuth2 client secret (never logged or stored)"),
-        th.Property("region", th.StringType, default="eu",
-                    allowed_values=sorted(REGION_BASE_URLS),
-                    description="Basware region of the tenant (eu, us, au, ca); ignored when "
-                                "base_url is set"),
-        th.Property("base_url", th.StringType,
-                    description="Explicit API root, e.g. https://test-api.basware.com or the "
-                                "sandbox; overrides region"),
-        th.Property("scopes", th.StringType, default=DEFAULT_SCOPES,
-                    description="Space-separated OAuth2 scopes to request"),
-        th.Property("ledger_url", th.StringType, secret=True,
-                    description="Audit ledger database URL (sqlite:///... or postgresql://...); "
-                                f"default ${LEDGER_URL_ENV}, else .ml-connector/ledger.sqlite "
-                                "under the Meltano project"),
+        *basware_connection_properties(default_scopes=DEFAULT_SCOPES),
         th.Property("request_status_timeout", th.NumberType, default=300,
                     description="Seconds to wait for Basware to finish processing an import "
                                 "(requestStatus) before the run fails"),
-        th.Property("verify_tls", th.BooleanType, default=True,
-                    description="Check Basware's TLS certificate; turn off only for a test "
-                                "proxy (a loud warning is logged)"),
-        th.Property("source_system", th.StringType, default="SAGE300",
-                    description="sourceSystem sent on vendors and matching orders"),
-        th.Property("read_timeout", th.NumberType(exclusive_minimum=0), default=60,
-                    description="Seconds to wait for Basware's answer before retrying"),
-        th.Property("dry_run", th.BooleanType, default=False, description=DRY_RUN_DESCRIPTION),
-        th.Property("dry_run_report", th.StringType, description=DRY_RUN_REPORT_DESCRIPTION),
+        *ledger_properties(),
+        *dry_run_properties(),
     ).to_dict()
 
     @classmethod
@@ -106,16 +85,10 @@ class TargetBasware(Target):
         config = self.config
         redactor = Redactor.from_config(config)
         install_log_redaction(redactor.secrets)  # the same secrets never reach the logs
-        if config.get("verify_tls") is False:
-            self.logger.warning(
-                "verify_tls is OFF: Basware's TLS certificate is NOT checked, so anyone on the "
-                "network path can read the client secret and every record. Use only against a "
-                "test proxy.")
-        ledger_url = config.get("ledger_url") or os.environ.get(LEDGER_URL_ENV) \
-            or default_ledger_url()
-        self.dry_run = (DryRunReport(self.name, config.get("dry_run_report"), self.logger)
-                        if config.get("dry_run") else None)
-        self.ledger = ledger_class(bool(self.dry_run)).open(ledger_url, secrets=redactor)
+        warn_if_basware_tls_off(config, self.logger)
+        self.dry_run = dry_run_report(config, self.name, self.logger)
+        self.ledger = ledger_class(bool(self.dry_run)).open(configured_ledger_url(config),
+                                                            secrets=redactor)
         self.ledger_run = self.ledger.start_run(self.name)
         self.delivery = Delivery(
             client=None, client_factory=self._make_client, ledger=self.ledger,
@@ -130,13 +103,7 @@ class TargetBasware(Target):
         self._finished = False
 
     def _make_client(self) -> BaswareClient:
-        config = self.config
-        return BaswareClient(
-            client_id=config["client_id"], client_secret=config["client_secret"],
-            scopes=config.get("scopes") or DEFAULT_SCOPES, region=config.get("region"),
-            base_url=config.get("base_url"), verify_tls=config.get("verify_tls", True),
-            policy=RetryPolicy(read_timeout=float(config.get("read_timeout") or 60)),
-        )
+        return basware_client(self.config, default_scopes=DEFAULT_SCOPES)
 
     def get_sink_class(self, stream_name: str) -> type[Sink]:
         sink_class: type[BaswareSink] | None = SINKS.get(stream_name)
