@@ -36,6 +36,12 @@ LEDGER_DEFAULT_FILE = ("the SQLite file .ml-connector/ledger.sqlite under the Me
                        "($MELTANO_PROJECT_ROOT)")
 
 
+def timeout_property(name: str, default: float, description: str) -> th.Property:
+    """A timeout in seconds (more than zero)."""
+    return th.Property(name, th.NumberType(exclusive_minimum=0), default=default,
+                       description=description)
+
+
 def _verify_tls_property(system: str) -> th.Property:
     return th.Property(
         "verify_tls", th.BooleanType, default=True,
@@ -62,13 +68,11 @@ def sage300_connection_properties() -> list[th.Property]:
                     description="Send the password as typed (installs with case-sensitive "
                                 "passwords); by default it is uppercased like the user id"),
         _verify_tls_property("Sage 300"),
-        th.Property("connect_timeout", th.NumberType(exclusive_minimum=0),
-                    default=SAGE300_CONNECT_TIMEOUT,
-                    description="Seconds to wait for a connection to Sage 300"),
-        th.Property("read_timeout", th.NumberType(exclusive_minimum=0),
-                    default=SAGE300_READ_TIMEOUT,
-                    description="Seconds to wait for Sage 300's answer to a read (the first "
-                                "call on a cold IIS application pool is slow)"),
+        timeout_property("connect_timeout", SAGE300_CONNECT_TIMEOUT,
+                         "Seconds to wait for a connection to Sage 300"),
+        timeout_property("read_timeout", SAGE300_READ_TIMEOUT,
+                         "Seconds to wait for Sage 300's answer to a read (the first call on a "
+                         "cold IIS application pool is slow)"),
         th.Property("cost_center_segment", th.IntegerType(minimum=1, maximum=10),
                     default=COST_CENTER_SEGMENT,
                     description="Which GL account segment (AccountSegmentCode<n>, 1-10) is the "
@@ -137,9 +141,8 @@ def basware_connection_properties(*, default_scopes: str) -> list[th.Property]:
                     description="Space-separated OAuth2 scopes to request; the default is "
                                 "what this plugin needs"),
         _verify_tls_property("Basware"),
-        th.Property("read_timeout", th.NumberType(exclusive_minimum=0),
-                    default=BASWARE_READ_TIMEOUT,
-                    description="Seconds to wait for Basware's answer before retrying"),
+        timeout_property("read_timeout", BASWARE_READ_TIMEOUT,
+                         "Seconds to wait for Basware's answer before retrying"),
         th.Property("source_system", th.StringType, default=SOURCE_SYSTEM,
                     description="sourceSystem on what the connector sends to Basware "
                                 "(vendors, matching orders, transfer responses); at most 32 "

@@ -24,6 +24,7 @@ from ml_connector_core.settings import (
     dry_run_properties,
     ledger_properties,
     sage300_connection_properties,
+    timeout_property,
     warn_if_sage300_tls_off,
 )
 
@@ -52,10 +53,9 @@ class TargetSage300(Target):
 
     config_jsonschema = th.PropertiesList(
         *sage300_connection_properties(),
-        th.Property("write_timeout", th.NumberType(exclusive_minimum=0), default=WRITE_TIMEOUT,
-                    description="Seconds to wait for Sage 300's answer to a batch POST or a "
-                                "posting run; a timeout there is an unknown outcome, reconciled "
-                                "by lookup"),
+        timeout_property("write_timeout", WRITE_TIMEOUT,
+                         "Seconds to wait for Sage 300's answer to a batch POST or a posting "
+                         "run; a timeout there is an unknown outcome, reconciled by lookup"),
         th.Property("timeouts", th.ObjectType(
             th.Property("connect", th.NumberType),
             th.Property("read", th.NumberType),
