@@ -69,6 +69,19 @@ class JobRun:
 
 
 @dataclass
+class RunningJob:
+    """A `meltano run` started by :meth:`Project.start`, in a process group of its own."""
+
+    process: subprocess.Popen[str]
+    job: str
+    log: Path
+    started: float
+
+    def ended(self) -> bool:
+        return self.process.poll() is not None
+
+
+@dataclass
 class Project:
     sandbox: Sandbox
     workdir: Path
@@ -123,16 +136,15 @@ class Project:
     def run(self, *task: str, force: bool = False, name: str | None = None,
             timeout: float = RUN_TIMEOUT) -> JobRun:
         """`meltano run [--force] <job or plugins>`, to its end; the log is kept on disk."""
-        process = self.start(*task, force=force, name=name)
+        running = self.start(*task, force=force, name=name)
         try:
-            process.wait(timeout=timeout)
+            running.process.wait(timeout=timeout)
         except BaseException:  # a hung run, Ctrl-C, SIGTERM: nothing may outlive the caller
-            kill(process)
+            kill(running)
             raise
-        return self.finish(process)
+        return self.finish(running)
 
-    def start(self, *task: str, force: bool = False, name: str | None = None
-              ) -> subprocess.Popen[str]:
+    def start(self, *task: str, force: bool = False, name: str | None = None) -> RunningJob:
         """`meltano run` in its own process group (see :func:`kill`), output to a log file."""
         name = name or "-".join(task)
         log = self._log(name)
@@ -141,18 +153,14 @@ class Project:
         process = subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=handle,
                                    stderr=subprocess.STDOUT, text=True, start_new_session=True)
         handle.close()  # the child holds its own copy
-        process.mlc_started = time.monotonic()  # type: ignore[attr-defined]
-        process.mlc_log = log  # type: ignore[attr-defined]
-        process.mlc_job = " ".join(task)  # type: ignore[attr-defined]
-        return process
+        return RunningJob(process, " ".join(task), log, time.monotonic())
 
-    def finish(self, process: subprocess.Popen[str]) -> JobRun:
-        """Record a process started by :meth:`start` that has ended or was killed."""
-        process.wait()
-        log: Path = process.mlc_log  # type: ignore[attr-defined]
-        run = JobRun(process.mlc_job, log.stem, process.returncode,  # type: ignore[attr-defined]
-                     log.read_text(errors="replace"),
-                     time.monotonic() - process.mlc_started)  # type: ignore[attr-defined]
+    def finish(self, running: RunningJob) -> JobRun:
+        """Wait for a job started by :meth:`start` to end (or be killed) and record it."""
+        running.process.wait()
+        run = JobRun(running.job, running.log.stem, running.process.returncode,
+                     running.log.read_text(errors="replace"),
+                     time.monotonic() - running.started)
         self.runs.append(run)
         return run
 
@@ -173,14 +181,14 @@ class Project:
         `requests_made` more requests (a run that makes fewer simply ends)."""
         servers = (self.sandbox.sage300.base_url, self.sandbox.basware.base_url)
         before = sum(requests_served(url) for url in servers)
-        process = self.start(job, force=True, name=f"{job}-killed-after-{requests_made}")
+        running = self.start(job, force=True, name=f"{job}-killed-after-{requests_made}")
         try:
-            while (process.poll() is None
+            while (not running.ended()
                    and sum(requests_served(url) for url in servers) - before < requests_made):
                 time.sleep(0.02)
         finally:
-            kill(process)
-        return self.finish(process)
+            kill(running)
+        return self.finish(running)
 
     def state(self, job: str) -> str:
         """The job's Meltano state as stored (JSON text), '' if there is none."""
@@ -188,11 +196,11 @@ class Project:
         return result.stdout if result.returncode == 0 else ""
 
 
-def kill(process: subprocess.Popen[str]) -> None:
+def kill(running: RunningJob) -> None:
     """SIGKILL the whole process group: meltano, the tap and the target die at once."""
     with contextlib.suppress(ProcessLookupError):  # already gone
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait(timeout=60)
+        os.killpg(running.process.pid, signal.SIGKILL)
+    running.process.wait(timeout=60)
 
 
 # -- the simulators ------------------------------------------------------------------------------
@@ -242,7 +250,7 @@ def reset_sandbox(sandbox: Sandbox, seed: int = 0) -> None:
                       timeout=60).raise_for_status()
 
 
-def wait_until(condition: Callable[[], Any], process: subprocess.Popen[str], what: str,
+def wait_until(condition: Callable[[], Any], running: RunningJob, what: str,
                timeout: float = RUN_TIMEOUT) -> Any:
     """Poll `condition` until it is truthy; fails if the run ends first or time runs out."""
     deadline = time.monotonic() + timeout
@@ -250,8 +258,9 @@ def wait_until(condition: Callable[[], Any], process: subprocess.Popen[str], wha
         value = condition()
         if value:
             return value
-        if process.poll() is not None:
-            raise AssertionError(f"the run ended (exit {process.returncode}) before {what}")
+        if running.ended():
+            raise AssertionError(f"the run ended (exit {running.process.returncode}) before "
+                                 f"{what}")
         if time.monotonic() > deadline:
             raise AssertionError(f"gave up waiting {timeout:g}s for {what}")
         time.sleep(0.1)

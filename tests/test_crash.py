@@ -60,13 +60,13 @@ def test_master_data_killed_between_bulk_post_and_request_status(
     for endpoint, entity_type in (("vendors", "Vendor"),
                                   ("matchingOrderLines", "MatchingOrderLine")):
         set_faults(fresh_sandbox, None, held_answer("POST", f"^/v1/{endpoint}$"))
-        process = project.start("master-data", force=True, name=f"killed-at-{endpoint}")
+        running = project.start("master-data", force=True, name=f"killed-at-{endpoint}")
         try:
-            wait_until(lambda e=entity_type: basware_imports(fresh_sandbox, e), process,
+            wait_until(lambda e=entity_type: basware_imports(fresh_sandbox, e), running,
                        f"Basware stored the {endpoint} POST")
         finally:
-            kill(process)
-        project.finish(process)
+            kill(running)
+        project.finish(running)
         (held,) = basware_imports(fresh_sandbox, entity_type)
         assert not [r for r in request_log(fresh_sandbox.basware.base_url)
                     if r["path"] == f"/v1/requestStatus/{held['requestId']}"]
@@ -89,12 +89,12 @@ def test_invoices_killed_after_sage_create_and_after_a_transfer_response(
     project = Project.create(sandbox, tmp_path)
 
     set_faults(sandbox, held_answer("POST", "APInvoiceBatches$"), None)
-    process = project.start("invoices", name="killed-after-create")
+    running = project.start("invoices", name="killed-after-create")
     try:
-        wait_until(lambda: connector_batches(sandbox), process, "Sage created a batch")
+        wait_until(lambda: connector_batches(sandbox), running, "Sage created a batch")
     finally:
-        kill(process)
-    project.finish(process)
+        kill(running)
+    project.finish(running)
     (killed_batch,) = connector_batches(sandbox)
     assert "transfer_outcomes" not in project.state("invoices")
     set_faults(sandbox, None, None)
@@ -104,14 +104,14 @@ def test_invoices_killed_after_sage_create_and_after_a_transfer_response(
     assert f"{len(killed_batch['Invoices'])} already there" in recover.output
 
     set_faults(sandbox, None, held_answer("POST", "/transferResponses$"))
-    process = project.start("invoices", force=True, name="killed-after-response")
+    running = project.start("invoices", force=True, name="killed-after-response")
     try:
         wait_until(lambda: [i for i in basware_tenant(sandbox)["invoices"]
-                            if i["transferResponses"]], process,
+                            if i["transferResponses"]], running,
                    "Basware took a transfer response")
     finally:
-        kill(process)
-    project.finish(process)
+        kill(running)
+    project.finish(running)
     assert "transfer_outcomes" in project.state("invoices")
     set_faults(sandbox, None, None)
 
