@@ -16,7 +16,6 @@ Runs, in order, on the large data: the first full sync; a re-run with nothing ch
 
 from __future__ import annotations
 
-import sqlite3
 import tempfile
 from collections import Counter
 from collections.abc import Iterable
@@ -33,7 +32,10 @@ from _common import (
     say,
     table,
 )
+from sqlalchemy import func, select
 
+from ml_connector_core.ledger import Ledger
+from ml_connector_core.ledger._schema import entries, runs
 from mlc_sandbox.basware_masterdata import ENDPOINTS
 from mlc_sandbox.data import build_dataset
 from mlc_sandbox.sage300 import DEFAULT_SETTINGS
@@ -84,11 +86,13 @@ def basware_calls(requests: Iterable[dict[str, Any]]) -> Counter[str]:
 def records_sent(ledger_url: str) -> Counter[str]:
     """Records target-basware's latest run sent to Basware (an entry with our request id),
     per endpoint."""
-    with sqlite3.connect(ledger_url.removeprefix("sqlite:///")) as db:
-        (run_id,) = db.execute("SELECT run_id FROM runs WHERE plugin = 'target-basware' "
-                               "ORDER BY started_at DESC LIMIT 1").fetchone()
-        rows = db.execute("SELECT stream, COUNT(DISTINCT source_key) FROM entries WHERE "
-                          "run_id = ? AND bw_request_id IS NOT NULL GROUP BY stream", (run_id,))
+    with Ledger.open(ledger_url) as ledger, ledger.engine.connect() as conn:
+        run_id = conn.execute(select(runs.c.run_id).where(runs.c.plugin == "target-basware")
+                              .order_by(runs.c.started_at.desc()).limit(1)).scalar()
+        rows = conn.execute(
+            select(entries.c.stream, func.count(entries.c.source_key.distinct()))
+            .where(entries.c.run_id == run_id, entries.c.bw_request_id.is_not(None))
+            .group_by(entries.c.stream))
         return Counter({ENDPOINT_OF[stream]: n for stream, n in rows})
 
 

@@ -33,8 +33,11 @@ from ml_connector_core.settings import (
     ledger_properties,
     warn_if_basware_tls_off,
 )
+from target_basware import stream_maps
 from target_basware.delivery import Delivery, Rejected
 from target_basware.sinks import SINKS, BaswareSink
+
+stream_maps.install()  # plain renames skip simpleeval (see stream_maps.py)
 
 #: Write scopes of the six import endpoints, read scopes for look-ups, and requestStatus.read to
 #: follow each import to its outcome.
