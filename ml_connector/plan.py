@@ -331,6 +331,14 @@ def main(args: argparse.Namespace) -> int:
         return 2
     project = Project(root, environment, args.timeout)
     jobs = list(JOBS.values()) if args.job == "both" else [JOBS[args.job]]
+    if len(jobs) > 1:
+        # Two Meltano processes opening a new system database at once race to create its
+        # tables ("table job already exists"): let one create them before the jobs start.
+        try:
+            run_meltano(root, environment, ["state", "list"], what="state list")
+        except MeltanoError as exc:
+            print(f"ml-connector plan: {exc}", file=sys.stderr)
+            return 1
     # The two jobs touch different plugins and systems: plan them side by side.
     with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
         plans = list(pool.map(lambda job: plan_job(project, job, args.full), jobs))
