@@ -153,16 +153,46 @@ def run_measured(command: Sequence[str], *, stdin: IO[Any] | int | None = subpro
         started = time.perf_counter()
         process = subprocess.Popen(list(command), cwd=ROOT, stdin=stdin, stdout=stdout,
                                    stderr=stderr, env=env)
+        peak = PeakRss(process.pid)
         _, status, usage = os.wait4(process.pid, 0)
         wall = time.perf_counter() - started
+        peak.stop()
         process.returncode = os.waitstatus_to_exitcode(status)
         if check and process.returncode != 0:
             stderr.seek(0)
             tail = stderr.read()[-4000:].decode("utf-8", "replace")
             raise RuntimeError(f"{command[0]} exited {process.returncode}:\n{tail}")
-    # ru_maxrss is in KiB on Linux.
-    return Measured(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024,
+    return Measured(wall, usage.ru_utime + usage.ru_stime, peak.mb or usage.ru_maxrss / 1024,
                     process.returncode)
+
+
+class PeakRss:
+    """The child's own peak RSS (VmHWM), polled from /proc while it runs. Not ru_maxrss:
+    Linux carries the parent's high-water mark over fork and exec, so a child of a large
+    bench process would report the parent's size."""
+
+    def __init__(self, pid: int, interval: float = 0.02) -> None:
+        import threading
+
+        self.mb = 0.0
+        self._pid, self._interval = pid, interval
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+
+    def _poll(self) -> None:
+        while not self._done.is_set():
+            try:
+                for line in Path(f"/proc/{self._pid}/status").read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        self.mb = max(self.mb, int(line.split()[1]) / 1024)
+            except (OSError, ValueError):
+                pass
+            self._done.wait(self._interval)
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
 
 
 def alternate(contenders: dict[str, Callable[[], float]], repeats: int = REPEATS
