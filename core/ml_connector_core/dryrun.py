@@ -35,16 +35,6 @@ from ml_connector_core.ledger import Entry, Ledger, Run
 CREATE, UPDATE, SKIP, REJECT = "create", "update", "skip", "reject"
 VERDICTS = (CREATE, UPDATE, SKIP, REJECT)
 
-#: The two settings every target with a dry run declares (and documents in --about).
-DRY_RUN_DESCRIPTION = ("Dry run: check, map and compare every record with the ledger and the "
-                       "destination (read-only look-ups), write nothing anywhere (no POST, "
-                       "no ledger entry, no STATE) and give each record a verdict: create, "
-                       "update, skip or reject. Used by `ml-connector plan`.")
-DRY_RUN_REPORT_DESCRIPTION = ("File to append the dry run's verdicts to, one JSON object per "
-                              "line ({stream, key, verdict, reason, source_key}); without it "
-                              "they are only logged.")
-
-
 @dataclass(frozen=True)
 class Verdict:
     """What a target would do with one record."""

@@ -11,16 +11,18 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 from singer_sdk import typing as th
 
 from .basware_api import REGION_BASE_URLS, BaswareClient, resolve_base_url
-from .dryrun import DRY_RUN_DESCRIPTION, DRY_RUN_REPORT_DESCRIPTION, DryRunReport
 from .httppolicy import RetryPolicy
-from .ledger import LEDGER_URL_ENV, default_ledger_url
+from .ledger.location import LEDGER_URL_ENV, default_ledger_url
 from .sage300_api import Sage300Auth, Sage300Client
+
+if TYPE_CHECKING:
+    from .dryrun import DryRunReport
 
 Config = Mapping[str, Any]
 
@@ -205,6 +207,16 @@ def configured_ledger_url(config: Config, *, default: bool = True) -> str | None
 
 # -- dry run (targets) ---------------------------------------------------------------------------
 
+#: The two settings every target with a dry run declares (and documents in --about).
+DRY_RUN_DESCRIPTION = ("Dry run: check, map and compare every record with the ledger and the "
+                       "destination (read-only look-ups), write nothing anywhere (no POST, "
+                       "no ledger entry, no STATE) and give each record a verdict: create, "
+                       "update, skip or reject. Used by `ml-connector plan`.")
+DRY_RUN_REPORT_DESCRIPTION = ("File to append the dry run's verdicts to, one JSON object per "
+                              "line ({stream, key, verdict, reason, source_key}); without it "
+                              "they are only logged.")
+
+
 def dry_run_properties() -> list[th.Property]:
     return [
         th.Property("dry_run", th.BooleanType, default=False, description=DRY_RUN_DESCRIPTION),
@@ -216,4 +228,6 @@ def dry_run_report(config: Config, plugin: str, logger: logging.Logger) -> DryRu
     """The run's verdict collector when ``dry_run`` is on, else None (a real run)."""
     if not config.get("dry_run"):
         return None
+    from .dryrun import DryRunReport  # imports the ledger (SQLAlchemy): only for a dry run
+
     return DryRunReport(plugin, config.get("dry_run_report"), logger)

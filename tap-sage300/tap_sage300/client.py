@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -39,6 +38,7 @@ from ml_connector_core.sage300_api import (
     rebase_url,
 )
 from tap_sage300.output import BufferedSingerWriter
+from tap_sage300.prefetch import PageRequest
 
 try:  # the msgspec extra of singer-sdk: a C decoder, several times faster than json
     import msgspec.json
@@ -458,37 +458,48 @@ class Sage300Stream(RESTStream[ParseResult | None]):
         return records
 
     def request_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
-        """The SDK's page loop, one page ahead: the next page is requested (in a worker
-        thread, under the same retry policy) as soon as this one is parsed, so Sage builds
-        page N+1 while the tap shapes and writes the records of page N. At most one request
-        is in flight per stream, and pages are still consumed strictly in order."""
+        """The SDK's page loop, one page ahead: as soon as a page is parsed, the request for
+        the next one goes on the wire (see prefetch.py), so Sage builds page N+1 while the
+        tap shapes and writes the records of page N. One request is in flight per stream,
+        and pages are still consumed strictly in order."""
         paginator = self.get_new_paginator()
-        send = self.request_decorator(self._request)
-        with self.get_http_request_counter() as request_counter, \
-                ThreadPoolExecutor(1, thread_name_prefix=f"{self.name}-page") as worker:
-            request_counter.with_context(context)
+        connection = self._tap.page_connection()
+        on_the_wire: list[PageRequest] = []
 
-            def request_next() -> tuple[requests.PreparedRequest, Future[requests.Response]]:
-                prepared = self._prepare_request(context=context, page=paginator)
-                return prepared, worker.submit(send, prepared, context)
+        def fetch(prepared: requests.PreparedRequest, context: Context | None
+                  ) -> requests.Response:
+            # The first try is the request already sent; a retry is an ordinary send.
+            if not on_the_wire:
+                return self._request(prepared, context)
+            response = on_the_wire.pop().response()
+            self._write_request_duration_log(endpoint=self.path, response=response,
+                                             context=context, extra_tags=None)
+            self.validate_response(response)
+            return response
 
-            pending: tuple[requests.PreparedRequest, Future[requests.Response]] | None = \
-                request_next()
-            try:
-                while pending is not None:
-                    prepared, future = pending
-                    response = future.result()
-                    pending = None
+        def request_next() -> requests.PreparedRequest:
+            prepared = self._prepare_request(context=context, page=paginator)
+            if connection is not None and connection.serves(prepared.url or ""):
+                on_the_wire.append(connection.send(prepared))
+            return prepared
+
+        send = self.request_decorator(fetch)
+        try:
+            with self.get_http_request_counter() as request_counter:
+                request_counter.with_context(context)
+                prepared: requests.PreparedRequest | None = request_next()
+                while prepared is not None:
+                    response = send(prepared, context)
                     request_counter.increment()
                     self.update_sync_costs(prepared, response, context)
                     records = self.parse_response(response)
                     paginator.advance(response)  # the next URL comes from this page's body
-                    if records and not paginator.finished:
-                        pending = request_next()
+                    prepared = request_next() if records and not paginator.finished else None
                     yield from records
-            finally:
-                if pending is not None:  # stopped early (an error, a record limit)
-                    pending[1].cancel()
+        finally:  # also when stopped early (an error, a record limit)
+            on_the_wire.clear()
+            if connection is not None:
+                connection.close()
 
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         if self.parent_stream_type is None and context is not None:

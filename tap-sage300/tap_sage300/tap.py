@@ -4,6 +4,7 @@ and AP invoice batches from the Sage 300 Web API, for every configured company."
 from __future__ import annotations
 
 import contextlib
+import ssl
 from functools import cached_property
 from typing import Any
 from urllib.parse import urlsplit
@@ -30,6 +31,7 @@ from ml_connector_core.settings import (
 from tap_sage300 import streams
 from tap_sage300.audit import ReadAudit
 from tap_sage300.output import BufferedSingerWriter
+from tap_sage300.prefetch import PageConnection, tls_context
 
 STREAM_TYPES: list[type[streams.Sage300Stream]] = [
     # Reference data first (BRIEF decision 5), then the documents that point at it.
@@ -76,6 +78,7 @@ class TapSage300(Tap):
             install_log_redaction([self.config["password"], *url_passwords(self.config)])
         self.audit = ReadAudit()  # the real one is opened by sync_all
         self._gl_accounts: dict[str, dict[str, tuple[str | None, str | None]]] = {}
+        self._tls: ssl.SSLContext | None = None
 
     def discover_streams(self) -> list[Stream]:
         return [stream_type(tap=self) for stream_type in STREAM_TYPES]
@@ -103,6 +106,20 @@ class TapSage300(Tap):
         if not warn_if_sage300_tls_off(self.config, self.logger):
             session.verify = False
         return session
+
+    def page_connection(self) -> PageConnection | None:
+        """A connection for the streams' early page requests (prefetch.py); None where
+        ``requests`` must do it all: a proxy or a client certificate."""
+        session = self.http_session
+        base_url = str(self.config["base_url"])
+        if session.cert or session.proxies_for(base_url):
+            return None
+        return PageConnection(base_url, self.retry_policy.timeout, self._tls_context)
+
+    def _tls_context(self) -> ssl.SSLContext:
+        if self._tls is None:
+            self._tls = tls_context(self.http_session.verify)
+        return self._tls
 
     @property
     def cost_center_segment_number(self) -> str:
@@ -161,14 +178,17 @@ class ProxyCachingSession(requests.Session):
         super().__init__()
         self._proxies: dict[tuple[str, str], dict[str, str]] = {}
 
+    def proxies_for(self, url: str) -> dict[str, str]:
+        host: tuple[str, str] = tuple(urlsplit(url)[:2])  # type: ignore[assignment]
+        proxies = self._proxies.get(host)
+        if proxies is None:
+            proxies = self._proxies[host] = resolve_proxies(
+                requests.Request("GET", url), self.proxies, self.trust_env)
+        return proxies
+
     def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
         if "proxies" not in kwargs and request.url:
-            host = tuple(urlsplit(request.url)[:2])
-            proxies = self._proxies.get(host)  # type: ignore[arg-type]
-            if proxies is None:
-                proxies = self._proxies[host] = resolve_proxies(  # type: ignore[index]
-                    request, self.proxies, self.trust_env)
-            kwargs["proxies"] = dict(proxies)
+            kwargs["proxies"] = dict(self.proxies_for(request.url))
         return super().send(request, **kwargs)
 
 

@@ -19,13 +19,13 @@ from sqlalchemy import Engine, case, func, or_, select, tuple_
 from sqlalchemy.engine import Row
 
 from ml_connector_core.ledger._schema import (
-    default_ledger_url,
     entries,
     make_engine,
     migrate,
     runs,
     write_with_retry,
 )
+from ml_connector_core.ledger.location import default_ledger_url
 from ml_connector_core.redaction import Redactor
 
 SAGE_TO_BASWARE = "sage300->basware"

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import (
@@ -183,20 +181,6 @@ _PG_MIGRATION_LOCK = 0x6D6C635F6C6467  # "mlc_ldg"
 
 class LedgerVersionError(RuntimeError):
     """The ledger was created by a newer ml-connector-core than the one running."""
-
-
-LEDGER_URL_ENV = "ML_CONNECTOR_LEDGER_URL"
-
-
-def default_ledger_url() -> str:
-    """``$ML_CONNECTOR_LEDGER_URL`` if set (one ledger for every plugin of a deployment), else
-    `sqlite:///<MELTANO_PROJECT_ROOT or cwd>/.ml-connector/ledger.sqlite`; creates the dir."""
-    if os.environ.get(LEDGER_URL_ENV):
-        return os.environ[LEDGER_URL_ENV]
-    root = Path(os.environ.get("MELTANO_PROJECT_ROOT") or Path.cwd())
-    directory = root / ".ml-connector"
-    directory.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{(directory / 'ledger.sqlite').resolve()}"
 
 
 def make_engine(url: str) -> Engine:
