@@ -21,7 +21,7 @@ from singer_sdk.singerlib.encoding.simple import Message
 
 try:  # singer-sdk[msgspec]
     from singer_sdk.contrib.msgspec import MsgSpecWriter as _EncodingWriter
-    from singer_sdk.contrib.msgspec import serialize_jsonl
+    from singer_sdk.contrib.msgspec import encoder as _encoder
 
     MSGSPEC = True
 except ImportError:  # pragma: no cover - depends on the installed extra
@@ -59,7 +59,9 @@ class BufferedSingerWriter(_EncodingWriter):  # type: ignore[misc,valid-type]
         if version is not None:
             message["version"] = version
         message["time_extracted"] = time_extracted
-        self._pending += serialize_jsonl(message)
+        # The SDK's own encoder, appending straight to the buffer (offset -1): no copy.
+        _encoder.encode_into(message, self._pending, -1)
+        self._pending += b"\n"
         if len(self._pending) >= self.FLUSH_BYTES:
             self.flush()
 
