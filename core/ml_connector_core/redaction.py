@@ -54,6 +54,11 @@ _SHAPE_WORDS = re.compile("basic|bearer|negotiate|ntlm|pass|pwd|secret|token|cre
                           "|signature|api|private|access|signing")
 
 
+# Every SECRET_KEY match or _SHAPES match contains one of these (lower-cased): the shape
+# words plus what SECRET_KEY adds. One plain alternation is ~10x faster than _SECRET_WORDS.
+_SECRET_OR_SHAPE_WORDS = re.compile(f"{_SHAPE_WORDS.pattern}|auth|cookie")
+
+
 def _may_have_shape(text: str) -> bool:
     return _SHAPE_WORDS.search(text.lower()) is not None
 
@@ -122,7 +127,8 @@ class Redactor:
                 variant
                 for secret in self._secrets
                 for variant in (secret, secret.upper(), quote(secret, safe=""),
-                                quote_plus(secret), json.dumps(secret)[1:-1])
+                                quote_plus(secret), json.dumps(secret)[1:-1],
+                                json.dumps(secret, ensure_ascii=False)[1:-1])
             }
             # Longest first so a secret that contains another is masked whole.
             ordered = sorted(variants, key=len, reverse=True)
@@ -134,6 +140,16 @@ class Redactor:
         if pattern is not None:
             text = pattern.sub(MASK, text)
         return _SHAPES.sub(_mask_shape, text) if _may_have_shape(text) else text
+
+    def json_is_clean(self, text: str) -> bool:
+        """True when ``redact_obj`` would return the document whose JSON is ``text``
+        unchanged: no registered secret, no secret-looking key, no credential shape in it.
+        Three searches over one string instead of a walk over every value (the ledger stores
+        100,000s of records, nearly all clean); False just means "walk it"."""
+        pattern = self._pattern
+        if pattern is not None and pattern.search(text):
+            return False
+        return _SECRET_OR_SHAPE_WORDS.search(text.lower()) is None
 
     def redact_obj(self, value: Any, *, by_key: bool = True) -> Any:
         """A copy of nested dicts/lists with every string redacted and, with `by_key`, the

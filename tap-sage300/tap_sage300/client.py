@@ -441,7 +441,7 @@ class Sage300Stream(RESTStream[ParseResult | None]):
                 f"{urlsplit(response.url).path}: {message[:500]}")
 
     def parse_response(self, response: requests.Response) -> Iterable[dict[str, Any]]:
-        self._tap.audit.flush()  # the previous page's ledger entries, in one transaction
+        self._tap.audit.flush_if_full()  # earlier pages' ledger entries, one transaction
         try:
             body = decode_json(response.content)
             records = body["value"]

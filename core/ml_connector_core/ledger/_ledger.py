@@ -300,12 +300,18 @@ class Ledger:
     def _row(self, entry: Entry) -> dict[str, Any]:
         run = self._run(entry.run_id)
         action = Action(entry.action)  # ValueError on anything outside the enum
-        payload = None if entry.payload is None else to_jsonable(entry.payload)
-        digest = entry.payload_hash or (None if payload is None else payload_hash(payload))
+        redact = self.redactor
+        stored = digest = None
+        if entry.payload is not None:
+            payload = to_jsonable(entry.payload)
+            canonical = _dumps(payload)  # hashed, and stored as it is when nothing is secret
+            digest = hashlib.sha256(canonical.encode()).hexdigest()
+            stored = canonical if redact.json_is_clean(canonical) \
+                else _dumps(redact.redact_obj(payload))
+        digest = entry.payload_hash or digest
         error = entry.error
         if isinstance(error, BaseException):
             error = f"{type(error).__name__}: {error}"
-        redact = self.redactor
         return {
             "run_id": run.run_id,
             "meltano_job_id": entry.meltano_job_id or run.job_id,
@@ -316,7 +322,7 @@ class Ledger:
             "source_key": str(entry.source_key),
             "target_key": None if entry.target_key is None else str(entry.target_key),
             "payload_hash": digest,
-            "payload": None if payload is None else _dumps(redact.redact_obj(payload)),
+            "payload": stored,
             "action": action.value,
             "basware_request_id": entry.basware_request_id,
             "bw_request_id": entry.bw_request_id,
