@@ -67,7 +67,7 @@ class TapSage300(Tap):
                                 "its web.config (default 100; Sage recommends 1000)"),
         # A warehouse load rarely wants a ledger; the Sage -> Basware pipeline does.
         *ledger_properties(unset="no ledger. When set, every record read is recorded as a "
-                                 "`read` entry, written per page"),
+                                 "`read` entry, committed per ~1,000 records"),
     ).to_dict()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
