@@ -9,6 +9,8 @@ reference vendors, purchase orders and PO lines that really exist in Sage 300.
   coded to a GL account Sage does not have.
 - ``large``: the demo plus 100,000 vendors and 20,000 open POs with 100,000 lines in SAMINC.
 - an integer N: the demo plus N vendors and N/5 POs with N lines in SAMINC.
+- ``invoices-N``: the demo plus N more approved invoices waiting in Basware's export queue,
+  alternating between the two companies, each valid for Sage (see :func:`_bulk_invoices`).
 
 Sage records use Sage 300 Web API field names, with dates already in the API's date-only
 ``YYYY-MM-DDT00:00:00Z`` form. Basware invoices use the accountingDocuments field names.
@@ -102,18 +104,40 @@ def sage_date(day: date) -> str:
     return f"{day.isoformat()}T00:00:00Z"
 
 
+INVOICES_PREFIX = "invoices-"
+
+
+def parse_data(data: str) -> tuple[int, int]:
+    """(extra vendors, extra invoices) for a data name; ValueError names the valid forms."""
+    extra = {"demo": 0, "large": 100_000}.get(data)
+    if extra is not None:
+        return extra, 0
+    try:
+        if data.startswith(INVOICES_PREFIX):
+            count = int(data[len(INVOICES_PREFIX):])
+            if count >= 0:
+                return 0, count
+        elif int(data) >= 0:
+            return int(data), 0
+    except ValueError:
+        pass
+    raise ValueError(f"unknown data {data!r}: demo, large, a vendor count (e.g. 1000) or "
+                     f"{INVOICES_PREFIX}N (e.g. {INVOICES_PREFIX}1000)")
+
+
 def build_dataset(data: str = "demo", seed: int = 0) -> Dataset:
-    """Build the seed data. ``data`` is ``demo``, ``large`` or a vendor count."""
+    """Build the seed data. ``data`` is ``demo``, ``large``, a vendor count or ``invoices-N``."""
+    extra, invoice_count = parse_data(data)
     rng = random.Random(seed)
     dataset = Dataset(companies=list(COMPANIES))
-    extra = {"demo": 0, "large": 100_000}.get(data)
-    if extra is None:
-        extra = int(data)
     for company in COMPANIES:
         dataset.sage[company.sage_id] = _company_records(rng, company)
     if extra:
         _add_volume(rng, dataset.sage["SAMINC"], COMPANIES[0], extra)
     dataset.basware_invoices = _invoices(rng, dataset)
+    if invoice_count:
+        # Drawn after everything else, so the demo part is the same as in plain ``demo``.
+        dataset.basware_invoices += _bulk_invoices(rng, dataset, invoice_count)
     return dataset
 
 
@@ -454,3 +478,45 @@ def _invoice(rng: random.Random, company: Company, vendor: dict[str, Any],
         "transferResponses": [],
         "lastUpdated": f"{invoice_date.isoformat()}T12:00:00Z",
     }
+
+
+BULK_DOCUMENT_PREFIX = "BLK"  # no demo invoice ("INV-", "CN-") or posted document ("H") uses it
+
+
+def _bulk_invoices(rng: random.Random, dataset: Dataset, count: int) -> list[dict[str, Any]]:
+    """Benchmark volume for the invoice pipeline: ``count`` approved invoices that Sage takes.
+
+    Invoice i goes to company i % 2. Two in three are matched to every line of an open PO of
+    the demo data (from that PO's own vendor); the others are coded to one active expense
+    account without PO, from an active vendor. Document numbers ``BLK0000001``.. are unique
+    across the whole dataset. Deterministic per seed; about 20 us per invoice.
+    """
+    pools = []
+    for company in dataset.companies:
+        records = dataset.sage[company.sage_id]
+        accounts = {a["UnformattedAccount"]: a for a in records["GL/GLAccounts"]}
+        vendors = {v["VendorNumber"]: v for v in records["AP/APVendors"]}
+        # The demo's own POs and vendors only (not _add_volume's): the same pool at any size.
+        orders = [o for o in records["PO/POPurchaseOrders"][:160] if o["Completed"] == "No"]
+        active = [v for v in records["AP/APVendors"][:32] if v["Status"] == "Active"]
+        expense = [(a["AccountNumber"], a["AccountSegmentCode1"], a["AccountSegmentCode2"])
+                   for a in records["GL/GLAccounts"]
+                   if a["AccountGroupCode"] == "EXP" and a["Status"] == "Active"]
+        pools.append((company, accounts, vendors, orders, active, expense))
+    invoices = []
+    for i in range(count):
+        company, accounts, vendors, orders, active, expense = pools[i % len(pools)]
+        if i % 3 != 2:
+            order = orders[rng.randrange(len(orders))]
+            rows = [_po_coding_row(rng, line, order, accounts)
+                    for line in order["PurchaseOrderLines"]]
+            invoice = _invoice(rng, company, vendors[order["Vendor"]], rows,
+                               [order["PurchaseOrderNumber"]])
+        else:
+            account, natural, dept = expense[rng.randrange(len(expense))]
+            row = _coding_row(rng, account, EXPENSES[natural], dept,
+                              round(rng.uniform(80, 2500), 2))
+            invoice = _invoice(rng, company, active[rng.randrange(len(active))], [row], [])
+        invoice["invoiceNumber"] = f"{BULK_DOCUMENT_PREFIX}{i + 1:07d}"
+        invoices.append(invoice)
+    return invoices
