@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -248,15 +249,20 @@ class Pager:
     def __init__(self) -> None:
         self._cursors: dict[str, Cursor] = {}
 
-    def page(self, scope: str, ctx: Ctx, rows: list[tuple[tuple[str, ...], Any]],
+    def page(self, scope: str, ctx: Ctx,
+             rows: list[tuple[tuple[str, ...], Any]] | Callable[[tuple[str, ...] | None],
+                                                                Iterator[tuple[tuple[str, ...], Any]]],
              size: int, budget: Any = None) -> tuple[list[Any], str | None]:
         """Cut one page from ``rows`` (sorted by key); returns the page and the next token.
 
-        ``budget`` (optional) is ``(limit, weight_fn)``: stop a page early once the summed
-        weight would pass the limit (always at least one row).
+        ``rows`` is the whole sorted list, or a function giving the sorted rows after a key
+        (None: from the start) lazily, so a long list indexed by its caller is not filtered
+        in full on every page. ``budget`` (optional) is ``(limit, weight_fn)``: stop a page
+        early once the summed weight would pass the limit (always at least one row).
         """
         query = _query_signature(ctx.request)
         token = ctx.request.headers.get(CONTINUATION_HEADER)
+        after: tuple[str, ...] | None = None
         if token:
             cursor = self._cursors.get(token)
             if cursor is None or cursor.scope != scope or cursor.expires < time.monotonic():
@@ -266,9 +272,13 @@ class Pager:
                 raise bad_parameter(ctx.request_id, "The continuation token was issued for "
                                     "different query parameters; repeat the first request's "
                                     "query", CONTINUATION_HEADER)
-            rows = [row for row in rows if row[0] > cursor.last_key]
-        chosen = _cut(rows, size, budget)
-        if len(chosen) == len(rows) or not chosen:
+            after = cursor.last_key
+        if callable(rows):
+            source = rows(after)
+        else:
+            source = iter(rows if after is None else [row for row in rows if row[0] > after])
+        chosen, more = _cut(source, size, budget)
+        if not more or not chosen:
             return [item for _, item in chosen], None
         next_token = new_id()
         if len(self._cursors) > MAX_CURSORS:
@@ -286,19 +296,22 @@ class Pager:
             del self._cursors[token]
 
 
-def _cut(rows: list[tuple[tuple[str, ...], Any]], size: int, budget: Any) -> list[Any]:
-    if budget is None:
-        return rows[:size]
-    limit, weight = budget
+def _cut(rows: Iterator[tuple[tuple[str, ...], Any]], size: int,
+         budget: Any) -> tuple[list[Any], bool]:
+    """Up to ``size`` rows (fewer once the budget is spent) and whether any row is left."""
+    limit, weight = budget if budget is not None else (0, None)
     chosen: list[Any] = []
     total = 0
-    for row in rows[:size]:
-        cost = weight(row[1])
-        if chosen and total + cost > limit:
-            break
+    for row in rows:
+        if len(chosen) == size:
+            return chosen, True
+        if weight is not None:
+            cost = weight(row[1])
+            if chosen and total + cost > limit:
+                return chosen, True
+            total += cost
         chosen.append(row)
-        total += cost
-    return chosen
+    return chosen, False
 
 
 def _query_signature(request: Request) -> tuple[tuple[str, tuple[str, ...]], ...]:

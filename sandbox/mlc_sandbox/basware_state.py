@@ -11,9 +11,12 @@ reason. Deleting a record from the API does not remove it from P2P (ref §4 DELE
 
 from __future__ import annotations
 
+import heapq
 import time
-from collections.abc import Callable, Iterable
+from bisect import bisect_left, bisect_right, insort
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 from .basware_common import Clock, Pager
@@ -94,6 +97,57 @@ def _item(external_code: str, parent: str | None, status: str,
             "errors": errors}
 
 
+InvoiceKey = tuple[str, str]  # (lastUpdated, invoiceId): the export queue's list order
+
+
+class InvoiceIndex:
+    """Invoice list keys per (processingStatus, companyCode), each list kept sorted.
+
+    A page of ``GET /v1/accountingDocuments`` is then found by bisection from the cursor
+    instead of filtering and sorting every invoice on every request, which made draining a
+    queue of 100,000 invoices (1,000 pages, each acknowledged) quadratic. Every change of an
+    invoice's status, company or lastUpdated must go through :meth:`remove` / :meth:`add`.
+    """
+
+    def __init__(self) -> None:
+        self._keys: dict[tuple[str, str], list[InvoiceKey]] = {}
+
+    @staticmethod
+    def _slot(invoice: dict[str, Any]) -> tuple[str, str]:
+        return invoice["processingStatus"], invoice["companyCode"]
+
+    @staticmethod
+    def key(invoice: dict[str, Any]) -> InvoiceKey:
+        return invoice["lastUpdated"], invoice["invoiceId"]
+
+    def add(self, invoice: dict[str, Any]) -> None:
+        insort(self._keys.setdefault(self._slot(invoice), []), self.key(invoice))
+
+    def add_many(self, invoices: Iterable[dict[str, Any]]) -> None:
+        """Seeding: append, then sort each list once (insort per invoice moves the list)."""
+        touched = set()
+        for invoice in invoices:
+            self._keys.setdefault(self._slot(invoice), []).append(self.key(invoice))
+            touched.add(self._slot(invoice))
+        for slot in touched:
+            self._keys[slot].sort()
+
+    def remove(self, invoice: dict[str, Any]) -> None:
+        keys = self._keys.get(self._slot(invoice), [])
+        key = self.key(invoice)
+        position = bisect_left(keys, key)
+        if position < len(keys) and keys[position] == key:
+            del keys[position]
+
+    def after(self, status: str | None, company: str | None,
+              start: tuple[str, ...] | None) -> Iterator[InvoiceKey]:
+        """The keys of the matching lists after ``start`` (None: all), in list order."""
+        lists = [keys for (slot_status, slot_company), keys in self._keys.items()
+                 if status in (None, slot_status) and company in (None, slot_company)]
+        runs = [islice(keys, bisect_right(keys, start) if start else 0, None) for keys in lists]
+        return runs[0] if len(runs) == 1 else heapq.merge(*runs)
+
+
 @dataclass
 class Tenant:
     """Everything one API account (client id) owns; externalCodes are unique per tenant."""
@@ -104,6 +158,7 @@ class Tenant:
     p2p: P2PRegistry = field(default_factory=P2PRegistry)
     statuses: dict[str, StatusEntry] = field(default_factory=dict)
     invoices: dict[str, dict[str, Any]] = field(default_factory=dict)
+    invoice_index: InvoiceIndex = field(default_factory=InvoiceIndex)
     subscriptions: list[dict[str, Any]] = field(default_factory=list)
     tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
     delete_tasks: dict[str, dict[str, Any]] = field(default_factory=dict)

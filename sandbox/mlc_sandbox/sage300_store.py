@@ -116,6 +116,8 @@ class CompanyState:
     next_batch: int = 1
     next_posting_sequence: int = 1
     counters: dict[str, int] = field(default_factory=dict)
+    # sage300_ap's (table versions, taken (vendor, document) pairs): see _taken_documents.
+    taken_documents: tuple[tuple[int, int], set[tuple[str, str]]] | None = None
 
     def table(self, path: str) -> Table:
         return self.tables[path]
