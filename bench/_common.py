@@ -135,6 +135,28 @@ def tap_catalog(config_path: Path, streams: Iterable[str]) -> dict[str, Any]:
     return catalog
 
 
+def discovered_catalog(executable: str, config_path: Path, streams: Iterable[str]
+                       ) -> dict[str, Any]:
+    """A tap's discovered catalog (``--discover``) with exactly `streams` selected."""
+    wanted = set(streams)
+    out = subprocess.run([str(BIN / executable), "--config", str(config_path), "--discover"],
+                         cwd=ROOT, capture_output=True, check=True, text=True).stdout
+    catalog = json.loads(out)
+    for entry in catalog["streams"]:
+        for meta in entry["metadata"]:
+            if not meta["breadcrumb"]:
+                meta["metadata"]["selected"] = entry["tap_stream_id"] in wanted
+    return catalog
+
+
+def basware_tap_config(sandbox: Sandbox, **extra: Any) -> dict[str, Any]:
+    """tap-basware against the Basware simulator (meltano.yml's sandbox settings)."""
+    basware = sandbox.info["basware"]
+    return {"base_url": basware["base_url"], "client_id": basware["client_id"],
+            "client_secret": basware["client_secret"],
+            "company_codes": [COMPANY_CODES[company] for company in COMPANIES], **extra}
+
+
 # -- measuring ---------------------------------------------------------------------------------
 
 @dataclass
