@@ -101,6 +101,12 @@ class Sandbox:
         return process_cpu(self.process.pid)
 
 
+def process_start(pid: int) -> int:
+    """When a process started, in clock ticks after boot (/proc/<pid>/stat field 22)."""
+    with open(f"/proc/{pid}/stat") as handle:
+        return int(handle.read().rsplit(")", 1)[1].split()[19])
+
+
 def process_cpu(pid: int) -> float:
     """User + system CPU seconds of a running process (/proc/<pid>/stat)."""
     with open(f"/proc/{pid}/stat") as handle:
@@ -335,7 +341,7 @@ class ProcessSampler:
     def __init__(self, classify: Callable[[str], str], interval: float = 0.25) -> None:
         self.classify = classify
         self.interval = interval
-        self.cpu: dict[int, tuple[str, float]] = {}
+        self.cpu: dict[tuple[int, int], tuple[str, float]] = {}
         self.peak_rss_mb: dict[str, float] = {}
         self._stop = False
         self._thread: Any = None
@@ -364,7 +370,9 @@ class ProcessSampler:
                 try:
                     cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
                     name = self.classify(cmdline.decode("utf-8", "replace"))
-                    self.cpu[pid] = (name, process_cpu(pid))
+                    # Keyed with the start time too: pids wrap (pid_max 32768 here), and a new
+                    # process under a dead one's pid would overwrite its CPU time.
+                    self.cpu[(pid, process_start(pid))] = (name, process_cpu(pid))
                     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                         if line.startswith("VmHWM:"):
                             rss = int(line.split()[1]) / 1024
