@@ -26,7 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--basware-port", type=int, default=47400)
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--info-file", type=Path, help="write base URLs and credentials here (JSON)")
-    serve.add_argument("--data", default="demo", help="demo, large, or a vendor count")
+    serve.add_argument("--data", default="demo",
+                       help="demo, large, a vendor count (e.g. 1000), or invoices-N (the demo "
+                            "plus N approved invoices waiting in Basware)")
     serve.add_argument("--seed", type=int, default=0)
     serve.add_argument("--sage-faults", type=_json_arg, help="fault settings (JSON or @file)")
     serve.add_argument("--basware-faults", type=_json_arg, help="fault settings (JSON or @file)")
