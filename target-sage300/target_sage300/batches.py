@@ -14,8 +14,9 @@ optional field (``BWINVID`` by default). What can go wrong, and what happens the
   If the message does not say which invoice, the batch is split in halves until it does.
 - Anything else (auth, 400, persistent 5xx) is a technical failure: it propagates.
 
-After each created batch the target emits a STATE checkpoint, so a crash loses at most the
-batch in flight, which the next run finds by the lookups in ``client.py``.
+After each created batch the target emits a STATE checkpoint (spaced out once a run has
+more than 500 outcomes: ``TargetSage300.batch_checkpoint``); what a crash loses since the last
+one, the next run finds by the lookups in ``client.py``.
 """
 
 from __future__ import annotations

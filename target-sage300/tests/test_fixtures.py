@@ -24,6 +24,7 @@ from target_sage300_testkit import (
 
 from ml_connector_core.ledger import Ledger
 from mlc_sandbox.serve import Sandbox
+from target_sage300.target import TargetSage300
 
 BATCH_DESCRIPTION = re.compile(r"^ml-connector [0-9a-f]{8} (SAMINC|SAMLTD) #\d+$")
 
@@ -242,6 +243,23 @@ def test_a_checkpoint_follows_every_batch(sandbox: Sandbox, tmp_path: Path) -> N
     marks = [s["bookmarks"]["accounting_documents"]["replication_key_value"]
              for s in run.states]
     assert marks == ["2026-10-05T03:00:00Z", "2026-10-05T03:00:00Z", "2026-10-05T07:00:00Z"]
+
+
+def test_checkpoints_are_spaced_out_in_a_long_run(sandbox: Sandbox, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past SPACED_AFTER outcomes a batch is followed by a STATE only once the outcomes grew
+    by a quarter (every STATE carries them all: one per batch would grow with the square of
+    the run). Here after 2 instead of 500, with batches of one invoice."""
+    monkeypatch.setattr(TargetSage300, "SPACED_AFTER", 2)
+    run = run_target(sage_config(sandbox, tmp_path, batch_size=1),
+                     fixture("seven_invoices_two_states.singer"))
+
+    assert run.error is None
+    assert [len(b["Invoices"]) for b in connector_batches(sandbox)] == [1] * 7
+    # 1, 2, then each at least 1.25x the last: 3 (>= 2.5), 4 (>= 3.75), 5 (>= 5); 6 < 6.25
+    # waits, and the end of the run writes the last.
+    assert [len(s["transfer_outcomes"]) for s in run.states] == [1, 2, 3, 4, 5, 7]
+    assert len(run.outcomes) == 7
 
 
 def test_outcomes_the_tap_has_not_answered_yet_are_carried(sandbox: Sandbox,
