@@ -103,6 +103,10 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+# Outcomes left below which the state is emitted after every transfer response.
+SPACED_BELOW = 500
+
+
 class TransferResponder:
     """Posts transfer responses and records each in the audit ledger."""
 
@@ -116,13 +120,23 @@ class TransferResponder:
 
     def answer(self, outcomes: dict[str, Any], on_progress: Callable[[], None]) -> dict[str, int]:
         """Answer every outcome; each one answered or dropped is removed from `outcomes`
-        (the tap's state) and `on_progress` emits the state. Raises on technical failures."""
+        (the tap's state) and `on_progress` emits the state: after every answer while at most
+        SPACED_BELOW outcomes are left, before that once a fifth of those left at the last
+        emission are answered. The state holds every outcome not yet answered, so emitting
+        it after each answer would grow with the square of a large backlog; spaced this way
+        it is a constant times the first. A crash between two emissions only means answers
+        sent again, which Basware refuses as already Transferred (handled below).
+        Raises on technical failures."""
         counts = {"responded": 0, "already_answered": 0, "rejected": 0}
+        left_at_emission, answered_since = len(outcomes), 0
         for invoice_id in list(outcomes):
             kind = self._answer_one(invoice_id, outcomes[invoice_id])
             counts[kind] += 1
             del outcomes[invoice_id]
-            on_progress()
+            answered_since += 1
+            if len(outcomes) <= SPACED_BELOW or 5 * answered_since >= left_at_emission:
+                on_progress()
+                left_at_emission, answered_since = len(outcomes), 0
         self.logger.info("Transfer responses: %s", counts)
         return counts
 

@@ -7,6 +7,7 @@ import json
 import re
 from typing import Any
 
+import requests
 from tap_basware_testkit import COMPANIES, header
 
 from mlc_sandbox.data import BASWARE_SCOPES
@@ -170,3 +171,30 @@ def test_malformed_or_unknown_outcomes_are_dropped_with_a_reason_and_the_rest_an
     assert "does not know the invoice" in rejected[unknown]["error"]
     assert f"transfer outcome for invoice {bad}: field 'success'" in run.stderr
     assert "transfer_outcomes" not in run.final_state
+
+
+def test_a_large_backlog_of_outcomes_is_checkpointed_spaced_out(basware, tap_config, run_tap
+                                                                 ) -> None:
+    # 600 invoices more than the demo's: past SPACED_BELOW (500) outcomes left, the state
+    # (which holds every outcome not yet answered) is emitted once a fifth of them is
+    # answered, not after every answer; at or below it, after every answer.
+    requests.post(f"{basware.admin}/reset", json={"seed": 0, "data": "invoices-600"},
+                  timeout=120).raise_for_status()
+    config, first = acknowledged_run(basware, tap_config, run_tap)
+    waiting = sorted(i for i, inv in basware.invoices().items()
+                     if inv["processingStatus"] == IN_PROGRESS)
+    assert len(waiting) > 600
+    outcomes = {invoice_id: {"success": True, "message": "created", "batch": 1,
+                             "entry": n + 1, "company": "SAMINC"}
+                for n, invoice_id in enumerate(waiting)}
+
+    second = run_tap(config, state={**first.final_state, "transfer_outcomes": outcomes})
+
+    assert second.returncode == 0, second.stderr[-2000:]
+    assert all(basware.invoices()[i]["processingStatus"] == "Transferred" for i in waiting)
+    left = [len(s.get("transfer_outcomes", {})) for s in second.states]
+    # One emission once a fifth of the backlog above 500 is answered, then one per answer.
+    above = [n for n in left if n > 500]
+    assert above == [len(waiting) - (len(waiting) + 4) // 5]
+    assert [n for n in left if n <= 500][:3] == [500, 499, 498]
+    assert "transfer_outcomes" not in second.final_state
