@@ -9,6 +9,7 @@ CPU time and peak RSS of that one child.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -107,6 +108,14 @@ def process_start(pid: int) -> int:
         return int(handle.read().rsplit(")", 1)[1].split()[19])
 
 
+def peak_rss_mb(pid: int) -> float:
+    """A running process's own peak RSS in MB (VmHWM in /proc/<pid>/status); 0 if absent."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 def process_cpu(pid: int) -> float:
     """User + system CPU seconds of a running process (/proc/<pid>/stat)."""
     with open(f"/proc/{pid}/stat") as handle:
@@ -130,15 +139,7 @@ def write_json(directory: Path, name: str, value: Any) -> Path:
 
 def tap_catalog(config_path: Path, streams: Iterable[str]) -> dict[str, Any]:
     """tap-sage300's discovered catalog with exactly `streams` selected."""
-    wanted = set(streams)
-    out = subprocess.run([str(BIN / "tap-sage300"), "--config", str(config_path), "--discover"],
-                         cwd=ROOT, capture_output=True, check=True, text=True).stdout
-    catalog = json.loads(out)
-    for entry in catalog["streams"]:
-        for meta in entry["metadata"]:
-            if not meta["breadcrumb"]:
-                meta["metadata"]["selected"] = entry["tap_stream_id"] in wanted
-    return catalog
+    return discovered_catalog("tap-sage300", config_path, streams)
 
 
 def discovered_catalog(executable: str, config_path: Path, streams: Iterable[str]
@@ -210,12 +211,8 @@ class PeakRss:
 
     def _poll(self) -> None:
         while not self._done.is_set():
-            try:
-                for line in Path(f"/proc/{self._pid}/status").read_text().splitlines():
-                    if line.startswith("VmHWM:"):
-                        self.mb = max(self.mb, int(line.split()[1]) / 1024)
-            except (OSError, ValueError):
-                pass
+            with contextlib.suppress(OSError, ValueError):  # it just ended
+                self.mb = max(self.mb, peak_rss_mb(self._pid))
             self._done.wait(self._interval)
 
     def stop(self) -> None:
@@ -373,10 +370,8 @@ class ProcessSampler:
                     # Keyed with the start time too: pids wrap (pid_max 32768 here), and a new
                     # process under a dead one's pid would overwrite its CPU time.
                     self.cpu[(pid, process_start(pid))] = (name, process_cpu(pid))
-                    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                        if line.startswith("VmHWM:"):
-                            rss = int(line.split()[1]) / 1024
-                            self.peak_rss_mb[name] = max(self.peak_rss_mb.get(name, 0.0), rss)
+                    self.peak_rss_mb[name] = max(self.peak_rss_mb.get(name, 0.0),
+                                                 peak_rss_mb(pid))
                 except (OSError, ValueError, IndexError):
                     continue  # it just ended
             time.sleep(self.interval)

@@ -39,6 +39,7 @@ from _common import (
     BIN,
     MASTER_DATA_STREAMS,
     ROOT,
+    Measured,
     Sandbox,
     basware_tap_config,
     discovered_catalog,
@@ -78,6 +79,13 @@ def count_records(path: Path) -> int:
         return sum(1 for line in lines if line.startswith(b'{"type":"RECORD"'))
 
 
+def note(peaks: dict[str, list[float]], rows: list[Row], plugin: str, data: str,
+         records: int, measured: Measured) -> None:
+    """One measurement: its peak for the flatness check, its row for the table."""
+    peaks[plugin].append(measured.max_rss_mb)
+    rows.append([plugin, data, f"{records:,}", measured.max_rss_mb, measured.wall])
+
+
 def master_data(sandbox: Sandbox, work: Path, peaks: dict[str, list[float]],
                 rows: list[Row]) -> None:
     config = write_json(work, "tap.json", tap_config(sandbox))
@@ -90,9 +98,7 @@ def master_data(sandbox: Sandbox, work: Path, peaks: dict[str, list[float]],
         output = work / "full.singer"
         with output.open("wb") as out:
             measured = run_measured([*tap, "--catalog", str(full)], stdout=out)
-        peaks["tap-sage300"].append(measured.max_rss_mb)
-        rows.append(["tap-sage300", f"{size:,} vendors", f"{count_records(output):,}",
-                     measured.max_rss_mb, measured.wall])
+        note(peaks, rows, "tap-sage300", f"{size:,} vendors", count_records(output), measured)
         with output.open("wb") as out:
             run_measured([*tap, "--catalog", str(vendors)], stdout=out)
         ledger = work / f"ledger-{size}.sqlite"
@@ -100,9 +106,8 @@ def master_data(sandbox: Sandbox, work: Path, peaks: dict[str, list[float]],
         with output.open("rb") as records:
             measured = run_measured([str(BIN / "target-basware"), "--config", str(target)],
                                     stdin=records)
-        peaks["target-basware"].append(measured.max_rss_mb)
-        rows.append(["target-basware", f"{size:,} vendors", f"{count_records(output):,}",
-                     measured.max_rss_mb, measured.wall])
+        note(peaks, rows, "target-basware", f"{size:,} vendors", count_records(output),
+             measured)
 
 
 def invoices(sandbox: Sandbox, work: Path, peaks: dict[str, list[float]],
@@ -122,17 +127,13 @@ def invoices(sandbox: Sandbox, work: Path, peaks: dict[str, list[float]],
             measured = run_measured([str(BIN / "tap-basware"), "--config", str(tap),
                                      "--catalog", str(catalog)], stdout=out)
         records = count_records(output)
-        peaks["tap-basware"].append(measured.max_rss_mb)
-        rows.append(["tap-basware", f"{size:,} invoices", f"{records:,}",
-                     measured.max_rss_mb, measured.wall])
+        note(peaks, rows, "tap-basware", f"{size:,} invoices", records, measured)
         target = write_json(work, "sage.json",
                             target_config(sandbox, ledger_url, "target-sage300"))
         with output.open("rb") as stdin:
             measured = run_measured([str(BIN / "target-sage300"), "--config", str(target)],
                                     stdin=stdin)
-        peaks["target-sage300"].append(measured.max_rss_mb)
-        rows.append(["target-sage300", f"{size:,} invoices", f"{records:,}",
-                     measured.max_rss_mb, measured.wall])
+        note(peaks, rows, "target-sage300", f"{size:,} invoices", records, measured)
 
 
 def main() -> dict[str, bool]:

@@ -144,7 +144,7 @@ class Redactor:
     def json_is_clean(self, text: str) -> bool:
         """True when ``redact_obj`` would return the document whose JSON is ``text``
         unchanged: no registered secret, no secret-looking key, no credential shape in it.
-        Three searches over one string instead of a walk over every value (the ledger stores
+        Two searches over one string instead of a walk over every value (the ledger stores
         100,000s of records, nearly all clean); False just means "walk it"."""
         pattern = self._pattern
         if pattern is not None and pattern.search(text):

@@ -70,7 +70,8 @@ class PageConnection:
             connection = self._open()
         except (OSError, http.client.HTTPException) as exc:
             self.close()
-            return PageRequest(self, request, started, error=_connect_error(exc, request))
+            return PageRequest(self, request, started,
+                               error=as_requests_error(exc, request, connecting=True))
         try:
             connection.putrequest(request.method or "GET", request.path_url,
                                   skip_host=False, skip_accept_encoding=True)
@@ -79,7 +80,7 @@ class PageConnection:
             connection.endheaders()
         except (OSError, http.client.HTTPException) as exc:
             self.close()
-            return PageRequest(self, request, started, error=exc)
+            return PageRequest(self, request, started, error=as_requests_error(exc, request))
         return PageRequest(self, request, started)
 
     def _open(self) -> http.client.HTTPConnection:
@@ -134,11 +135,16 @@ class PageConnection:
             self._connection = None
 
 
-def _connect_error(exc: BaseException, request: requests.PreparedRequest) -> BaseException:
+def as_requests_error(exc: BaseException, request: requests.PreparedRequest, *,
+                      connecting: bool = False) -> requests.exceptions.RequestException:
+    """The exception ``requests`` raises for the same failure, so the SDK's retry decorator
+    and the tap's TLS check treat both paths alike."""
     if isinstance(exc, ssl.SSLError):
         return requests.exceptions.SSLError(exc, request=request)
     if isinstance(exc, TimeoutError):
-        return requests.exceptions.ConnectTimeout(exc, request=request)
+        timeout = requests.exceptions.ConnectTimeout if connecting \
+            else requests.exceptions.ReadTimeout
+        return timeout(exc, request=request)
     return requests.exceptions.ConnectionError(exc, request=request)
 
 
@@ -146,7 +152,8 @@ class PageRequest:
     """A page request on the wire; :meth:`response` reads its answer (once)."""
 
     def __init__(self, connection: PageConnection, request: requests.PreparedRequest,
-                 started: float, error: BaseException | None = None) -> None:
+                 started: float,
+                 error: requests.exceptions.RequestException | None = None) -> None:
         self.request = request
         self._connection = connection
         self._started = started
@@ -154,15 +161,11 @@ class PageRequest:
 
     def response(self) -> requests.Response:
         """The answer, or the ``requests`` exception a plain send would have raised."""
+        if self._error is not None:
+            raise self._error
         try:
-            if self._error is not None:
-                raise self._error
             return self._connection.receive(self.request, self._started)
         except requests.exceptions.RequestException:
             raise
-        except ssl.SSLError as exc:
-            raise requests.exceptions.SSLError(exc, request=self.request) from exc
-        except TimeoutError as exc:
-            raise requests.exceptions.ReadTimeout(exc, request=self.request) from exc
         except (OSError, http.client.HTTPException) as exc:
-            raise requests.exceptions.ConnectionError(exc, request=self.request) from exc
+            raise as_requests_error(exc, self.request) from exc

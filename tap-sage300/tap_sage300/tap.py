@@ -78,7 +78,6 @@ class TapSage300(Tap):
             install_log_redaction([self.config["password"], *url_passwords(self.config)])
         self.audit = ReadAudit()  # the real one is opened by sync_all
         self._gl_accounts: dict[str, dict[str, tuple[str | None, str | None]]] = {}
-        self._tls: ssl.SSLContext | None = None
 
     def discover_streams(self) -> list[Stream]:
         return [stream_type(tap=self) for stream_type in STREAM_TYPES]
@@ -114,12 +113,12 @@ class TapSage300(Tap):
         base_url = str(self.config["base_url"])
         if session.cert or session.proxies_for(base_url):
             return None
-        return PageConnection(base_url, self.retry_policy.timeout, self._tls_context)
+        return PageConnection(base_url, self.retry_policy.timeout, lambda: self.sage_tls)
 
-    def _tls_context(self) -> ssl.SSLContext:
-        if self._tls is None:
-            self._tls = tls_context(self.http_session.verify)
-        return self._tls
+    @cached_property
+    def sage_tls(self) -> ssl.SSLContext:
+        """The certificate check of ``http_session``, built once (HTTPS only)."""
+        return tls_context(self.http_session.verify)
 
     @property
     def cost_center_segment_number(self) -> str:

@@ -188,7 +188,11 @@ def _dumps(value: Any) -> str:
 
 def payload_hash(payload: Any) -> str:
     """sha256 (hex) of the canonical JSON of `payload`: sorted keys, canonical numbers/dates."""
-    return hashlib.sha256(_dumps(to_jsonable(payload)).encode()).hexdigest()
+    return _sha256(_dumps(to_jsonable(payload)))
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
@@ -301,14 +305,13 @@ class Ledger:
         run = self._run(entry.run_id)
         action = Action(entry.action)  # ValueError on anything outside the enum
         redact = self.redactor
-        stored = digest = None
+        stored, digest = None, entry.payload_hash
         if entry.payload is not None:
             payload = to_jsonable(entry.payload)
-            canonical = _dumps(payload)  # hashed, and stored as it is when nothing is secret
-            digest = hashlib.sha256(canonical.encode()).hexdigest()
+            canonical = _dumps(payload)  # payload_hash's text; stored as is when nothing is secret
+            digest = digest or _sha256(canonical)
             stored = canonical if redact.json_is_clean(canonical) \
                 else _dumps(redact.redact_obj(payload))
-        digest = entry.payload_hash or digest
         error = entry.error
         if isinstance(error, BaseException):
             error = f"{type(error).__name__}: {error}"
