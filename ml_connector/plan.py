@@ -47,8 +47,15 @@ from ml_connector.project_config import (
 )
 from ml_connector_core.dryrun import CREATE, REJECT, SKIP, UPDATE, VERDICTS, Verdict, read_verdicts
 from ml_connector_core.ledger import Action, Ledger
+from ml_connector_core.outcome_handover import (
+    INLINE_KEY,
+    missing_runs,
+    missing_runs_message,
+    pending_replies,
+    pending_runs,
+)
+from ml_connector_core.settings import configured_ledger_url
 
-OUTCOMES_KEY = "transfer_outcomes"  # what target-sage300 leaves in the invoices job's state
 MAX_LISTED_REJECTS = 100  # in the text output; --format json lists all
 
 
@@ -169,13 +176,7 @@ def _plan_job(project: Project, job: Job, full: bool, work: Path) -> JobPlan:
         # from), so the peek reads every waiting invoice. The outcomes of the last run are
         # only counted: answering them is a write.
         tap_settings["ACKNOWLEDGE"] = "false"
-        outcomes = state.get(OUTCOMES_KEY) or {}
-        plan.transfer_responses = {
-            "Transferred": sum(1 for o in outcomes.values() if isinstance(o, dict)
-                               and o.get("success") is True),
-            "TransferFailed": sum(1 for o in outcomes.values() if isinstance(o, dict)
-                                  and o.get("success") is False),
-        }
+        plan.transfer_responses = _pending_answers(project, job, state)
     elif full or not state:
         plan.reads = "every Sage 300 record (no saved state used)"
     else:
@@ -194,6 +195,32 @@ def _plan_job(project: Project, job: Job, full: bool, work: Path) -> JobPlan:
                                    f"{target_env}_DRY_RUN_REPORT": str(report)}, job)
     plan.verdicts = _tap_rejections(job.tap, scratch_ledger) + read_verdicts(report)
     return plan
+
+
+def _pending_answers(project: Project, job: Job, state: dict[str, Any]) -> dict[str, int]:
+    """How the outcomes the state names will be answered: Transferred or TransferFailed."""
+    counts = Counter({"Transferred": 0, "TransferFailed": 0})
+
+    def count(reply: Any) -> None:
+        success = reply.get("success") if isinstance(reply, dict) else None
+        if isinstance(success, bool):
+            counts["Transferred" if success else "TransferFailed"] += 1
+
+    inline = state.get(INLINE_KEY)
+    for reply in (inline.values() if isinstance(inline, dict) else ()):
+        count(reply)
+    if runs := pending_runs(state):
+        config = json.loads(run_meltano(
+            project.root, project.environment, ["invoke", "--dump=config", job.tap],
+            what=f"invoke --dump=config {job.tap}", timeout=project.timeout).stdout)
+        ledger_url = configured_ledger_url(config, default=False) or \
+            f"sqlite:///{(project.root / '.ml-connector' / 'ledger.sqlite').resolve()}"
+        with Ledger.open(ledger_url) as ledger:
+            if missing := missing_runs(ledger, runs):
+                raise PlanError(missing_runs_message(missing, ledger_url))
+            for entry in pending_replies(ledger, runs):
+                count(entry.reply)
+    return dict(counts)
 
 
 def _plugin_env(plugin: str) -> str:

@@ -34,6 +34,7 @@ from e2e import (
     wait_until,
 )
 
+from ml_connector_core.outcome_handover import RUNS_KEY
 from mlc_sandbox.serve import Sandbox
 
 SEEDS = [1]  # more seeds (and kills under faults): bench/soak.py --kills
@@ -96,7 +97,7 @@ def test_invoices_killed_after_sage_create_and_after_a_transfer_response(
         kill(running)
     project.finish(running)
     (killed_batch,) = connector_batches(sandbox)
-    assert "transfer_outcomes" not in project.state("invoices")
+    assert RUNS_KEY not in project.state("invoices")
     set_faults(sandbox, None, None)
 
     recover = project.run("invoices", force=True, name="recover")
@@ -112,7 +113,7 @@ def test_invoices_killed_after_sage_create_and_after_a_transfer_response(
     finally:
         kill(running)
     project.finish(running)
-    assert "transfer_outcomes" in project.state("invoices")
+    assert RUNS_KEY in project.state("invoices")
     set_faults(sandbox, None, None)
 
     answer = project.run("invoices", force=True, name="answer")

@@ -20,6 +20,7 @@ import pytest
 import requests
 from e2e import Project, basware_tenant, connector_batches, sandbox_get
 
+from ml_connector_core.outcome_handover import RUNS_KEY
 from mlc_sandbox.data import UNKNOWN_ACCOUNT
 from mlc_sandbox.serve import Sandbox
 
@@ -134,7 +135,7 @@ def test_two_runs_bring_every_invoice_exactly_once_and_answer_basware(
     assert second.ok, second.output[-3000:]
     assert_exactly_once_and_answered(pipeline.sandbox, initial)
     assert len(connector_batches(pipeline.sandbox)) == 2  # one per company
-    assert "transfer_outcomes" not in pipeline.state("invoices")  # every outcome was answered
+    assert RUNS_KEY not in pipeline.state("invoices")  # every outcome was answered
 
 
 def test_a_lost_batch_response_in_the_pipeline(pipeline: Project) -> None:

@@ -180,3 +180,21 @@ def test_plan_says_which_plugin_failed_and_shows_no_secret(fresh_sandbox: Sandbo
                             "Sage 300 refused the credentials for user WEBAPI")
     assert wrong not in error and wrong.upper() not in error and SAGE_PASSWORD not in error
     assert writes(fresh_sandbox) == []
+
+
+def test_plan_counts_the_answers_the_last_invoices_run_left_to_give(
+        fresh_sandbox: Sandbox, env: dict[str, str]) -> None:
+    """target-sage300 leaves its outcomes in the ledger and names its run in the job's state;
+    the plan reads them there (tap-basware answers them at the next run's start)."""
+    meltano(env, "run", "invoices")
+    clear_logs(fresh_sandbox)
+    runs = ledger_runs(env)
+
+    code, report, stderr = plan(env, "--job", "invoices")
+
+    assert code == 0, stderr
+    invoices = report["jobs"]["invoices"]
+    assert invoices["error"] is None
+    assert invoices["transfer_responses_pending"] == {"Transferred": 27, "TransferFailed": 1}
+    assert writes(fresh_sandbox) == [] and ledger_runs(env) == runs
+    assert queue(fresh_sandbox) == {"TransferInProgress": 28}

@@ -59,9 +59,9 @@ def test_migrates_a_v1_ledger_in_place(ledger_url: str) -> None:
     with Ledger.open(ledger_url) as ledger:
         with ledger.engine.connect() as conn:
             versions = conn.execute(select(schema_version.c.version)).scalars().all()
-        assert versions == [1, 2, 3]
+        assert versions == [1, 2, 3, 4]
         columns = {c["name"] for c in inspect(ledger.engine).get_columns(entries.name)}
-        assert {"key_properties", "stream_schema"} <= columns
+        assert {"key_properties", "stream_schema", "reply"} <= columns
         [old] = ledger.trace("V1")
         assert (old.payload, old.key_properties, old.action) == ({"a": 1}, None, Action.READ)
         # The new columns work on the upgraded ledger.
@@ -70,7 +70,7 @@ def test_migrates_a_v1_ledger_in_place(ledger_url: str) -> None:
         assert ledger.latest_outcome("vendors", "V1").key_properties == ["VendorID"]
 
     with Ledger.open(ledger_url) as again, again.engine.connect() as conn:  # reopen: no-op
-        assert conn.execute(select(func.count()).select_from(schema_version)).scalar() == 3
+        assert conn.execute(select(func.count()).select_from(schema_version)).scalar() == 4
 
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -137,6 +137,11 @@ def build_v2_ledger(url: str) -> dict[str, list[dict[str, Any]]]:
     return table_rows(url, ["schema_version", "runs", "entries"])
 
 
+def with_no_reply(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Entries of an older ledger as they read after the v4 step: with an empty reply."""
+    return [{**row, "reply": None} for row in rows]
+
+
 def another_ledger(url: str, tmp_path: Path, name: str, version: int) -> str:
     """The URL of a new ledger at schema `version` beside `url`: a SQLite file, or a
     PostgreSQL schema of the same database (through search_path, so unqualified names land
@@ -198,9 +203,9 @@ def test_upgrades_a_v2_ledger_keeping_every_row(ledger_url: str, tmp_path: Path)
     with Ledger.open(ledger_url) as ledger:
         after = table_rows(ledger_url, [schema_version.name, runs.name, entries.name])
         assert after[runs.name] == before["runs"]
-        assert after[entries.name] == before["entries"]
+        assert after[entries.name] == with_no_reply(before["entries"])
         assert after[schema_version.name][:2] == before["schema_version"]
-        assert [row["version"] for row in after[schema_version.name]] == [1, 2, 3]
+        assert [row["version"] for row in after[schema_version.name]] == [1, 2, 3, 4]
         # The API reads the old rows, and new ones go after them.
         assert [e.action for e in ledger.trace("INV-1")] == [Action.READ, Action.CREATED]
         assert ledger.target_key_for("invoices", "INV-1") == "DOC-7"
@@ -341,8 +346,8 @@ def test_concurrent_openers_upgrade_a_v2_ledger_once(ledger_url: str) -> None:
                                [(ledger_url, w, each) for w in range(workers)])
     assert written == [each] * workers
     after = table_rows(ledger_url, [schema_version.name, entries.name])
-    assert [row["version"] for row in after[schema_version.name]] == [1, 2, 3]
-    assert after[entries.name][:len(before["entries"])] == before["entries"]
+    assert [row["version"] for row in after[schema_version.name]] == [1, 2, 3, 4]
+    assert after[entries.name][:len(before["entries"])] == with_no_reply(before["entries"])
     assert len(after[entries.name]) == len(before["entries"]) + workers * each
 
 
@@ -428,6 +433,38 @@ def test_bulk_outcomes_agree_with_the_per_key_helpers(ledger: Ledger) -> None:
     assert found["V1"].delivered_as(h[1]) and not found["V1"].delivered_as(h[2])
     assert not found["V2"].delivered_as(h[2])  # the latest outcome failed
     assert found["V2"].target_key == "BW-2" and found["V3"].target_key is None
+
+
+def test_replies_are_read_a_page_at_a_time_after_a_cursor(ledger: Ledger) -> None:
+    target = ledger.start_run("target-sage300")
+    other = ledger.start_run("target-sage300")
+    ledger.record_many([
+        Entry(target.run_id, "ap_invoices", "INV-1", Action.CREATED, target_key="SAMINC/1/1",
+              reply={"success": True, "message": "Created", "batch": 1, "entry": 1}),
+        Entry(target.run_id, "ap_invoices", "record 2", Action.REJECTED, error="no source id"),
+        Entry(other.run_id, "ap_invoices", "INV-9", Action.REJECTED,
+              reply={"success": False, "message": "GL account 6999 does not exist"}),
+        *(Entry(target.run_id, "ap_invoices", f"INV-{n}", Action.REJECTED,
+                reply={"success": False, "message": f"reason {n}"}) for n in range(2, 8)),
+    ])
+
+    first = ledger.replies(target.run_id, limit=4)
+    assert [e.source_key for e in first] == ["INV-1", "INV-2", "INV-3", "INV-4"]
+    assert first[0].reply == {"success": True, "message": "Created", "batch": 1, "entry": 1}
+    rest = ledger.replies(target.run_id, after=first[-1].id, limit=4)
+    assert [e.source_key for e in rest] == ["INV-5", "INV-6", "INV-7"]
+    assert ledger.replies(target.run_id, after=rest[-1].id) == []
+    assert ledger.run(target.run_id).plugin == "target-sage300"
+    assert ledger.run(str(uuid.uuid4())) is None
+
+
+def test_replies_are_redacted(sqlite_url: str) -> None:
+    with Ledger.open(sqlite_url, secrets=["s3cret-pw"]) as ledger:
+        run = ledger.start_run("target-sage300")
+        ledger.record(Entry(run.run_id, "ap_invoices", "INV-1", Action.REJECTED,
+                            reply={"success": False, "message": "login s3cret-pw refused"}))
+        [entry] = ledger.replies(run.run_id)
+    assert "s3cret-pw" not in json.dumps(entry.reply)
 
 
 def test_record_validates(ledger: Ledger) -> None:

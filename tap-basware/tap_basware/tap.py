@@ -2,9 +2,9 @@
 request statuses for reconciliation.
 
 The tap holds what all its streams share for one run: one BaswareClient (one OAuth2 token,
-refreshed before expiry and on a 401), one audit-ledger run, and the transfer outcomes the
-previous run's target-sage300 left in the state, which are answered to Basware before any
-stream reads the queue.
+refreshed before expiry and on a 401) and one audit-ledger run. Before any stream reads the
+queue, it answers to Basware the transfer outcomes of the target-sage300 runs its state names
+(read from the ledger: ``ml_connector_core.outcome_handover``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,15 @@ from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
 
 from ml_connector_core.basware_api import BaswareClient
-from ml_connector_core.ledger import Entry, Ledger
+from ml_connector_core.ledger import SAGE_TO_BASWARE, Action, Entry, Ledger
+from ml_connector_core.outcome_handover import (
+    INLINE_KEY,
+    PAGE,
+    RUNS_KEY,
+    missing_runs,
+    missing_runs_message,
+    pending_runs,
+)
 from ml_connector_core.redaction import Redactor, install_log_redaction
 from ml_connector_core.settings import (
     SOURCE_SYSTEM,
@@ -30,11 +38,14 @@ from ml_connector_core.settings import (
     warn_if_basware_tls_off,
 )
 from tap_basware.streams import AccountingDocumentsStream, RequestStatusStream, VendorsStream
-from tap_basware.transfer_responses import TransferResponder
+from tap_basware.transfer_responses import KINDS, TransferResponder
 
 DEFAULT_SCOPES = "accountingDocuments.read accountingDocuments.write vendors.read requestStatus.read"
 PLUGIN = "tap-basware"
-OUTCOMES_KEY = "transfer_outcomes"
+
+
+class LedgerMismatch(RuntimeError):
+    """The state names target-sage300 runs this tap's ledger does not hold."""
 
 
 class TapBasware(Tap):
@@ -66,15 +77,15 @@ class TapBasware(Tap):
     # -- state ---------------------------------------------------------------------------------
 
     def load_state(self, state: dict[str, Any]) -> None:
-        """Keep `transfer_outcomes` too: the SDK's load_state only keeps `bookmarks`.
-
-        target-sage300 merges the outcomes of the invoices it handled into the STATE it emits;
-        Meltano hands that state to this tap on the next run, which answers them to Basware.
-        """
+        """Keep the transfer outcomes to answer too: the SDK's load_state only keeps
+        `bookmarks`. target-sage300 names its ledger runs in the STATE it emits (older
+        releases put the outcomes themselves there); Meltano hands that state to this tap on
+        the next run, which answers them to Basware."""
         super().load_state(state)
-        outcomes = state.get(OUTCOMES_KEY)
-        if outcomes:
-            self.state[OUTCOMES_KEY] = copy.deepcopy(dict(outcomes))
+        if runs := pending_runs(state):
+            self.state[RUNS_KEY] = runs
+        if outcomes := state.get(INLINE_KEY):
+            self.state[INLINE_KEY] = copy.deepcopy(dict(outcomes))
 
     def write_state(self) -> None:
         """Emit the current state now (used after each transfer response)."""
@@ -151,23 +162,59 @@ class TapBasware(Tap):
         self._finish_run(run_id, "success", summary)
 
     def answer_transfer_outcomes(self) -> dict[str, int]:
-        """Post a transfer response for every outcome in the input state (design step 1)."""
-        outcomes: dict[str, Any] = self.state.get(OUTCOMES_KEY) or {}
-        if not outcomes:
+        """Post a transfer response for every outcome the input state names (design step 1):
+        the replies of the target-sage300 ledger runs it names, a page at a time. Answered
+        ones leave the state as the answers go out (the run's cursor moves), so a crash
+        re-answers only the rest. Raises on technical failures, the state kept."""
+        self._adopt_outcomes_in_state()
+        runs: dict[str, int] = self.state.get(RUNS_KEY) or {}
+        if not runs:
             return {}
+        if missing := missing_runs(self.ledger, runs):
+            raise LedgerMismatch(self.redactor.redact(missing_runs_message(
+                missing, self.ledger_url or "(default)")))
         responder = TransferResponder(
             client=self.basware, record=self.record, run_id=self.ledger_run_id,
             source_system=self.config.get("source_system") or SOURCE_SYSTEM, logger=self.logger,
         )
+        counts = dict.fromkeys(KINDS, 0)
         try:
-            return responder.answer(outcomes, on_progress=self._outcomes_progress)
+            for run_id in list(runs):
+                answered = responder.answer_replies(
+                    lambda after, run_id=run_id: self.ledger.replies(run_id, after=after,
+                                                                      limit=PAGE),
+                    after=runs[run_id],
+                    on_page=lambda cursor, run_id=run_id: self._run_progress(run_id, cursor))
+                counts = {kind: counts[kind] + answered[kind] for kind in KINDS}
+                del runs[run_id]
         finally:
-            self._outcomes_progress()
+            if not runs:
+                self.state.pop(RUNS_KEY, None)
+            self.write_state()
+        self.logger.info("Transfer responses: %s", counts)
+        return counts
 
-    def _outcomes_progress(self) -> None:
-        # Answered outcomes leave the state at once, so a crash re-answers only the rest.
-        if OUTCOMES_KEY in self.state and not self.state[OUTCOMES_KEY]:
-            del self.state[OUTCOMES_KEY]
+    def _adopt_outcomes_in_state(self) -> None:
+        """Outcomes an older release left in the state itself become replies in the ledger,
+        under a ledger run of their own that the state names, and are answered like any
+        run's. A crash before the state goes out adopts them again: answering twice is safe
+        (Basware refuses a second answer), losing one is not."""
+        outcomes = self.state.pop(INLINE_KEY, None)
+        if not outcomes:
+            return
+        run_id = self.ledger.start_run(PLUGIN).run_id
+        self.ledger.record_many(Entry(run_id=run_id, stream=INLINE_KEY, source_key=invoice_id,
+                                      action=Action.READ, direction=SAGE_TO_BASWARE,
+                                      reply=outcome)
+                                for invoice_id, outcome in outcomes.items())
+        self.ledger.finish_run(run_id, "success", {"outcomes_carried_in_state": len(outcomes)})
+        self.state.setdefault(RUNS_KEY, {})[run_id] = 0
+        self.write_state()
+        self.logger.info("%d transfer outcome(s) carried in the state are in the ledger now, "
+                         "as run %s", len(outcomes), run_id)
+
+    def _run_progress(self, run_id: str, cursor: int) -> None:
+        self.state[RUNS_KEY][run_id] = cursor
         self.write_state()
 
     def _summary(self, summary: dict[str, Any]) -> dict[str, Any]:

@@ -1,9 +1,10 @@
 """Answer target-sage300's outcomes to Basware as transfer responses (design step 1).
 
-Each outcome in the input state, `{invoice_id: {"success", "message", "batch", "entry",
-"company"}}`, becomes one `POST /v1/accountingDocuments/{invoiceId}/transferResponses` with a
-new externalCode (Basware requires a fresh one per response). Answered outcomes leave the
-state one by one, so a crash re-answers only the rest.
+Each outcome, `{"success", "message", "batch", "entry", "company"}` for one invoice id (the
+reply of a target-sage300 ledger entry), becomes one
+`POST /v1/accountingDocuments/{invoiceId}/transferResponses` with a new externalCode (Basware
+requires a fresh one per response). Answered outcomes leave the state a page at a time (the
+run's cursor moves), so a crash re-answers only the rest of a page.
 
 - Basware refuses a response once an invoice is Transferred (or TransferFailed): that outcome
   was already answered (e.g. by a run that crashed before its state was saved) and is dropped
@@ -22,10 +23,13 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ml_connector_core.basware_api import BaswareClient, BaswareError, error_messages
 from ml_connector_core.ledger import SAGE_TO_BASWARE, Action, Entry
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 STREAM = "transfer_responses"
 MAX_MESSAGE = 250  # Basware: responseMessage is 1-250 characters
@@ -103,10 +107,7 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-# Outcomes left below which the state is emitted after every transfer response.
-SPACED_BELOW = 500
-
-
+KINDS = ("responded", "already_answered", "rejected")
 class TransferResponder:
     """Posts transfer responses and records each in the audit ledger."""
 
@@ -118,26 +119,17 @@ class TransferResponder:
         self.source_system = source_system
         self.logger = logger
 
-    def answer(self, outcomes: dict[str, Any], on_progress: Callable[[], None]) -> dict[str, int]:
-        """Answer every outcome; each one answered or dropped is removed from `outcomes`
-        (the tap's state) and `on_progress` emits the state: after every answer while at most
-        SPACED_BELOW outcomes are left, before that once a fifth of those left at the last
-        emission are answered. The state holds every outcome not yet answered, so emitting
-        it after each answer would grow with the square of a large backlog; spaced this way
-        it is a constant times the first. A crash between two emissions only means answers
-        sent again, which Basware refuses as already Transferred (handled below).
-        Raises on technical failures."""
-        counts = {"responded": 0, "already_answered": 0, "rejected": 0}
-        left_at_emission, answered_since = len(outcomes), 0
-        for invoice_id in list(outcomes):
-            kind = self._answer_one(invoice_id, outcomes[invoice_id])
-            counts[kind] += 1
-            del outcomes[invoice_id]
-            answered_since += 1
-            if len(outcomes) <= SPACED_BELOW or 5 * answered_since >= left_at_emission:
-                on_progress()
-                left_at_emission, answered_since = len(outcomes), 0
-        self.logger.info("Transfer responses: %s", counts)
+    def answer_replies(self, replies: Callable[[int], Sequence[Entry]], *, after: int,
+                       on_page: Callable[[int], None]) -> dict[str, int]:
+        """Answer one target-sage300 run's replies, read a page at a time from the ledger
+        (`replies(after)`: the page after entry id `after`); after each page `on_page` gets
+        the last id answered, the run's new cursor. Raises on technical failures."""
+        counts = dict.fromkeys(KINDS, 0)
+        while page := replies(after):
+            for entry in page:
+                counts[self._answer_one(entry.source_key, entry.reply)] += 1
+            after = page[-1].id or after
+            on_page(after)
         return counts
 
     def _answer_one(self, invoice_id: str, raw: Any) -> str:

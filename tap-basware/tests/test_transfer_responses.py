@@ -1,5 +1,6 @@
-"""Outcomes that target-sage300 left in the state become transfer responses in Basware, at the
-start of the next tap run, before the queue is read."""
+"""The outcomes target-sage300 recorded in the ledger, for the ledger runs the state names,
+become transfer responses in Basware at the start of the next tap run, before the queue is
+read; so do outcomes an older release left in the state itself."""
 
 from __future__ import annotations
 
@@ -7,9 +8,12 @@ import json
 import re
 from typing import Any
 
+import pytest
 import requests
 from tap_basware_testkit import COMPANIES, header
 
+from ml_connector_core.ledger import BASWARE_TO_SAGE, Action, Entry, Ledger
+from ml_connector_core.outcome_handover import RUNS_KEY
 from mlc_sandbox.data import BASWARE_SCOPES
 
 IN_PROGRESS = "TransferInProgress"
@@ -19,6 +23,25 @@ RESPONSES = re.compile(r"^/v1/accountingDocuments/(\w+)/transferResponses$")
 def by_company(invoices: dict[str, dict[str, Any]], company: str) -> list[str]:
     return sorted(i for i, inv in invoices.items() if inv["companyCode"] == company
                   and inv["processingStatus"] == IN_PROGRESS)
+
+
+@pytest.fixture
+def target_run(ledger_url: str):
+    """Record outcomes as target-sage300 does (one ap_invoices entry per invoice, the outcome
+    as its reply) in a ledger run of their own; returns the run id and the entry ids."""
+
+    def record(outcomes: dict[str, Any]) -> tuple[str, list[int]]:
+        with Ledger.open(ledger_url) as ledger:
+            run_id = ledger.start_run("target-sage300").run_id
+            ledger.record_many(Entry(
+                run_id, "ap_invoices", invoice_id,
+                Action.CREATED if outcome.get("success") is True else Action.REJECTED,
+                direction=BASWARE_TO_SAGE, reply=outcome)
+                for invoice_id, outcome in outcomes.items())
+            ledger.finish_run(run_id, "success")
+            return run_id, [entry.id for entry in ledger.replies(run_id, limit=10_000)]
+
+    return record
 
 
 def acknowledged_run(basware, tap_config, run_tap):
@@ -31,7 +54,7 @@ def acknowledged_run(basware, tap_config, run_tap):
 
 
 def test_outcomes_become_transfer_responses_before_the_queue_is_read(
-        basware, tap_config, run_tap, ledger_rows):
+        basware, tap_config, run_tap, ledger_rows, target_run):
     config, first = acknowledged_run(basware, tap_config, run_tap)
     invoices = basware.invoices()
     us = by_company(invoices, "US01")
@@ -45,9 +68,10 @@ def test_outcomes_become_transfer_responses_before_the_queue_is_read(
         ca[0]: {"success": True, "message": "created", "batch": 7, "entry": 1,
                 "company": "SAMLTD"},
     }
+    run_id, _ = target_run(outcomes)
     mark = basware.last_seq()
 
-    second = run_tap(config, state={**first.final_state, "transfer_outcomes": outcomes})
+    second = run_tap(config, state={**first.final_state, RUNS_KEY: {run_id: 0}})
 
     after = basware.invoices()
     transferred = after[us[0]]
@@ -78,7 +102,7 @@ def test_outcomes_become_transfer_responses_before_the_queue_is_read(
     still_open = {i for i, inv in after.items() if inv["processingStatus"] == IN_PROGRESS}
     assert re_emitted == still_open and not re_emitted & set(outcomes)
     # Answered outcomes leave the state; nothing is left to answer.
-    assert "transfer_outcomes" not in second.final_state
+    assert RUNS_KEY not in second.final_state
     assert second.final_state["bookmarks"]["accounting_documents"]
 
     responded = {row["source_key"]: row for row in ledger_rows() if row["action"] == "responded"}
@@ -105,7 +129,7 @@ def test_outcome_already_answered_is_dropped_with_a_log_line(
 
     assert third.returncode == 0
     assert f"Invoice {invoice_id} is already Transferred" in third.stderr
-    assert "transfer_outcomes" not in third.final_state
+    assert RUNS_KEY not in third.final_state and "transfer_outcomes" not in third.final_state
     history = basware.invoices()[invoice_id]["transferResponses"]
     assert len(history) == 1  # Basware refused the second one
     rows = [r for r in ledger_rows() if r["stream"] == "transfer_responses"]
@@ -114,7 +138,7 @@ def test_outcome_already_answered_is_dropped_with_a_log_line(
 
 
 def test_technical_failure_keeps_the_remaining_outcomes_and_fails_loudly(
-        basware, tap_config, run_tap, ledger_rows, ledger_runs):
+        basware, tap_config, run_tap, ledger_rows, ledger_runs, target_run):
     config, first = acknowledged_run(basware, tap_config, run_tap)
     ids = by_company(basware.invoices(), "CA01")[:2]
     outcomes = {i: {"success": True, "message": "", "batch": 5, "entry": n, "company": "SAMLTD"}
@@ -122,24 +146,25 @@ def test_technical_failure_keeps_the_remaining_outcomes_and_fails_loudly(
     # Basware stops granting the write scope: responses are refused with 403.
     basware.settings({"allowed_scopes": BASWARE_SCOPES.replace("accountingDocuments.write", "")})
 
-    failed = run_tap(config, state={**first.final_state, "transfer_outcomes": outcomes},
-                     check=False)
+    run_id, _ = target_run(outcomes)
+    failed = run_tap(config, state={**first.final_state, RUNS_KEY: {run_id: 0}}, check=False)
 
     assert failed.returncode != 0
     assert "accountingDocuments.write" in failed.stderr  # the reason, for a person to act on
-    assert failed.final_state["transfer_outcomes"] == outcomes
+    assert failed.final_state[RUNS_KEY] == {run_id: 0}
     assert not failed.records()  # the queue was not read
     assert {basware.invoices()[i]["processingStatus"] for i in ids} == {IN_PROGRESS}
     assert [r["action"] for r in ledger_rows() if r["stream"] == "transfer_responses"] == \
         ["failed"]
 
-    assert [r["status"] for r in ledger_runs()] == ["success", "failed"]
-    assert "accountingDocuments.write" in ledger_runs()[-1]["summary"]
+    tap_runs = [r for r in ledger_runs() if r["plugin"] == "tap-basware"]
+    assert [r["status"] for r in tap_runs] == ["success", "failed"]
+    assert "accountingDocuments.write" in tap_runs[-1]["summary"]
 
     # Fixed: the next run (with the state kept by the failed one) answers both.
     basware.settings({"allowed_scopes": BASWARE_SCOPES})
     fixed = run_tap(config, state=failed.final_state)
-    assert "transfer_outcomes" not in fixed.final_state
+    assert RUNS_KEY not in fixed.final_state
     assert {basware.invoices()[i]["processingStatus"] for i in ids} == {"Transferred"}
     assert ledger_runs()[-1]["status"] == "success"
     summary = json.loads(ledger_runs()[-1]["summary"])
@@ -170,31 +195,61 @@ def test_malformed_or_unknown_outcomes_are_dropped_with_a_reason_and_the_rest_an
     assert "field 'success' must be true or false" in rejected[bad]["error"]
     assert "does not know the invoice" in rejected[unknown]["error"]
     assert f"transfer outcome for invoice {bad}: field 'success'" in run.stderr
-    assert "transfer_outcomes" not in run.final_state
+    assert "transfer_outcomes" not in run.final_state and RUNS_KEY not in run.final_state
 
 
-def test_a_large_backlog_of_outcomes_is_checkpointed_spaced_out(basware, tap_config, run_tap
-                                                                 ) -> None:
-    # 600 invoices more than the demo's: past SPACED_BELOW (500) outcomes left, the state
-    # (which holds every outcome not yet answered) is emitted once a fifth of them is
-    # answered, not after every answer; at or below it, after every answer.
+def test_a_large_backlog_is_answered_a_page_at_a_time_with_a_cursor(
+        basware, tap_config, run_tap, target_run) -> None:
+    # 600 invoices more than the demo's: read from the ledger a page (100) at a time, the
+    # state (a cursor, a few bytes) going out after each page.
     requests.post(f"{basware.admin}/reset", json={"seed": 0, "data": "invoices-600"},
                   timeout=120).raise_for_status()
     config, first = acknowledged_run(basware, tap_config, run_tap)
     waiting = sorted(i for i, inv in basware.invoices().items()
                      if inv["processingStatus"] == IN_PROGRESS)
     assert len(waiting) > 600
-    outcomes = {invoice_id: {"success": True, "message": "created", "batch": 1,
-                             "entry": n + 1, "company": "SAMINC"}
-                for n, invoice_id in enumerate(waiting)}
+    run_id, ids = target_run({invoice_id: {"success": True, "message": "created", "batch": 1,
+                                           "entry": n + 1, "company": "SAMINC"}
+                              for n, invoice_id in enumerate(waiting)})
 
-    second = run_tap(config, state={**first.final_state, "transfer_outcomes": outcomes})
+    second = run_tap(config, state={**first.final_state, RUNS_KEY: {run_id: 0}})
 
     assert second.returncode == 0, second.stderr[-2000:]
     assert all(basware.invoices()[i]["processingStatus"] == "Transferred" for i in waiting)
-    left = [len(s.get("transfer_outcomes", {})) for s in second.states]
-    # One emission once a fifth of the backlog above 500 is answered, then one per answer.
-    above = [n for n in left if n > 500]
-    assert above == [len(waiting) - (len(waiting) + 4) // 5]
-    assert [n for n in left if n <= 500][:3] == [500, 499, 498]
-    assert "transfer_outcomes" not in second.final_state
+    cursors = [s[RUNS_KEY][run_id] for s in second.states if names_run(s, run_id)]
+    assert cursors == ids[99::100] + ([ids[-1]] if len(ids) % 100 else [])
+    assert RUNS_KEY not in second.final_state
+    assert max(len(json.dumps(s)) for s in second.states) < 1000
+
+
+def names_run(state: dict[str, Any], run_id: str) -> bool:
+    return run_id in (state.get(RUNS_KEY) or {})
+
+
+def test_a_run_is_answered_from_its_cursor_on(basware, tap_config, run_tap, target_run):
+    """After a crash the state's cursor is the last entry answered: only later ones go."""
+    config, first = acknowledged_run(basware, tap_config, run_tap)
+    us = by_company(basware.invoices(), "US01")[:3]
+    run_id, ids = target_run({i: {"success": True, "message": "", "batch": 2, "entry": n,
+                                  "company": "SAMINC"} for n, i in enumerate(us, start=1)})
+
+    run_tap(config, state={**first.final_state, RUNS_KEY: {run_id: ids[0]}})
+
+    status = {i: basware.invoices()[i]["processingStatus"] for i in us}
+    assert status == {us[0]: IN_PROGRESS, us[1]: "Transferred", us[2]: "Transferred"}
+
+
+def test_a_run_the_ledger_does_not_hold_stops_the_run_and_stays_in_the_state(
+        basware, tap_config, run_tap):
+    """The tap and the target must share one ledger; if not, say so and keep the outcomes."""
+    config, first = acknowledged_run(basware, tap_config, run_tap)
+    elsewhere = "5b0c3c1e-0000-4000-8000-000000000001"
+    mark = basware.last_seq()
+
+    run = run_tap(config, state={**first.final_state, RUNS_KEY: {elsewhere: 7}}, check=False)
+
+    assert run.returncode != 0
+    assert f"ledger run(s) {elsewhere}" in run.stderr and "must use one ledger" in run.stderr
+    # No STATE at all: the job's saved state (naming the run) stays as it was.
+    assert run.states == []
+    assert not run.records() and basware.requests(mark) == []

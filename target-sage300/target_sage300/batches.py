@@ -14,9 +14,10 @@ optional field (``BWINVID`` by default). What can go wrong, and what happens the
   If the message does not say which invoice, the batch is split in halves until it does.
 - Anything else (auth, 400, persistent 5xx) is a technical failure: it propagates.
 
-After each created batch the target emits a STATE checkpoint (spaced out once a run has
-more than 500 outcomes: ``TargetSage300.batch_checkpoint``); what a crash loses since the last
-one, the next run finds by the lookups in ``client.py``.
+Each invoice's outcome is in the ledger as soon as it is settled, and after each created batch
+the target emits a STATE checkpoint (when the tap's settled state moved or the run's first
+outcome names the run); what a crash loses since the last one, the next run finds by the
+lookups in ``client.py``.
 """
 
 from __future__ import annotations
@@ -167,11 +168,9 @@ class BatchWriter:
             return
 
     def _created(self, batch: dict[str, Any], invoices: list[Ready]) -> None:
-        refs = self.sage.remember_batch(batch)
-        by_source = {ref.source_id: ref for ref in refs if ref.source_id}
-        by_document = {
-            ((entry.get("VendorNumber") or "").strip(), (entry.get("DocumentNumber") or "").strip()):
-            ref for entry, ref in zip(batch.get("Invoices") or [], refs, strict=False)}
+        documents = self.sage.documents_in(batch)
+        by_source = {ref.source_id: ref for ref, _ in documents if ref.source_id}
+        by_document = {document: ref for ref, document in documents}
         number = batch.get("BatchNumber")
         for ready in invoices:
             invoice = ready.invoice

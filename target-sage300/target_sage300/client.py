@@ -80,7 +80,6 @@ class SageCompany:
         self._formatted: dict[str, str] = {}
         self._by_source: dict[str, DocumentRef] | None = None
         self._by_document: dict[tuple[str, str], DocumentRef] = {}
-        self._posted: dict[tuple[str, str], DocumentRef | None] = {}
 
     # -- master data -------------------------------------------------------------------------
 
@@ -140,27 +139,31 @@ class SageCompany:
         self._by_source = {}
         query = f"startswith(Description,{odata_literal(BATCH_PREFIX)}) and {UNPOSTED}"
         for batch in self.client.iter_records("AP/APInvoiceBatches", filter=query):
-            self.remember_batch(batch)
+            self._remember_batch(batch)
 
-    def remember_batch(self, batch: dict[str, Any]) -> list[DocumentRef]:
-        """Add a batch's entries to the indexes (after a lookup or our own create)."""
-        if self._by_source is None:
-            self._load_connector_batches()
-        assert self._by_source is not None
-        refs = []
+    def documents_in(self, batch: dict[str, Any]) -> list[tuple[DocumentRef, tuple[str, str]]]:
+        """Each entry of a batch as Sage answered it: where it is, and its (vendor, document
+        number)."""
+        found = []
         for invoice in batch.get("Invoices") or []:
             source_id = next((o.get("Value", "").strip()
                               for o in invoice.get("InvoiceOptionalFields") or []
                               if o.get("OptionalField") == self.idempotency_field), None)
             ref = DocumentRef(self.company, _int(batch.get("BatchNumber")),
                               _int(invoice.get("EntryNumber")), source_id or None)
-            if source_id:
-                self._by_source[source_id] = ref
-            key = ((invoice.get("VendorNumber") or "").strip(),
-                   (invoice.get("DocumentNumber") or "").strip())
-            self._by_document[key] = ref
-            refs.append(ref)
-        return refs
+            found.append((ref, ((invoice.get("VendorNumber") or "").strip(),
+                                (invoice.get("DocumentNumber") or "").strip())))
+        return found
+
+    def _remember_batch(self, batch: dict[str, Any]) -> None:
+        """Index a batch found in Sage. Batches this run creates are not added: a source id or
+        document repeated within the run is caught before it gets here (the run's duplicate
+        checks), and an index growing with the run would make memory grow with it."""
+        assert self._by_source is not None
+        for ref, document in self.documents_in(batch):
+            if ref.source_id:
+                self._by_source[ref.source_id] = ref
+            self._by_document[document] = ref
 
     def find_by_source(self, source_id: str) -> DocumentRef | None:
         if self._by_source is None:
@@ -175,15 +178,15 @@ class SageCompany:
         key = (vendor, document)
         if key in self._by_document:
             return self._by_document[key]
-        if key not in self._posted:
-            found = list(self.client.iter_records(
-                "AP/APPostedDocuments",
-                filter=f"VendorNumber eq {odata_literal(vendor)} and "
-                       f"DocumentNumber eq {odata_literal(document)}", top=1))
-            self._posted[key] = DocumentRef(self.company, _int(found[0].get("BatchNumber")),
-                                            _int(found[0].get("EntryNumber")),
-                                            posted=True) if found else None
-        return self._posted[key]
+        # Not cached: each new invoice asks once (a repeat in the run is caught before).
+        found = list(self.client.iter_records(
+            "AP/APPostedDocuments",
+            filter=f"VendorNumber eq {odata_literal(vendor)} and "
+                   f"DocumentNumber eq {odata_literal(document)}", top=1))
+        if not found:
+            return None
+        return DocumentRef(self.company, _int(found[0].get("BatchNumber")),
+                           _int(found[0].get("EntryNumber")), posted=True)
 
     def find_anywhere(self, vendor: str, document: str) -> DocumentRef | None:
         """After Sage said the document exists: also look in batches other people keyed."""

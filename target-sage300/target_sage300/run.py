@@ -1,7 +1,8 @@
 """One run of target-sage300: its Sage companies, its outcomes, its ledger entries.
 
-Every invoice ends the run with exactly one outcome, recorded in the ledger and offered to the
-source system through the emitted STATE (``transfer_outcomes``):
+Every invoice ends the run with exactly one outcome, recorded in the ledger as its entry's
+``reply``, which tap-basware answers to Basware on its next run (the emitted STATE names this
+ledger run: ``ml_connector_core.outcome_handover``):
 
 - ``created``: a new entry in a batch this run created (batch and entry numbers);
 - ``unchanged``: it was already in Sage ("already there": found by source id or by vendor +
@@ -53,7 +54,7 @@ class Outcome:
     def success(self) -> bool:
         return self.action != Action.REJECTED
 
-    def for_state(self) -> dict[str, Any]:
+    def reply(self) -> dict[str, Any]:
         """The shape tap-basware turns into a Basware transfer response."""
         return {"success": self.success, "message": shorten(self.message, MAX_REASON),
                 "batch": self.batch, "entry": self.entry, "company": self.company}
@@ -92,7 +93,7 @@ class InvoiceRun:
         self.run = self.ledger.start_run(PLUGIN)
         self.run_id = self.run.run_id
         self.batch_label = uuid.UUID(self.run_id).hex[:8]
-        self.outcomes: dict[str, Outcome] = {}
+        self.replies = 0  # outcomes recorded for tap-basware to answer
         self.counts: Counter[str] = Counter()
         self.unanswerable = 0  # rejected records whose source_id cannot be answered
         self.failed_count = 0  # invoices caught in a technical failure
@@ -195,13 +196,10 @@ class InvoiceRun:
             self.dry_run.add(STREAM, outcome.source_id,
                              SKIP if outcome.action == Action.UNCHANGED else REJECT,
                              outcome.message)
-        self.ledger.record(entry)
-        self.outcomes[outcome.source_id] = outcome
+        self.ledger.record(dataclasses.replace(entry, reply=outcome.reply()))
+        self.replies += 1
         self.counts[{Action.CREATED: "created", Action.UNCHANGED: "already there",
                      Action.REJECTED: "rejected"}[outcome.action]] += 1
-
-    def state_outcomes(self) -> dict[str, dict[str, Any]]:
-        return {key: outcome.for_state() for key, outcome in self.outcomes.items()}
 
     # -- end ---------------------------------------------------------------------------------
 

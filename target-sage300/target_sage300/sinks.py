@@ -164,7 +164,7 @@ class APInvoicesSink(BatchSink):
         BatchWriter(run, sage, batch_size=self.target.batch_size,
                     post_batches=bool(self.config.get("post_batches", False)),
                     idempotency_field=sage.idempotency_field,
-                    checkpoint=self.target.batch_checkpoint, finished=self._finished,
+                    checkpoint=self.target.write_checkpoint, finished=self._finished,
                     logger=self.logger).write(ready)
 
     def _existing(self, invoice: APInvoice, sage: SageCompany) -> tuple[DocumentRef, str] | None:

@@ -1,10 +1,12 @@
 """target-sage300: ap_invoices into Sage 300 AP invoice batches, exactly once.
 
 The STATE this target emits is the tap's latest state (the part whose records are settled)
-merged with ``{"transfer_outcomes": {source_id: {success, message, batch, entry, company}}}``
-for every outcome of this run, so the source (tap-basware) can answer each invoice on its next
-run without this target holding the source's credentials. A checkpoint is emitted after every
-batch Sage creates (singer-meltano.md §3.3), spaced out in long runs (``batch_checkpoint``).
+naming this run's ledger run as one whose outcomes are still to be answered
+(``{"transfer_outcome_runs": {run_id: 0}}``). Every outcome is in the ledger, as its entry's
+reply, so the source (tap-basware) can answer each invoice on its next run without this target
+holding the source's credentials, and the STATE stays small whatever the size of the run
+(``ml_connector_core.outcome_handover``). A checkpoint is emitted after every batch Sage
+creates (singer-meltano.md §3.3).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from singer_sdk.mapper import RemoveRecordTransform
 from singer_sdk.sinks import RecordSink, Sink
 from singer_sdk.target_base import Target
 
+from ml_connector_core.outcome_handover import with_run
 from ml_connector_core.redaction import install_log_redaction
 from ml_connector_core.run_summary import RunCounts
 from ml_connector_core.settings import (
@@ -50,9 +53,6 @@ class TargetSage300(Target):
 
     name = "target-sage300"
     default_sink_class = APInvoicesSink
-    # Checkpoints after created batches: see batch_checkpoint.
-    SPACED_AFTER = 500
-    SPACING = 1.25
 
     config_jsonschema = th.PropertiesList(
         *sage300_connection_properties(),
@@ -96,7 +96,6 @@ class TargetSage300(Target):
         self._record_seq = 0  # records prepared so far (all ap_invoices sinks)
         self._states: list[tuple[int, dict[str, Any]]] = []  # (records before it, tap state)
         self._last_written: dict[str, Any] | None = None
-        self._outcomes_checkpointed = 0  # outcomes in the last STATE written
         self.unfinished: set[int] = set()  # prepared records without an outcome yet
         self.documents_in_run: dict[tuple[str, str, str], str] = {}
         warn_if_sage300_tls_off(self.config, self.logger)
@@ -153,7 +152,13 @@ class TargetSage300(Target):
     def _process_state_message(self, message_dict: dict) -> None:
         super()._process_state_message(message_dict)
         value = message_dict.get("value")
-        if isinstance(value, dict):
+        if not isinstance(value, dict):
+            return
+        if self._states and self._states[-1][0] == self._record_seq:
+            # No record between the two: the newer state supersedes the older one (a tap
+            # answering a long backlog emits one per page before its first record).
+            self._states[-1] = (self._record_seq, copy.deepcopy(value))
+        else:
             self._states.append((self._record_seq, copy.deepcopy(value)))
 
     def _settled_tap_state(self) -> dict[str, Any] | None:
@@ -169,41 +174,24 @@ class TargetSage300(Target):
         return self._states[0][1]
 
     def checkpoint_state(self) -> dict[str, Any] | None:
+        """The tap's settled state, naming this run once it has an outcome to answer (what
+        the tap's state names and has not answered yet stays named)."""
         tap_state = self._settled_tap_state()
-        outcomes = self._invoice_run.state_outcomes() if self._invoice_run else {}
-        if tap_state is None and not outcomes:
+        run = self._invoice_run
+        replies = run is not None and run.replies > 0
+        if tap_state is None and not replies:
             return None
         state = copy.deepcopy(tap_state) if tap_state else {}
-        carried = state.get("transfer_outcomes")
-        # Outcomes the tap has not delivered yet stay; this run's are added (newest wins).
-        merged = dict(carried) if isinstance(carried, dict) else {}
-        merged.update(outcomes)
-        if merged:
-            state["transfer_outcomes"] = merged
-        return state
+        return with_run(state, run.run_id) if replies and run is not None else state
 
     def write_checkpoint(self) -> None:
         if self.config.get("dry_run"):
             return  # nothing was created: no bookmark moves, no outcome goes to Basware
         state = self.checkpoint_state()
-        if self._invoice_run is not None:
-            self._outcomes_checkpointed = len(self._invoice_run.outcomes)
         if state is None or state == self._last_written:
             return
         super()._write_state_message(state)
         self._last_written = state
-
-    def batch_checkpoint(self) -> None:
-        """The checkpoint after a created batch: after every one while the run has up to
-        SPACED_AFTER outcomes, then only once the outcomes grew by a quarter since the last.
-        Every STATE carries all of the run's outcomes, so one per batch would make the STATE
-        output grow with the square of the run (~19 GB at 100,000 invoices); spaced this way
-        it is a constant times the last one. Exactly-once does not rest on checkpoints: a
-        crash between two means re-reading invoices that the BWINVID look-ups find created."""
-        run = self._invoice_run
-        done = len(run.outcomes) if run is not None else 0
-        if done <= self.SPACED_AFTER or done >= self.SPACING * self._outcomes_checkpointed:
-            self.write_checkpoint()
 
     def _write_state_message(self, state: dict) -> None:
         # drain_all() hands over the tap's latest state; ours adds the outcomes to it.

@@ -12,6 +12,8 @@ from typing import Any
 
 import requests
 
+from ml_connector_core.ledger import Ledger
+from ml_connector_core.outcome_handover import INLINE_KEY, pending_replies, pending_runs
 from mlc_sandbox.data import SAGE_PASSWORD, SAGE_USER
 from mlc_sandbox.serve import Sandbox
 from target_sage300.target import TargetSage300
@@ -65,9 +67,19 @@ def run_target(config: dict[str, Any], singer: str | Path, *,
         except Exception as exc:  # the test decides whether a failure was expected
             error = exc
     states = [json.loads(line) for line in stdout.getvalue().splitlines() if line.strip()]
-    outcomes = states[-1].get("transfer_outcomes", {}) if states else {}
+    outcomes = handed_over(states[-1], config["ledger_url"]) if states else {}
     log = caplog.text if caplog is not None else ""
     return TargetRun(states, error, target, log, outcomes)
+
+
+def handed_over(state: dict[str, Any], ledger_url: str) -> dict[str, dict[str, Any]]:
+    """The outcomes a STATE hands to tap-basware, by invoice id: those of the ledger runs it
+    names (read from the ledger, as the tap reads them) and any carried in the state itself."""
+    outcomes = dict(state.get(INLINE_KEY) or {})
+    with Ledger.open(ledger_url) as ledger:
+        outcomes.update((entry.source_key, entry.reply)
+                        for entry in pending_replies(ledger, pending_runs(state)))
+    return outcomes
 
 
 def fixture(name: str) -> Path:

@@ -39,8 +39,8 @@ from target_sage300.target import TargetSage300
 #   Here a record without source_id breaks the ap_invoices contract and is rejected alone
 #   (ledger + log); the good records of the run still arrive (test_fixtures.py, bad_records).
 # - TargetMultipleStateMessages expects every tap STATE relayed verbatim. This target emits a
-#   checkpoint after each Sage batch, holding the tap state whose records are all settled plus
-#   transfer_outcomes (test_fixtures.py::test_a_checkpoint_follows_every_batch). The SDK's own
+#   checkpoint after each Sage batch, holding the tap state whose records are all settled and
+#   naming its ledger run (test_fixtures.py::test_a_checkpoint_follows_every_batch). The SDK's own
 #   default suite leaves it out too.
 standard_target_tests = SingerTestSuite(
     kind="target",

@@ -19,6 +19,7 @@ from target_sage300_testkit import (
     create_fixture_po,
     entries_by_source,
     fixture,
+    handed_over,
     invoice,
     record_message,
     run_target,
@@ -183,7 +184,7 @@ def test_cli_exit_status_and_summary(sandbox: Sandbox, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     assert "13 ap_invoices: 1 created, 12 rejected" in result.stderr
     state = json.loads(result.stdout.strip().splitlines()[-1])
-    assert len(state["transfer_outcomes"]) == 13
+    assert len(handed_over(state, config["ledger_url"])) == 13
 
     config_file.write_text(json.dumps({**config, "password": "Wrong-Pass9"}))
     bad = subprocess.run([TARGET, "--config", str(config_file), "--input",
@@ -191,7 +192,7 @@ def test_cli_exit_status_and_summary(sandbox: Sandbox, tmp_path: Path) -> None:
                          capture_output=True, text=True, timeout=300, check=False)
     assert bad.returncode != 0
     assert "Sage 300 refused the credentials for user WEBAPI" in bad.stderr
-    assert "transfer_outcomes" not in bad.stdout  # nothing settled, nothing to answer
+    assert "transfer_outcome" not in bad.stdout  # nothing settled, nothing to answer
     for secret in ("Wrong-Pass9", "WRONG-PASS9", SAGE_PASSWORD, SAGE_PASSWORD.upper()):
         assert secret not in bad.stderr + bad.stdout + result.stderr + result.stdout
     ledger_text = (tmp_path / "ledger.sqlite").read_bytes()

@@ -6,6 +6,7 @@ log, over HTTP) is the judge, not the target's own account of what it did.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from pathlib import Path
@@ -17,14 +18,15 @@ from target_sage300_testkit import (
     create_fixture_po,
     entries_by_source,
     fixture,
+    handed_over,
     run_target,
     sage_config,
     sage_requests,
 )
 
 from ml_connector_core.ledger import Ledger
+from ml_connector_core.outcome_handover import RUNS_KEY
 from mlc_sandbox.serve import Sandbox
-from target_sage300.target import TargetSage300
 
 BATCH_DESCRIPTION = re.compile(r"^ml-connector [0-9a-f]{8} (SAMINC|SAMLTD) #\d+$")
 
@@ -232,34 +234,32 @@ def test_bad_records_are_rejected_alone_naming_record_and_field(
 
 
 def test_a_checkpoint_follows_every_batch(sandbox: Sandbox, tmp_path: Path) -> None:
-    """batch_size 3: batches of 3, 3 and 1, each followed by a STATE whose tap part only moves
-    past records once all records before it are settled."""
-    run = run_target(sage_config(sandbox, tmp_path, batch_size=3),
-                     fixture("seven_invoices_two_states.singer"))
+    """batch_size 3: batches of 3, 3 and 1. A STATE follows a batch when it says something
+    new: the first names the run (its outcomes are in the ledger from then on); the tap
+    part only moves past records once all records before it are settled."""
+    config = sage_config(sandbox, tmp_path, batch_size=3)
+    run = run_target(config, fixture("seven_invoices_two_states.singer"))
 
     assert run.error is None
     assert [len(b["Invoices"]) for b in connector_batches(sandbox)] == [3, 3, 1]
-    assert [len(s["transfer_outcomes"]) for s in run.states] == [3, 6, 7]
+    assert all(s[RUNS_KEY] == {run.target.invoice_run.run_id: 0} for s in run.states)
     marks = [s["bookmarks"]["accounting_documents"]["replication_key_value"]
              for s in run.states]
-    assert marks == ["2026-10-05T03:00:00Z", "2026-10-05T03:00:00Z", "2026-10-05T07:00:00Z"]
-
-
-def test_checkpoints_are_spaced_out_in_a_long_run(sandbox: Sandbox, tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    """Past SPACED_AFTER outcomes a batch is followed by a STATE only once the outcomes grew
-    by a quarter (every STATE carries them all: one per batch would grow with the square of
-    the run). Here after 2 instead of 500, with batches of one invoice."""
-    monkeypatch.setattr(TargetSage300, "SPACED_AFTER", 2)
-    run = run_target(sage_config(sandbox, tmp_path, batch_size=1),
-                     fixture("seven_invoices_two_states.singer"))
-
-    assert run.error is None
-    assert [len(b["Invoices"]) for b in connector_batches(sandbox)] == [1] * 7
-    # 1, 2, then each at least 1.25x the last: 3 (>= 2.5), 4 (>= 3.75), 5 (>= 5); 6 < 6.25
-    # waits, and the end of the run writes the last.
-    assert [len(s["transfer_outcomes"]) for s in run.states] == [1, 2, 3, 4, 5, 7]
+    assert marks == ["2026-10-05T03:00:00Z", "2026-10-05T07:00:00Z"]
     assert len(run.outcomes) == 7
+    # The STATE is the same few hundred bytes whatever the size of the run.
+    assert max(len(json.dumps(s)) for s in run.states) < 400
+
+
+def test_a_state_handed_over_mid_run_names_every_outcome_settled_so_far(
+        sandbox: Sandbox, tmp_path: Path) -> None:
+    """The first STATE names the run before the last batch exists; read after the run, the
+    ledger holds that batch's outcomes too: nothing settled after a checkpoint is lost to a
+    crash, and the tap answers each invoice once."""
+    config = sage_config(sandbox, tmp_path, batch_size=3)
+    run = run_target(config, fixture("seven_invoices_two_states.singer"))
+    first = handed_over(run.states[0], config["ledger_url"])
+    assert first == run.outcomes and len(first) == 7
 
 
 def test_outcomes_the_tap_has_not_answered_yet_are_carried(sandbox: Sandbox,

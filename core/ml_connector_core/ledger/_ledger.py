@@ -76,7 +76,9 @@ class Entry:
     On `record()`: `payload` (a record dict) is stored as redacted JSON and, unless given,
     `payload_hash` is computed from it; `error` may be an exception; `plugin`, the Meltano ids
     and `created_at` are filled in from the run and the clock. `key_properties` and `schema`
-    (the stream's Singer SCHEMA) let `audit replay` emit a faithful SCHEMA message.
+    (the stream's Singer SCHEMA) let `audit replay` emit a faithful SCHEMA message. `reply`
+    (JSON-able) is what the source system is to be told of the record: target-sage300's
+    transfer outcome, which tap-basware answers to Basware (`Ledger.replies`).
     Entries read back have `id` set, `payload`/`schema` parsed and `created_at` in UTC.
     """
 
@@ -96,6 +98,7 @@ class Entry:
     sage_document: str | None = None
     key_properties: Sequence[str] | None = None
     schema: Mapping[str, Any] | None = None
+    reply: Any = None
     plugin: str | None = None
     meltano_job_id: str | None = None
     meltano_state_id: str | None = None
@@ -292,13 +295,11 @@ class Ledger:
         return len(rows)
 
     def _run(self, run_id: str) -> Run:
-        run = self._runs.get(run_id)
+        """The run an entry belongs to (cached: its ids go into every entry)."""
+        run = self._runs.get(run_id) or self.run(run_id)
         if run is None:
-            with self.engine.connect() as conn:
-                row = conn.execute(select(runs).where(runs.c.run_id == run_id)).first()
-            if row is None:
-                raise ValueError(f"unknown run_id {run_id!r}: call start_run() first")
-            run = self._runs[run_id] = _run_from_row(row)
+            raise ValueError(f"unknown run_id {run_id!r}: call start_run() first")
+        self._runs[run_id] = run
         return run
 
     def _row(self, entry: Entry) -> dict[str, Any]:
@@ -337,6 +338,8 @@ class Ledger:
             else _dumps(list(entry.key_properties)),
             "stream_schema": None if entry.schema is None
             else _dumps(redact.redact_obj(to_jsonable(entry.schema), by_key=False)),
+            "reply": None if entry.reply is None
+            else _dumps(redact.redact_obj(to_jsonable(entry.reply))),
             "created_at": _utc(entry.created_at) or datetime.now(UTC),
         }
 
@@ -400,6 +403,21 @@ class Ledger:
                     if outcome is not None:
                         found[row.source_key] = replace(outcome, target_key=row.target_key)
         return found
+
+    def run(self, run_id: str) -> Run | None:
+        """A run as the ledger holds it now, None if this ledger has no such run."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(runs).where(runs.c.run_id == run_id)).first()
+        return None if row is None else _run_from_row(row)
+
+    def replies(self, run_id: str, after: int = 0, limit: int = _BULK_KEYS) -> list[Entry]:
+        """A page of the run's entries that carry a reply, with id greater than `after`,
+        oldest first: the outbox a later run answers to the source system, a page at a
+        time, keeping the last id it answered as its cursor."""
+        c = entries.c
+        return self._select(select(entries)
+                            .where(c.run_id == run_id, c.id > after, c.reply.is_not(None))
+                            .order_by(c.id).limit(limit))
 
     def trace(self, key: str) -> list[Entry]:
         """Every entry where `key` is the source key, target key or any remote id, across
@@ -532,6 +550,7 @@ def _entry_from_row(row: Row[Any]) -> Entry:
         payload=_loads(m["payload"]),
         key_properties=_loads(m["key_properties"]),
         schema=_loads(m["stream_schema"]),
+        reply=_loads(m["reply"]) if "reply" in m else None,
         created_at=_utc(m["created_at"]),
     )
 

@@ -40,6 +40,8 @@ _KEY = String(500)
 #: (which has its own `runs`) or any other tool's tables.
 PREFIX = "ledger_"
 _PREFIXED_SINCE = 3
+#: entries.reply: what the source system is to be told of a record (schema v4).
+_REPLIES_SINCE = 4
 
 
 def _table_name(base: str, version: int) -> str:
@@ -100,11 +102,15 @@ def _entries(md: MetaData, version: int) -> Table:
         Column("created_at", DateTime(timezone=True), nullable=False),
         Index(f"ix_{name}_stream_source_key", "stream", "source_key", "id"),
         Index(f"ix_{name}_payload_hash", "payload_hash"),
-        Index(f"ix_{name}_run_id", "run_id"),
+        # v4: with id, so a run's entries are read in order a page at a time (replies).
+        Index(f"ix_{name}_run_id_id", "run_id", "id") if version >= _REPLIES_SINCE
+        else Index(f"ix_{name}_run_id", "run_id"),
         Index(f"ix_{name}_action_created_at", "action", "created_at"),
     ]
     if version >= 2:
         columns += [Column("key_properties", Text), Column("stream_schema", Text)]
+    if version >= _REPLIES_SINCE:
+        columns += [Column("reply", Text)]
     return Table(name, md, *columns)
 
 
@@ -162,6 +168,14 @@ def _prefix_names(conn: Connection) -> None:
                                   f"RENAME TO {after.name}_{column.name}_seq"))
 
 
+def _add_replies(conn: Connection) -> None:
+    """entries.reply, and the run index extended with id (replies are read in pages)."""
+    before, after = _entries(MetaData(), 3), _entries(MetaData(), 4)
+    conn.execute(text(f"ALTER TABLE {after.name} ADD COLUMN reply TEXT"))
+    conn.execute(text(f"DROP INDEX ix_{before.name}_run_id"))
+    next(ix for ix in after.indexes if ix.name == f"ix_{after.name}_run_id_id").create(conn)
+
+
 #: Ordered; a step is never edited once released, a change is a new step. A new ledger is
 #: created at the latest version directly (v1 is the first release's `_tables(md, 1)`).
 MIGRATIONS: tuple[Migration, ...] = (
@@ -169,6 +183,8 @@ MIGRATIONS: tuple[Migration, ...] = (
               _add_replay_schema),
     Migration(3, "ledger_ prefix on every table and index (one database with Meltano's)",
               _prefix_names),
+    Migration(4, "entries.reply (transfer outcomes handed over through the ledger)",
+              _add_replies),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 
