@@ -36,6 +36,7 @@ from ml_connector_core.settings import (
 from .client import DocumentRef, SageCompany
 from .coding import MAX_REASON, shorten
 from .contract import STREAM
+from .run_keys import RunKeys
 
 PLUGIN = "target-sage300"
 WRITE_TIMEOUT = 120  # seconds for a batch POST or a posting run
@@ -97,7 +98,7 @@ class InvoiceRun:
         self.counts: Counter[str] = Counter()
         self.unanswerable = 0  # rejected records whose source_id cannot be answered
         self.failed_count = 0  # invoices caught in a technical failure
-        self.seen: dict[str, int] = {}  # source_id -> record number, for duplicates in a run
+        self.keys = RunKeys()  # source ids and vendor documents already in this run
         self._companies: dict[str, SageCompany] = {}
         self._batch_numbers: Counter[str] = Counter()
         timeouts = flat_timeouts(config)
@@ -228,6 +229,7 @@ class InvoiceRun:
         try:
             self.ledger.finish_run(self.run_id, status, self.summary())
         finally:
+            self.keys.close()
             self.ledger.close()
             if self.dry_run:
                 self.logger.info(self.dry_run.summary_line())

@@ -86,14 +86,14 @@ class APInvoicesSink(BatchSink):
         run = self.target.invoice_run
         by_company: dict[str, list[Prepared]] = {}
         for prepared in items:
-            first = run.seen.get(prepared.source_id) if prepared.source_id else None
+            first = run.keys.first_record(prepared.source_id) if prepared.source_id else None
             if first is not None:
                 run.duplicate_in_run(prepared.source_id or "", prepared.label, first,
                                      prepared.payload)
                 self._finished(prepared)
                 continue
             if prepared.source_id:
-                run.seen[prepared.source_id] = prepared.number
+                run.keys.add_source(prepared.source_id, prepared.number)
             if prepared.invoice is None:
                 company = prepared.payload.get("company") if isinstance(prepared.payload,
                                                                          dict) else None
@@ -146,7 +146,7 @@ class APInvoicesSink(BatchSink):
                 self._finished(prepared)
                 continue
             document = (company, invoice.vendor_number, invoice.document_number)
-            other = self.target.documents_in_run.get(document)
+            other = run.keys.document_owner(*document)
             if other is not None:
                 run.rejected(invoice.source_id, company,
                              f"Document number {invoice.document_number} for vendor "
@@ -154,7 +154,7 @@ class APInvoicesSink(BatchSink):
                              prepared.payload, prepared.label)
                 self._finished(prepared)
                 continue
-            self.target.documents_in_run[document] = invoice.source_id
+            run.keys.add_document(*document, invoice.source_id)
             ready.append(Ready(prepared, invoice, lines))
         if run.dry_run:  # every check is done; only the batch POST is left out
             for item in ready:

@@ -97,7 +97,6 @@ class TargetSage300(Target):
         self._states: list[tuple[int, dict[str, Any]]] = []  # (records before it, tap state)
         self._last_written: dict[str, Any] | None = None
         self.unfinished: set[int] = set()  # prepared records without an outcome yet
-        self.documents_in_run: dict[tuple[str, str, str], str] = {}
         warn_if_sage300_tls_off(self.config, self.logger)
 
     # -- settings ----------------------------------------------------------------------------
