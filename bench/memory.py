@@ -24,10 +24,12 @@ main() returns {plugin: flat} for all four plugins (bench/run_all.py). About 20 
 cores, most of it the invoice plugins at 100,000 (every invoice acknowledged one by one).
 
     .venv/bin/python bench/memory.py
+    .venv/bin/python bench/memory.py --jobs invoices --sizes 1000,30000   # a part of it
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -87,11 +89,11 @@ def note(peaks: dict[str, list[float]], rows: list[Row], plugin: str, data: str,
 
 
 def master_data(sandbox: Sandbox, work: Path, peaks: dict[str, list[float]],
-                rows: list[Row]) -> None:
+                rows: list[Row], sizes: list[int]) -> None:
     config = write_json(work, "tap.json", tap_config(sandbox))
     full = write_json(work, "full.json", tap_catalog(config, MASTER_DATA_STREAMS))
     vendors = write_json(work, "vendors.json", tap_catalog(config, ["payment_terms", "vendors"]))
-    for size in SIZES:
+    for size in sizes:
         say(f"memory: {size:,} vendors ...")
         sandbox.reset(str(size))
         tap = [str(BIN / "tap-sage300"), "--config", str(config)]
@@ -111,11 +113,11 @@ def master_data(sandbox: Sandbox, work: Path, peaks: dict[str, list[float]],
 
 
 def invoices(sandbox: Sandbox, work: Path, peaks: dict[str, list[float]],
-             rows: list[Row]) -> None:
+             rows: list[Row], sizes: list[int]) -> None:
     probe = write_json(work, "basware-probe.json", basware_tap_config(sandbox))
     catalog = write_json(work, "invoices-catalog.json",
                          discovered_catalog("tap-basware", probe, [INVOICE_STREAM]))
-    for size in SIZES:
+    for size in sizes:
         say(f"memory: {size:,} invoices ...")
         sandbox.reset(f"invoices-{size}")
         # One ledger per size for both plugins, as the pipeline shares one.
@@ -136,13 +138,17 @@ def invoices(sandbox: Sandbox, work: Path, peaks: dict[str, list[float]],
         note(peaks, rows, "target-sage300", f"{size:,} invoices", records, measured)
 
 
-def main() -> dict[str, bool]:
+JOBS = {"master-data": (master_data, PLUGINS[:2]), "invoices": (invoices, PLUGINS[2:])}
+
+
+def main(sizes: list[int] = SIZES, jobs: tuple[str, ...] = tuple(JOBS)) -> dict[str, bool]:
     say("memory: starting the sandbox ...")
     rows: list[Row] = []
-    peaks: dict[str, list[float]] = {plugin: [] for plugin in PLUGINS}
-    with Sandbox(str(SIZES[0])) as sandbox, tempfile.TemporaryDirectory() as tmp:
-        master_data(sandbox, Path(tmp), peaks, rows)
-        invoices(sandbox, Path(tmp), peaks, rows)
+    plugins = [plugin for job in jobs for plugin in JOBS[job][1]]
+    peaks: dict[str, list[float]] = {plugin: [] for plugin in plugins}
+    with Sandbox(str(sizes[0])) as sandbox, tempfile.TemporaryDirectory() as tmp:
+        for job in jobs:
+            JOBS[job][0](sandbox, Path(tmp), peaks, rows, sizes)
     flat = {plugin: values[-1] <= FLAT * values[0] for plugin, values in peaks.items()}
     rows.sort(key=lambda row: PLUGINS.index(row[0]))  # stable: sizes stay in order
     table("Memory: peak RSS per plugin process", ["plugin", "sandbox data", "records",
@@ -150,7 +156,7 @@ def main() -> dict[str, bool]:
           ["Records: RECORD messages the tap wrote and the target read. tap-basware "
            "acknowledges every invoice it emits, as job invoices does; the demo data adds 28 "
            "invoices to each size.",
-           f"Flat = peak at 100,000 within {FLAT}x of the peak at 1,000: "
+           f"Flat = peak at {sizes[-1]:,} within {FLAT}x of the peak at {sizes[0]:,}: "
            + "; ".join(f"{plugin} {values[-1] / values[0]:.2f}x "
                        f"({'flat' if flat[plugin] else 'NOT flat'})"
                        for plugin, values in peaks.items())])
@@ -158,4 +164,10 @@ def main() -> dict[str, bool]:
 
 
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default=",".join(map(str, SIZES)),
+                        help="records per measurement, comma-separated (flat: last vs first)")
+    parser.add_argument("--jobs", default=",".join(JOBS),
+                        help=f"which plugins: {', '.join(JOBS)} (comma-separated)")
+    arguments = parser.parse_args()
+    main([int(size) for size in arguments.sizes.split(",")], tuple(arguments.jobs.split(",")))
