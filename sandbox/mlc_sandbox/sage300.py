@@ -27,6 +27,8 @@ record as a Sage user would (``DateLastMaintained`` = today).
 Guesses beyond the reference (see also odata.py, sage300_schema.py, sage300_store.py and
 sage300_ap.py, which list theirs):
 
+- A query string over 2,048 characters (IIS request filtering's default maxQueryString) is
+  IIS's HTML 404.15, before anything else is checked.
 - Order of checks: IIS Windows auth, then the URL prefix (404), then Basic auth (401), then
   company / module (404), then the module right (403), then resource (404), verb (405), key.
 - The user id must arrive exactly ``WEBAPI`` (uppercase) in both modes (BRIEF decision 1;
@@ -117,6 +119,9 @@ REALM = "Sage300WebApi"
 ODATA_JSON = "application/json; odata.metadata=minimal"
 ODATA_HEADERS = {"OData-Version": "4.0"}
 IIS_HEADERS = {"Server": "Microsoft-IIS/10.0", "X-Powered-By": "ASP.NET"}
+#: IIS request filtering's default maxQueryString (characters as sent, encoded): a longer
+#: query string is refused with 404.15 before ASP.NET sees the request.
+IIS_MAX_QUERY_STRING = 2048
 QUERY_CACHE_SIZE = 64
 KEY_LENGTHS = {"AP/APVendors": 12, "AR/ARCustomers": 12, "AP/APTerms": 6,
                "AP/APDistributionCodes": 6}
@@ -274,6 +279,8 @@ class Sage300Simulator(Simulator):
         with self.lock:
             if self.settings["iis_windows_auth"]:
                 return _iis_windows_challenge()
+            if len(request.raw_path.partition("?")[2]) > IIS_MAX_QUERY_STRING:
+                return _iis_query_string_too_long()
             try:
                 return self._handle(request)
             except ODataError as exc:
@@ -721,6 +728,26 @@ def _next_po_number(table: Table) -> str:
         return "PO000001"
     highest = max(numbers, key=lambda n: int(n[2:]))
     return f"PO{int(highest[2:]) + 1:0{len(highest) - 2}d}"
+
+
+def _iis_query_string_too_long() -> Response:
+    return Response(404, _IIS_404_15.encode("utf-8"),
+                    {"Content-Type": "text/html", **IIS_HEADERS})
+
+
+_IIS_404_15 = """<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Strict//EN" "http://www.w3.org/TR/xhtml1/DTD/xhtml1-strict.dtd">
+<html xmlns="http://www.w3.org/1999/xhtml">
+<head>
+<title>IIS 10.0 Detailed Error - 404.15 - Not Found</title>
+</head>
+<body>
+<div id="content">
+<h3>HTTP Error 404.15 - Not Found</h3>
+<h4>The request filtering module is configured to deny a request where the query string is too long.</h4>
+</div>
+</body>
+</html>
+"""
 
 
 def _iis_windows_challenge() -> Response:

@@ -177,6 +177,16 @@ def test_iis_windows_auth_challenges_negotiate_and_ntlm_before_sage(sage: Sage) 
     assert sage.get("AP/APVendors").status_code == 200
 
 
+def test_iis_refuses_a_query_string_over_2048_characters(sage: Sage) -> None:
+    vendors = " or ".join(f"VendorNumber eq '{1200 + 10 * n}'" for n in range(40))
+    fits = sage.get("AP/APVendors", {"$filter": vendors[:1200].rsplit(" or ", 1)[0]})
+    assert fits.status_code == 200 and fits.json()["value"]
+    too_long = sage.get("AP/APVendors", {"$filter": vendors + " or " + vendors})
+    assert too_long.status_code == 404
+    assert "Microsoft-IIS/10.0" in too_long.headers["Server"]
+    assert "404.15" in too_long.text and "query string is too long" in too_long.text
+
+
 def test_module_without_web_api_right_is_forbidden(sage: Sage) -> None:
     sage.settings(forbidden_modules=["PO"])
     response = sage.get("PO/POPurchaseOrders")

@@ -10,11 +10,15 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from ml_connector_core.sage300_api import Sage300Client, Sage300Error, odata_literal
 
 #: Every batch this connector creates starts with this; its own batches are found by it.
 BATCH_PREFIX = "ml-connector"
+#: Most characters of one encoded $filter: IIS refuses a query string over 2,048 (its
+#: requestFiltering default, answered 404.15), and the rest of the URL needs some.
+MAX_FILTER = 1_700
 #: Batches whose entries are documents in Sage (posted ones are found in APPostedDocuments).
 UNPOSTED = "BatchStatus ne 'Posted' and BatchStatus ne 'Deleted'"
 
@@ -51,6 +55,26 @@ def _int(value: Any) -> int | None:
         return int(value)
     except (TypeError, ValueError):
         return None
+
+
+def _document_clause(key: tuple[str, str]) -> str:
+    vendor, document = key
+    return (f"(VendorNumber eq {odata_literal(vendor)} and "
+            f"DocumentNumber eq {odata_literal(document)})")
+
+
+def _filter_chunks(keys: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:
+    """The pairs split so that each chunk's ``or`` filter, encoded, fits MAX_FILTER."""
+    chunks: list[list[tuple[str, str]]] = []
+    size = 0
+    for key in keys:
+        length = len(quote(_document_clause(key), safe="")) + len(quote(" or "))
+        if not chunks or size + length > MAX_FILTER:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(key)
+        size += length
+    return chunks
 
 
 class CompanyNotFound(Exception):
@@ -172,21 +196,28 @@ class SageCompany:
         return self._by_source.get(source_id)
 
     def find_by_document(self, vendor: str, document: str) -> DocumentRef | None:
-        """In the connector's open batches, then among posted documents (one call, cached)."""
+        """In the connector's open batches, then among posted documents (one call)."""
+        return self.find_documents([(vendor, document)]).get((vendor, document))
+
+    def find_documents(self, documents: list[tuple[str, str]]
+                       ) -> dict[tuple[str, str], DocumentRef]:
+        """Which of these (vendor, document number) pairs Sage already holds: in the
+        connector's open batches, then among posted documents, as many pairs per request as
+        fit a query string IIS takes (``or`` of pairs, ~15). Not cached: each new invoice is
+        asked once (a repeat within the run is caught before it gets here)."""
         if self._by_source is None:
             self._load_connector_batches()
-        key = (vendor, document)
-        if key in self._by_document:
-            return self._by_document[key]
-        # Not cached: each new invoice asks once (a repeat in the run is caught before).
-        found = list(self.client.iter_records(
-            "AP/APPostedDocuments",
-            filter=f"VendorNumber eq {odata_literal(vendor)} and "
-                   f"DocumentNumber eq {odata_literal(document)}", top=1))
-        if not found:
-            return None
-        return DocumentRef(self.company, _int(found[0].get("BatchNumber")),
-                           _int(found[0].get("EntryNumber")), posted=True)
+        found = {key: self._by_document[key] for key in documents if key in self._by_document}
+        asked = list(dict.fromkeys(key for key in documents if key not in found))
+        for chunk in _filter_chunks(asked):
+            query = " or ".join(_document_clause(key) for key in chunk)
+            for posted in self.client.iter_records("AP/APPostedDocuments", filter=query):
+                key = ((posted.get("VendorNumber") or "").strip(),
+                       (posted.get("DocumentNumber") or "").strip())
+                if key in chunk and key not in found:
+                    found[key] = DocumentRef(self.company, _int(posted.get("BatchNumber")),
+                                             _int(posted.get("EntryNumber")), posted=True)
+        return found
 
     def find_anywhere(self, vendor: str, document: str) -> DocumentRef | None:
         """After Sage said the document exists: also look in batches other people keyed."""

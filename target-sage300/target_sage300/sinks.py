@@ -118,11 +118,12 @@ class APInvoicesSink(BatchSink):
                              prepared.label)
                 self._finished(prepared)
             return
+        existing = self._existing([p.invoice for p in items if p.invoice is not None], sage)
         ready: list[Ready] = []
         for prepared in items:
             invoice = prepared.invoice
             assert invoice is not None
-            found = self._existing(invoice, sage)
+            found = existing.get(invoice.source_id)
             if found is not None:
                 ref, how = found
                 if ref.source_id and ref.source_id != invoice.source_id:
@@ -167,17 +168,29 @@ class APInvoicesSink(BatchSink):
                     checkpoint=self.target.write_checkpoint, finished=self._finished,
                     logger=self.logger).write(ready)
 
-    def _existing(self, invoice: APInvoice, sage: SageCompany) -> tuple[DocumentRef, str] | None:
-        """Is this invoice already in Sage? The ledger, then Sage by source id, then Sage by
-        vendor + document number (open connector batches, then posted documents)."""
-        key = self.target.invoice_run.ledger.target_key_for(STREAM, invoice.source_id)
-        ref = DocumentRef.from_target_key(key) if key else None
-        if ref is not None and ref.company == invoice.company:
-            return ref, "the ledger"
-        ref = sage.find_by_source(invoice.source_id)
-        if ref is not None:
-            return ref, f"{sage.idempotency_field} {invoice.source_id}"
-        ref = sage.find_by_document(invoice.vendor_number, invoice.document_number)
-        if ref is not None:
-            return ref, "vendor and document number"
-        return None
+    def _existing(self, invoices: list[APInvoice], sage: SageCompany
+                  ) -> dict[str, tuple[DocumentRef, str]]:
+        """Which of these invoices are already in Sage, and how we know: the ledger, then
+        Sage by source id, then Sage by vendor + document number (open connector batches,
+        then posted documents). A few bulk look-ups for the lot, not a few per invoice."""
+        found: dict[str, tuple[DocumentRef, str]] = {}
+        in_ledger = self.target.invoice_run.ledger.outcomes(
+            STREAM, [invoice.source_id for invoice in invoices])
+        unknown: list[APInvoice] = []
+        for invoice in invoices:
+            key = in_ledger[invoice.source_id].target_key \
+                if invoice.source_id in in_ledger else None
+            ref = DocumentRef.from_target_key(key) if key else None
+            if ref is not None and ref.company == invoice.company:
+                found[invoice.source_id] = ref, "the ledger"
+            elif (ref := sage.find_by_source(invoice.source_id)) is not None:
+                found[invoice.source_id] = ref, f"{sage.idempotency_field} {invoice.source_id}"
+            else:
+                unknown.append(invoice)
+        documents = sage.find_documents([(invoice.vendor_number, invoice.document_number)
+                                         for invoice in unknown])
+        for invoice in unknown:
+            ref = documents.get((invoice.vendor_number, invoice.document_number))
+            if ref is not None:
+                found[invoice.source_id] = ref, "vendor and document number"
+        return found
