@@ -95,6 +95,7 @@ class InvoiceRun:
         self.run_id = self.run.run_id
         self.batch_label = uuid.UUID(self.run_id).hex[:8]
         self.replies = 0  # outcomes recorded for tap-basware to answer
+        self._pending: list[Entry] = []  # settled, not yet written to the ledger (flush)
         self.counts: Counter[str] = Counter()
         self.unanswerable = 0  # rejected records whose source_id cannot be answered
         self.failed_count = 0  # invoices caught in a technical failure
@@ -165,7 +166,7 @@ class InvoiceRun:
         if self.dry_run and source_id is None:
             self.dry_run.add(STREAM, label, REJECT, reason)
         if source_id is None:
-            self.ledger.record(entry)
+            self._pending.append(entry)
             self.counts["rejected"] += 1
             self.unanswerable += 1
             return
@@ -177,7 +178,7 @@ class InvoiceRun:
         reason = (f"source_id {source_id} appears more than once in this run (first as record "
                   f"{first}); only the first is processed")
         self.logger.warning("ap_invoices %s rejected: %s", label, reason)
-        self.ledger.record(self._entry(source_id, Action.REJECTED, payload, error=reason))
+        self._pending.append(self._entry(source_id, Action.REJECTED, payload, error=reason))
         self.counts["duplicate in run"] += 1
         if self.dry_run:
             self.dry_run.add(STREAM, label, REJECT, reason, source_id)
@@ -188,6 +189,7 @@ class InvoiceRun:
                    for source_id in source_ids]
         self.failed_count += len(source_ids)
         try:
+            self.flush()  # what was settled before the failure stays settled
             self.ledger.record_many(entries)
         except Exception:  # the ledger may be what failed; the run fails loudly anyway
             self.logger.exception("could not record the failed invoices in the ledger")
@@ -197,12 +199,21 @@ class InvoiceRun:
             self.dry_run.add(STREAM, outcome.source_id,
                              SKIP if outcome.action == Action.UNCHANGED else REJECT,
                              outcome.message)
-        self.ledger.record(dataclasses.replace(entry, reply=outcome.reply()))
+        self._pending.append(dataclasses.replace(entry, reply=outcome.reply()))
         self.replies += 1
         self.counts[{Action.CREATED: "created", Action.UNCHANGED: "already there",
                      Action.REJECTED: "rejected"}[outcome.action]] += 1
 
     # -- end ---------------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Write the entries settled since the last flush, in one transaction: after each
+        Sage batch and each sink batch, and before any STATE (which names this run, so the
+        tap may read its replies) goes out. A crash before a flush loses only entries whose
+        invoices the next run finds in Sage by BWINVID, or judges again."""
+        if self._pending:
+            self.ledger.record_many(self._pending)
+            self._pending = []
 
     def summary(self) -> dict[str, Any]:
         stats = self.read_policy.stats
@@ -227,6 +238,7 @@ class InvoiceRun:
 
     def finish(self, status: str) -> None:
         try:
+            self.flush()
             self.ledger.finish_run(self.run_id, status, self.summary())
         finally:
             self.keys.close()

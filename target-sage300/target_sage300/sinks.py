@@ -71,6 +71,7 @@ class APInvoicesSink(BatchSink):
         items: list[Prepared] = [item["prepared"] for item in context.get("records", [])]
         try:
             self._process(items)
+            self.target.invoice_run.flush()
         except BaseException as exc:
             run = self.target.invoice_run
             unfinished = [p.invoice.source_id for p in items

@@ -186,6 +186,8 @@ class TargetSage300(Target):
     def write_checkpoint(self) -> None:
         if self.config.get("dry_run"):
             return  # nothing was created: no bookmark moves, no outcome goes to Basware
+        if self._invoice_run is not None:
+            self._invoice_run.flush()  # the replies a STATE points at are in the ledger
         state = self.checkpoint_state()
         if state is None or state == self._last_written:
             return
