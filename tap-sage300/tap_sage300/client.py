@@ -9,13 +9,14 @@ SDK's per-record type conformance is switched off (it would walk every record a 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import ParseResult, quote, unquote, urlencode, urlsplit
+from typing import TYPE_CHECKING, Any, ClassVar, cast
+from urllib.parse import ParseResult, quote, unquote, urlencode, urlparse, urlsplit
 
 import requests
 from singer_sdk import RESTStream, metrics
@@ -66,6 +67,47 @@ _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 # Ledger actions (ml_connector_core.ledger.Action values); the ledger module itself, and with
 # it SQLAlchemy, is imported only when a ledger is configured.
 READ, REJECTED = "read", "rejected"
+
+
+# Sage writes the feed's nextLink as its last member: ``...}],"@odata.nextLink":"<url>"}``.
+# A link with an escape in it is left to the decoder.
+_NEXT_LINK_KEY = b'"@odata.nextLink"'
+_TRAILING_LINK = re.compile(rb'"@odata\.nextLink"\s*:\s*"([^"\\]+)"\s*}\s*\Z')
+_NO_RECORDS = re.compile(rb'"value"\s*:\s*\[\s*\]')
+
+
+def early_next_link(content: bytes) -> str | None:
+    """The ``@odata.nextLink`` of a feed page with records, read from the raw body without
+    decoding it; None unless it is plainly the top-level object's last member.
+
+    With valid JSON that is certain: the key follows a ``,`` or ``{`` (so it opens a string
+    outside any string) and the unescaped value is followed by the closing brace. The
+    records are looked for where Sage puts them, near the start (a full scan would cost
+    more than the decoder saves here).
+    """
+    start = content.rfind(_NEXT_LINK_KEY)
+    if start < 0:
+        return None
+    match = _TRAILING_LINK.match(content, start)
+    if match is None:
+        return None
+    before = start - 1
+    while before >= 0 and content[before] in b" \t\r\n":
+        before -= 1
+    if before < 0 or content[before] not in b",{":
+        return None
+    records = content.find(b'"value"')
+    if records < 0 or _NO_RECORDS.match(content, records):
+        return None
+    return match.group(1).decode()
+
+
+class _PageAt:
+    """Stands in for the paginator in ``_prepare_request`` when the next page's token is
+    known before the paginator has read the page (see ``request_records``)."""
+
+    def __init__(self, token: ParseResult) -> None:
+        self.current_value = token
 
 
 def encode_query(options: Mapping[str, str]) -> str:
@@ -458,20 +500,28 @@ class Sage300Stream(RESTStream[ParseResult | None]):
         return records
 
     def request_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
-        """The SDK's page loop, one page ahead: as soon as a page is parsed, the request for
-        the next one goes on the wire (see prefetch.py), so Sage builds page N+1 while the
-        tap shapes and writes the records of page N. One request is in flight per stream,
-        and pages are still consumed strictly in order."""
+        """The SDK's page loop, one page ahead: the request for the next page goes on the
+        wire (see prefetch.py) as soon as its URL is known, so Sage builds page N+1 while the
+        tap decodes, shapes and writes page N. A nextLink is read from the end of the raw
+        body, before the page is decoded; the first page of a ``$top`` window once the
+        paginator has counted the records. One request is in flight per stream, and pages
+        are still consumed strictly in order."""
         paginator = self.get_new_paginator()
         connection = self._tap.page_connection()
         on_the_wire: list[PageRequest] = []
+        ahead: list[tuple[ParseResult, PageRequest]] = []  # the next page's, sent early
+        looked_ahead = False  # whether request_early saw the page just fetched
 
         def fetch(prepared: requests.PreparedRequest, context: Context | None
                   ) -> requests.Response:
             # The first try is the request already sent; a retry is an ordinary send.
+            nonlocal looked_ahead
             if not on_the_wire:
+                looked_ahead = False
                 return self._request(prepared, context)
             response = on_the_wire.pop().response()
+            request_early(response)  # first: Sage is idle until it arrives
+            looked_ahead = True
             self._write_request_duration_log(endpoint=self.path, response=response,
                                              context=context, extra_tags=None)
             self.validate_response(response)
@@ -483,6 +533,22 @@ class Sage300Stream(RESTStream[ParseResult | None]):
                 on_the_wire.append(connection.send(prepared))
             return prepared
 
+        def request_early(response: requests.Response) -> None:
+            # Sage sits idle from the moment it has written a page until the next request
+            # arrives, so that request is written before the page is decoded: its link is
+            # the body's last member. Only a 200 (which validate_response passes) with
+            # records; the paginator still reads the decoded page, and the request is kept
+            # only if it asks for exactly the page the paginator names.
+            if connection is None or response.status_code != 200:
+                return
+            link = early_next_link(response.content)
+            if link is None:
+                return
+            token = urlparse(rebase_url(link, self.url_base))
+            prepared = self._prepare_request(context=context, page=cast(Any, _PageAt(token)))
+            if connection.serves(prepared.url or ""):
+                ahead.append((token, connection.send(prepared)))
+
         send = self.request_decorator(fetch)
         try:
             with self.get_http_request_counter() as request_counter:
@@ -490,14 +556,26 @@ class Sage300Stream(RESTStream[ParseResult | None]):
                 prepared: requests.PreparedRequest | None = request_next()
                 while prepared is not None:
                     response = send(prepared, context)
+                    if not looked_ahead:  # a retry's answer, which came through requests
+                        request_early(response)
+                    early = ahead.pop() if ahead else None
                     request_counter.increment()
                     self.update_sync_costs(prepared, response, context)
                     records = self.parse_response(response)
                     paginator.advance(response)  # the next URL comes from this page's body
-                    prepared = request_next() if records and not paginator.finished else None
+                    if not records or paginator.finished:
+                        prepared = None
+                    elif early is not None and early[0] == paginator.current_value:
+                        on_the_wire.append(early[1])
+                        prepared = early[1].request
+                    else:
+                        if early is not None and connection is not None:
+                            connection.close()  # its answer would pass for the right page's
+                        prepared = request_next()
                     yield from records
         finally:  # also when stopped early (an error, a record limit)
             on_the_wire.clear()
+            ahead.clear()
             if connection is not None:
                 connection.close()
 
