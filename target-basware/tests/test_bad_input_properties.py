@@ -24,9 +24,7 @@ import io
 import itertools
 import json
 import logging
-import os
 import re
-import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,8 +32,6 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from ml_connector_core.ledger import Action, Ledger
 from ml_connector_core.run_summary import parse_summary_line
@@ -371,25 +367,8 @@ def _log_line_names(log: str, expected: Expected) -> bool:
                for line in log.splitlines())
 
 
-@pytest.fixture
-def postgres_ledger_url() -> Iterator[str]:
-    """A fresh PostgreSQL database (its key columns have a length, unlike SQLite's)."""
-    admin_url = os.environ.get("ML_CONNECTOR_TEST_PG_URL",
-                               "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-    name = f"mlc_test_{secrets.token_hex(6)}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 def test_huge_and_control_character_keys_fit_a_postgresql_ledger(
-        quick_basware: Any, target_config: dict[str, Any], postgres_ledger_url: str) -> None:
+        quick_basware: Any, target_config: dict[str, Any], pg_url: str) -> None:
     """A rejected record's key is stored escaped and shortened: a 100,000-character key would
     not fit PostgreSQL's key columns and would stop the run (DataError)."""
     plan = Plan("PG1", [
@@ -399,11 +378,11 @@ def test_huge_and_control_character_keys_fit_a_postgresql_ledger(
         Expected("vendors", {**_base("vendors", "PG1", 2), "sourceKey": "k\x1b" * 1000},
                  "field 'sourceKey'"),
     ])
-    states, log = run_in_process({**target_config, "ledger_url": postgres_ledger_url},
+    states, log = run_in_process({**target_config, "ledger_url": pg_url},
                                  singer_messages(plan))
 
     assert states == [{"bookmarks": {"example": "PG1"}}]
     assert "PG1-VE0" in quick_basware.records("vendors")
-    with Ledger.open(postgres_ledger_url) as ledger:
+    with Ledger.open(pg_url) as ledger:
         counts = ledger.report(str(parse_summary_line(log)["run_id"])).counts
     assert counts == {"vendors": {"created": 1, "rejected": 2}}
