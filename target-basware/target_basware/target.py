@@ -228,6 +228,7 @@ class TargetBasware(Target):
             except Exception:  # the original error matters more than the bookkeeping one
                 logging.getLogger(self.name).exception("could not close the ledger run")
             self.ledger.close()
+            self.delivery.close()
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ from ml_connector_core.settings import (
 from .client import DocumentRef, SageCompany
 from .coding import MAX_REASON, shorten
 from .contract import STREAM
-from .run_keys import RunKeys
+from .run_keys import InvoiceRunKeys
 
 PLUGIN = "target-sage300"
 WRITE_TIMEOUT = 120  # seconds for a batch POST or a posting run
@@ -99,7 +99,7 @@ class InvoiceRun:
         self.counts: Counter[str] = Counter()
         self.unanswerable = 0  # rejected records whose source_id cannot be answered
         self.failed_count = 0  # invoices caught in a technical failure
-        self.keys = RunKeys()  # source ids and vendor documents already in this run
+        self.keys = InvoiceRunKeys()  # source ids and vendor documents already in this run
         self._companies: dict[str, SageCompany] = {}
         self._batch_numbers: Counter[str] = Counter()
         timeouts = flat_timeouts(config)

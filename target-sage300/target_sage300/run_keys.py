@@ -4,52 +4,42 @@ Within one run the target must know every source id it has taken (a repeat is re
 first one's outcome stands) and every (company, vendor, document number) it has sent to Sage
 (a second invoice with the same vendor document is rejected with a clear reason, instead of
 bouncing off Sage's duplicate check). Held in dicts, that was ~430 bytes per invoice, 43 MB
-at 100,000. Here both live in a private temporary SQLite database: SQLite keeps a bounded
-page cache (2 MB) in memory and the rest in a file it deletes when the run closes it. A check
-or an insert costs a few microseconds.
+at 100,000; ml_connector_core.run_keys keeps them in a temporary SQLite file.
 """
 
 from __future__ import annotations
 
-import sqlite3
+import json
+
+from ml_connector_core.run_keys import RunKeys
+
+SOURCES = "sources"  # source id -> the number of the record that brought it first
+DOCUMENTS = "documents"  # [company, vendor, document] -> the source id that sent it
 
 
-class RunKeys:
+class InvoiceRunKeys(RunKeys):
     """Source ids and vendor documents seen in this run."""
 
     def __init__(self) -> None:
-        # "": a private on-disk database, deleted when the connection closes (SQLite docs,
-        # "Temporary Databases"). Autocommit: nothing here outlives the run.
-        self._db = sqlite3.connect("", isolation_level=None)
-        self._db.executescript("""
-            PRAGMA journal_mode = OFF;
-            PRAGMA synchronous = OFF;
-            CREATE TABLE sources (source_id TEXT PRIMARY KEY, record INTEGER NOT NULL)
-                WITHOUT ROWID;
-            CREATE TABLE documents (company TEXT, vendor TEXT, document TEXT,
-                                    source_id TEXT NOT NULL,
-                                    PRIMARY KEY (company, vendor, document)) WITHOUT ROWID;
-        """)
+        super().__init__(SOURCES, DOCUMENTS)
 
     def first_record(self, source_id: str) -> int | None:
         """The record number under which `source_id` first came in this run, if it did."""
-        row = self._db.execute("SELECT record FROM sources WHERE source_id = ?",
-                               (source_id,)).fetchone()
-        return row[0] if row else None
+        record = self.first(SOURCES, source_id)
+        return int(record) if record is not None else None
 
     def add_source(self, source_id: str, record: int) -> None:
-        self._db.execute("INSERT OR IGNORE INTO sources VALUES (?, ?)", (source_id, record))
+        self.add(SOURCES, source_id, record)
 
     def document_owner(self, company: str, vendor: str, document: str) -> str | None:
         """The source id of the invoice this run already sent with that vendor document."""
-        row = self._db.execute(
-            "SELECT source_id FROM documents WHERE company = ? AND vendor = ? AND document = ?",
-            (company, vendor, document)).fetchone()
-        return row[0] if row else None
+        owner = self.first(DOCUMENTS, _document_key(company, vendor, document))
+        return str(owner) if owner is not None else None
 
     def add_document(self, company: str, vendor: str, document: str, source_id: str) -> None:
-        self._db.execute("INSERT OR IGNORE INTO documents VALUES (?, ?, ?, ?)",
-                         (company, vendor, document, source_id))
+        self.add(DOCUMENTS, _document_key(company, vendor, document), source_id)
 
-    def close(self) -> None:
-        self._db.close()
+
+def _document_key(company: str, vendor: str, document: str) -> str:
+    # JSON keeps the three parts apart whatever characters they hold.
+    return json.dumps([company, vendor, document], ensure_ascii=False)
