@@ -10,7 +10,9 @@ makes its read-only look-ups, and gives every record a verdict instead of writin
 - invoices: tap-basware peeks at the approved-invoice queue with `acknowledge: false` (GETs
   only: nothing leaves the queue), target-sage300 says create / skip (already in Sage) / reject
   (e.g. an unknown GL account). The transfer responses the next run would send first are read
-  from the saved state and counted.
+  from the saved state and counted; invoices a stopped run acknowledged but never answered
+  (`TransferInProgress` with no outcome) are peeked too (`read_in_progress`) and listed, as
+  the next run reads them again.
 
 Nothing is written to Sage 300, Basware, the ledger or Meltano's state: the targets' dry run
 makes no write call, no ledger entry and no STATE, and the taps' own ledger entries (reads,
@@ -57,6 +59,9 @@ from ml_connector_core.outcome_handover import (
 from ml_connector_core.settings import configured_ledger_url
 
 MAX_LISTED_REJECTS = 100  # in the text output; --format json lists all
+MAX_LISTED_IN_PROGRESS = 20  # likewise
+INVOICE_STREAM = "accounting_documents"  # tap-basware's stream of the approved-invoice queue
+IN_PROGRESS = "TransferInProgress"
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,8 @@ class JobPlan:
     reads: str
     verdicts: list[Verdict] = field(default_factory=list)
     transfer_responses: dict[str, int] | None = None  # invoices: answers pending in the state
+    # invoices: acknowledged by an earlier run that never answered them: read again
+    in_progress: list[str] | None = None
     error: str | None = None
 
     def counts(self) -> dict[str, dict[str, int]]:
@@ -113,6 +120,7 @@ class JobPlan:
             "error": self.error, "streams": self.counts(), "totals": self.totals(),
             "skip_reasons": self.skip_reasons(),
             "transfer_responses_pending": self.transfer_responses,
+            "in_progress_read_again": self.in_progress,
             "rejects": [asdict(v) for v in self.rejects()],
             "records": [asdict(v) for v in self.verdicts if v.verdict in (CREATE, UPDATE)],
         }
@@ -173,10 +181,12 @@ def _plan_job(project: Project, job: Job, full: bool, work: Path) -> JobPlan:
     state = project.state(job)
     if job.name == "invoices":
         # The queue is the invoices job's cursor (its state holds no position to resume
-        # from), so the peek reads every waiting invoice. The outcomes of the last run are
-        # only counted: answering them is a write.
+        # from), so the peek reads every waiting invoice, and those in progress that the next
+        # run reads again. The outcomes of the last run are only counted: answering them is
+        # a write.
         tap_settings["ACKNOWLEDGE"] = "false"
-        plan.transfer_responses = _pending_answers(project, job, state)
+        tap_settings["READ_IN_PROGRESS"] = "true"
+        plan.transfer_responses, answered = _pending_answers(project, job, state)
     elif full or not state:
         plan.reads = "every Sage 300 record (no saved state used)"
     else:
@@ -194,21 +204,30 @@ def _plan_job(project: Project, job: Job, full: bool, work: Path) -> JobPlan:
           ["invoke", job.target], {f"{target_env}_DRY_RUN": "true",
                                    f"{target_env}_DRY_RUN_REPORT": str(report)}, job)
     plan.verdicts = _tap_rejections(job.tap, scratch_ledger) + read_verdicts(report)
+    if job.name == "invoices":
+        # An in-progress invoice whose outcome is pending is answered first, not read again.
+        plan.verdicts = [v for v in plan.verdicts if v.key not in answered]
+        plan.in_progress = sorted(key for key in _in_progress_reads(scratch_ledger)
+                                  if key not in answered)
     return plan
 
 
-def _pending_answers(project: Project, job: Job, state: dict[str, Any]) -> dict[str, int]:
-    """How the outcomes the state names will be answered: Transferred or TransferFailed."""
+def _pending_answers(project: Project, job: Job, state: dict[str, Any]
+                     ) -> tuple[dict[str, int], set[str]]:
+    """How the outcomes the state names will be answered (Transferred or TransferFailed), and
+    the invoices they answer."""
     counts = Counter({"Transferred": 0, "TransferFailed": 0})
+    answered: set[str] = set()
 
-    def count(reply: Any) -> None:
+    def count(invoice_id: str, reply: Any) -> None:
         success = reply.get("success") if isinstance(reply, dict) else None
-        if isinstance(success, bool):
+        if isinstance(success, bool):  # a malformed one is dropped, the invoice read again
             counts["Transferred" if success else "TransferFailed"] += 1
+            answered.add(invoice_id)
 
     inline = state.get(INLINE_KEY)
-    for reply in (inline.values() if isinstance(inline, dict) else ()):
-        count(reply)
+    for invoice_id, reply in (inline.items() if isinstance(inline, dict) else ()):
+        count(str(invoice_id), reply)
     if runs := pending_runs(state):
         config = json.loads(run_meltano(
             project.root, project.environment, ["invoke", "--dump=config", job.tap],
@@ -219,8 +238,8 @@ def _pending_answers(project: Project, job: Job, state: dict[str, Any]) -> dict[
             if missing := missing_runs(ledger, runs):
                 raise PlanError(missing_runs_message(missing, ledger_url))
             for entry in pending_replies(ledger, runs):
-                count(entry.reply)
-    return dict(counts)
+                count(entry.source_key, entry.reply)
+    return dict(counts), answered
 
 
 def _plugin_env(plugin: str) -> str:
@@ -233,6 +252,15 @@ def _tap_rejections(tap: str, ledger_url: str) -> list[Verdict]:
         replay = ledger.replayable(failed_only=True)
     return [Verdict(entry.stream, entry.source_key, REJECT, str(entry.error or ""), None, tap)
             for entry in replay.entries if entry.action == Action.REJECTED]
+
+
+def _in_progress_reads(ledger_url: str) -> list[str]:
+    """The invoices the tap read from TransferInProgress, from its scratch ledger."""
+    with Ledger.open(ledger_url) as ledger:
+        reads = ledger.replayable(stream=INVOICE_STREAM, failed_only=False).entries
+    return [entry.source_key for entry in reads if entry.action == Action.READ
+            and isinstance(entry.payload, dict)
+            and entry.payload.get("processingStatus") == IN_PROGRESS]
 
 
 def _pipe(project: Project, work: Path, tap_args: list[str], tap_env: dict[str, str],
@@ -320,6 +348,13 @@ def render_text(plans: list[JobPlan], environment: str | None) -> str:
             out.append(f"  transfer responses the next run sends first (outcomes of the last "
                        f"run): {answers['Transferred']} Transferred, "
                        f"{answers['TransferFailed']} TransferFailed")
+        if plan.in_progress:
+            shown = ", ".join(plan.in_progress[:MAX_LISTED_IN_PROGRESS])
+            more = len(plan.in_progress) - MAX_LISTED_IN_PROGRESS
+            out.append(f"  read again: {len(plan.in_progress)} invoice(s) an earlier run "
+                       f"acknowledged and never answered ({IN_PROGRESS}; their verdicts "
+                       f"are counted above): {shown}" + (f" ... and {more} more" if more > 0
+                                                         else ""))
         rejects += [(plan.job.name, v) for v in plan.rejects()]
     if rejects:
         out += ["", f"rejected ({len(rejects)}): fix these in the source, or they stay out"]

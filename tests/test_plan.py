@@ -18,8 +18,15 @@ from typing import Any
 import pytest
 import requests
 
+from ml_connector_core.basware_api import BaswareClient
 from ml_connector_core.ledger import Ledger
-from mlc_sandbox.data import BASWARE_CLIENT_ID, SAGE_PASSWORD, UNKNOWN_ACCOUNT, build_dataset
+from mlc_sandbox.data import (
+    BASWARE_CLIENT_ID,
+    BASWARE_CLIENT_SECRET,
+    SAGE_PASSWORD,
+    UNKNOWN_ACCOUNT,
+    build_dataset,
+)
 from mlc_sandbox.serve import Sandbox
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,6 +67,12 @@ def plan(env: dict[str, str], *args: str) -> tuple[int, dict[str, Any], str]:
         return result.returncode, json.loads(result.stdout), result.stderr
     except ValueError:
         pytest.fail(f"no JSON (exit {result.returncode}): {result.stdout}\n{result.stderr}")
+
+
+def plan_text(env: dict[str, str], *args: str) -> tuple[int, str, str]:
+    result = subprocess.run([sys.executable, "-m", "ml_connector.cli", "plan", *args], cwd=ROOT,
+                            env=env, capture_output=True, text=True, timeout=TIMEOUT, check=False)
+    return result.returncode, result.stdout, result.stderr
 
 
 def meltano(env: dict[str, str], *args: str) -> str:
@@ -196,5 +209,44 @@ def test_plan_counts_the_answers_the_last_invoices_run_left_to_give(
     invoices = report["jobs"]["invoices"]
     assert invoices["error"] is None
     assert invoices["transfer_responses_pending"] == {"Transferred": 27, "TransferFailed": 1}
+    # All 28 are in progress, but each is answered first: none is read again.
+    assert invoices["in_progress_read_again"] == [] and invoices["streams"] == {}
     assert writes(fresh_sandbox) == [] and ledger_runs(env) == runs
     assert queue(fresh_sandbox) == {"TransferInProgress": 28}
+
+
+def test_plan_lists_invoices_a_stopped_run_acknowledged_but_never_answered(
+        fresh_sandbox: Sandbox, env: dict[str, str]) -> None:
+    """A run that stopped between acknowledging and target-sage300's outcome leaves invoices
+    in TransferInProgress with nothing to answer them; the next run reads them again, so the
+    plan peeks at them too and names them."""
+    state = requests.get(f"{fresh_sandbox.basware.base_url}/_sandbox/state", timeout=60).json()
+    stranded = sorted(i["invoiceId"] for i in state["tenants"][BASWARE_CLIENT_ID]["invoices"]
+                      )[:2]
+    basware = BaswareClient(client_id=BASWARE_CLIENT_ID, client_secret=BASWARE_CLIENT_SECRET,
+                            scopes="accountingDocuments.write",
+                            base_url=fresh_sandbox.basware.base_url)
+    for invoice_id in stranded:  # as the stopped run did, before its target wrote anything
+        acknowledged = basware.request("POST", f"/v1/accountingDocuments/{invoice_id}/"
+                                       "acknowledge", headers={"Content-Type": "application/json"})
+        assert acknowledged.status_code == 200, acknowledged.text
+    clear_logs(fresh_sandbox)
+
+    code, report, stderr = plan(env, "--job", "invoices")
+
+    assert code == 0, stderr
+    invoices = report["jobs"]["invoices"]
+    assert invoices["error"] is None
+    assert sorted(invoices["in_progress_read_again"]) == stranded
+    # Every invoice gets its verdict once, the two in progress included.
+    assert invoices["streams"] == {"ap_invoices": {"create": 27, "update": 0, "skip": 0,
+                                                   "reject": 1}}
+    assert invoices["transfer_responses_pending"] == {"Transferred": 0, "TransferFailed": 0}
+    assert writes(fresh_sandbox) == []
+    assert queue(fresh_sandbox) == {"TransferInProgress": 2, "WaitingForTransfer": 26}
+
+    code, text, stderr = plan_text(env, "--job", "invoices")
+    assert code == 0, stderr
+    assert (f"read again: 2 invoice(s) an earlier run acknowledged and never answered "
+            f"(TransferInProgress; their verdicts are counted above): {stranded[0]}, "
+            f"{stranded[1]}") in text

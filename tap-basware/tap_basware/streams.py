@@ -24,7 +24,8 @@ class AccountingDocumentsStream(BaswareStream):
     """Approved invoices waiting in Basware's transfer queue, one partition per company code.
 
     With `acknowledge` off (plain extraction) it reads `WaitingForTransfer` incrementally by
-    `lastUpdated` and changes nothing in Basware. With `acknowledge` on (the invoice pipeline)
+    `lastUpdated` and changes nothing in Basware (`read_in_progress` adds the
+    `TransferInProgress` invoices first, to preview what an acknowledging run would re-emit). With `acknowledge` on (the invoice pipeline)
     the queue is the cursor: it first re-emits `TransferInProgress` invoices (acknowledged by an
     earlier run that never got a transfer response: a crash between acknowledge and the
     target's outcome), then emits every `WaitingForTransfer` invoice and acknowledges each one
@@ -51,10 +52,7 @@ class AccountingDocumentsStream(BaswareStream):
         assert context is not None  # always partitioned by company code
         company = context["companyCode"]
         if not self.acknowledge:
-            params = self.list_params(context)
-            for page in self.read_pages({**params, "ProcessingStatus": WAITING,
-                                         "companyCode": company}):
-                yield from page
+            yield from self._peek(context, company)
             return
 
         if self.config.get("start_date"):
@@ -88,6 +86,22 @@ class AccountingDocumentsStream(BaswareStream):
                     break  # the cursor is stale now: read the list again from its start
             else:
                 return  # a whole read found nothing new: the queue is drained
+
+    def _peek(self, context: Context, company: str) -> Iterable[dict[str, Any]]:
+        """Acknowledge off: read without changing anything in Basware. `read_in_progress`
+        first reads what the next acknowledging run would re-emit (for `ml-connector plan`)."""
+        emitted: set[str] = set()
+        if self.config.get("read_in_progress"):
+            for page in self.read_pages(self._queue_params(company, IN_PROGRESS)):
+                for invoice in page:
+                    emitted.add(invoice["invoiceId"])
+                    self.run_counts["in_progress"] += 1
+                    yield invoice
+        params = self.list_params(context)
+        for page in self.read_pages({**params, "ProcessingStatus": WAITING,
+                                     "companyCode": company}):
+            # An invoice acknowledged by someone else between the two reads comes once.
+            yield from (invoice for invoice in page if invoice["invoiceId"] not in emitted)
 
     def _queue_params(self, company: str, status: str) -> dict[str, Any]:
         return {"ProcessingStatus": status, "companyCode": company, "pageSize": self.page_size}

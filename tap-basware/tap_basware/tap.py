@@ -62,6 +62,12 @@ class TapBasware(Tap):
                     description="Acknowledge each WaitingForTransfer invoice after its record "
                                 "was emitted (moves it to TransferInProgress). Off for plain "
                                 "extraction; the invoice pipeline turns it on."),
+        th.Property("read_in_progress", th.BooleanType, default=False,
+                    description="With acknowledge off, also read the TransferInProgress "
+                                "invoices first, as the next acknowledging run re-emits them "
+                                "(acknowledged by a run that stopped before answering them). "
+                                "`ml-connector plan` turns it on to preview them; it changes "
+                                "nothing in Basware."),
         th.Property("start_date", th.DateTimeType,
                     description="Earliest lastUpdated to read when there is no bookmark. Only "
                                 "filters when acknowledge is off: with acknowledge on, the "
