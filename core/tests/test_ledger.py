@@ -622,3 +622,39 @@ def test_stored_schema_keeps_secret_looking_field_names(sqlite_url: str) -> None
     assert stored.schema["properties"]["Password"] == {"type": "string"}
     assert stored.schema["properties"]["Memo"]["default"] == "x ***"
     assert stored.payload == {"Password": "***", "Memo": "m"}
+
+
+def test_a_stream_schema_is_stored_once_per_run_and_replayed_with_every_entry(
+        ledger: Ledger) -> None:
+    """tap-basware passes its SCHEMA with every invoice it reads (14.6 kB each); the ledger
+    stores it on the run's first entry of the stream, again only when it changes, and replay
+    gives each entry the schema its run had for the stream."""
+    schema = {"type": "object", "properties": {"invoiceId": {"type": "string"},
+                                               "grossSum": {"type": "number"}}}
+    changed = {**schema, "required": ["invoiceId"]}
+    first = ledger.start_run("tap-basware").run_id
+    ledger.record_many([Entry(first, "accounting_documents", f"I{n}", "read",
+                              payload={"invoiceId": f"I{n}"}, schema=schema)
+                        for n in (1, 2)])
+    ledger.record(Entry(first, "accounting_documents", "I3", "read",
+                        payload={"invoiceId": "I3"}, schema=schema))
+    ledger.record(Entry(first, "vendors", "V1", "read", payload={"id": "V1"},
+                        schema={"type": "object"}))
+    ledger.record(Entry(first, "accounting_documents", "I4", "read",
+                        payload={"invoiceId": "I4"}, schema=changed))
+    second = ledger.start_run("tap-basware").run_id
+    ledger.record(Entry(second, "accounting_documents", "I5", "read",
+                        payload={"invoiceId": "I5"}, schema=schema))
+
+    with ledger.engine.connect() as conn:
+        stored = {row.source_key: row.stream_schema is not None for row in conn.execute(
+            select(entries.c.source_key, entries.c.stream_schema))}
+    assert stored == {"I1": True, "I2": False, "I3": False, "V1": True, "I4": True,
+                      "I5": True}
+
+    replayed = {e.source_key: e.schema for e in ledger.replayable(failed_only=False).entries}
+    assert replayed == {"I1": schema, "I2": schema, "I3": schema, "V1": {"type": "object"},
+                        "I4": changed, "I5": schema}
+    # Only what replay selected is looked up: one key of a run still gets its schema.
+    (only,) = ledger.replayable(failed_only=False, keys=["I3"]).entries
+    assert only.schema == schema

@@ -36,7 +36,6 @@ class ReadAudit:
 
             self._entry, self._direction = Entry, SAGE_TO_BASWARE
         self._pending: list[Any] = []  # ml_connector_core.ledger.Entry
-        self._schemas_written: set[str] = set()
 
     @classmethod
     def open(cls, url: str, secrets: Iterable[str] | Redactor) -> ReadAudit:
@@ -54,15 +53,12 @@ class ReadAudit:
         """``action`` is an ml_connector_core.ledger.Action value (read, rejected...)."""
         if self.ledger is None:
             return
-        # The SCHEMA once per stream and run (for `audit replay`), not on every row.
-        schema = None
-        if stream.name not in self._schemas_written:
-            self._schemas_written.add(stream.name)
-            schema = stream.schema
+        # The SCHEMA goes with every entry (for `audit replay`); the ledger stores it once
+        # per run and stream.
         self._pending.append(self._entry(
             run_id=self.run_id or "", stream=stream.name, source_key=source_key, action=action,
             direction=self._direction, payload=record, error=error,
-            key_properties=stream.primary_keys, schema=schema,
+            key_properties=stream.primary_keys, schema=stream.schema,
         ))
         self.counts[f"{stream.name}:{action}"] += 1
 
