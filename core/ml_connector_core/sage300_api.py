@@ -21,7 +21,7 @@ from urllib.parse import quote, urlsplit
 
 import requests
 
-from .httppolicy import RetryPolicy, request_with_retry
+from .httppolicy import HttpSession, RetryPolicy, request_with_retry
 
 IIS_WINDOWS_AUTH_HINT = (
     "IIS Windows authentication is on for the Sage300WebApi application; enable Anonymous "
@@ -137,7 +137,7 @@ class Sage300Client:
         self.username = username.upper()
         self.policy = policy or RetryPolicy()
         self.verify_tls = verify_tls
-        self.session = session or requests.Session()
+        self.session = session or HttpSession()
         self.session.auth = Sage300Auth(username, password, keep_password_case)
 
     def url(self, resource: str, key: Any = None) -> str:

@@ -14,6 +14,7 @@ import requests
 from mlc_core_server import Server, drop, respond, stall
 
 from ml_connector_core.httppolicy import (
+    HttpSession,
     RetryExhausted,
     RetryPolicy,
     UnknownOutcome,
@@ -269,3 +270,33 @@ def test_sdk_stream_honours_retry_after(server: Server) -> None:
         list(stream.get_records(None))
     assert time.monotonic() - start < 1
     assert policy.stats.gave_up == 1
+
+
+def test_http_session_reads_the_proxy_environment_once_per_host_and_honours_it(
+        server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    proxy = Server()
+    try:
+        url = server.script("/vendors", respond(200, body=["direct"]))
+        proxy.script(url, respond(200, body=["via the proxy"]))  # a proxy sees the whole URL
+        for name in ("http_proxy", "HTTP_PROXY", "no_proxy", "NO_PROXY", "all_proxy",
+                     "ALL_PROXY"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        scans = []
+        scan = requests.sessions.get_environ_proxies
+        monkeypatch.setattr(requests.sessions, "get_environ_proxies",
+                            lambda *a, **k: scans.append(a) or scan(*a, **k))
+
+        session = HttpSession()
+        answers = [request_with_retry(session, "GET", url, policy=fast()).json()
+                   for _ in range(3)]
+
+        assert answers == [["via the proxy"]] * 3
+        assert proxy.hits(url) == 3 and server.hits("/vendors") == 0
+        assert len(scans) == 1  # once for the host, not per request
+
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+        direct = request_with_retry(HttpSession(), "GET", url, policy=fast())
+        assert direct.json() == ["direct"] and server.hits("/vendors") == 1
+    finally:
+        proxy.close()
