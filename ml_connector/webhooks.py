@@ -49,9 +49,10 @@ from typing import Any
 import requests
 
 from ml_connector import check
-from ml_connector_core.basware_api import BaswareAuthError, BaswareClient, resolve_base_url
+from ml_connector_core.basware_api import BaswareAuthError, resolve_base_url
 from ml_connector_core.httppolicy import RetryExhausted
 from ml_connector_core.redaction import Redactor, install_log_redaction
+from ml_connector_core.settings import basware_client
 
 logger = logging.getLogger("ml_connector.webhooks")
 
@@ -446,12 +447,10 @@ def subscribe(args: argparse.Namespace) -> int:
               f"{environment or 'none'})", file=sys.stderr)
         return 2
     try:
-        client = BaswareClient(
-            client_id=config["client_id"], client_secret=config["client_secret"],
-            scopes=SUBSCRIBE_SCOPES, region=config.get("region"),
-            base_url=config.get("base_url"),
-            verify_tls=check.as_bool(config.get("verify_tls"), True),
-            policy=check.CHECK_POLICY)
+        # Settings read through Meltano may be strings ("false"): verify_tls made a bool.
+        settings = {**config, "verify_tls": check.as_bool(config.get("verify_tls"), True)}
+        client = basware_client(settings, default_scopes=SUBSCRIBE_SCOPES,
+                                scopes=SUBSCRIBE_SCOPES, policy=check.CHECK_POLICY)
         body = [{"taskType": "AccountingDocuments", "taskSubType": args.task_sub_type,
                  "subscriptionType": "Webhook", "notificationWebhookURL": args.url,
                  "webhookAuthenticationToken": token}]
