@@ -59,20 +59,18 @@ def env(fresh_sandbox: Sandbox, tmp_path: Path) -> dict[str, str]:
     }
 
 
-def plan(env: dict[str, str], *args: str) -> tuple[int, dict[str, Any], str]:
-    result = subprocess.run([sys.executable, "-m", "ml_connector.cli", "plan", "--format",
-                             "json", *args], cwd=ROOT, env=env, capture_output=True,
-                            text=True, timeout=TIMEOUT, check=False)
-    try:
-        return result.returncode, json.loads(result.stdout), result.stderr
-    except ValueError:
-        pytest.fail(f"no JSON (exit {result.returncode}): {result.stdout}\n{result.stderr}")
-
-
 def plan_text(env: dict[str, str], *args: str) -> tuple[int, str, str]:
     result = subprocess.run([sys.executable, "-m", "ml_connector.cli", "plan", *args], cwd=ROOT,
                             env=env, capture_output=True, text=True, timeout=TIMEOUT, check=False)
     return result.returncode, result.stdout, result.stderr
+
+
+def plan(env: dict[str, str], *args: str) -> tuple[int, dict[str, Any], str]:
+    code, out, err = plan_text(env, "--format", "json", *args)
+    try:
+        return code, json.loads(out), err
+    except ValueError:
+        pytest.fail(f"no JSON (exit {code}): {out}\n{err}")
 
 
 def meltano(env: dict[str, str], *args: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from singer_sdk.helpers.types import Context
@@ -25,8 +25,8 @@ class AccountingDocumentsStream(BaswareStream):
 
     With `acknowledge` off (plain extraction) it reads `WaitingForTransfer` incrementally by
     `lastUpdated` and changes nothing in Basware (`read_in_progress` adds the
-    `TransferInProgress` invoices first, to preview what an acknowledging run would re-emit). With `acknowledge` on (the invoice pipeline)
-    the queue is the cursor: it first re-emits `TransferInProgress` invoices (acknowledged by an
+    `TransferInProgress` invoices first, to preview what an acknowledging run would re-emit).
+    With `acknowledge` on (the invoice pipeline) the queue is the cursor: it first re-emits `TransferInProgress` invoices (acknowledged by an
     earlier run that never got a transfer response: a crash between acknowledge and the
     target's outcome), then emits every `WaitingForTransfer` invoice and acknowledges each one
     only after its RECORD message has been written.
@@ -62,11 +62,7 @@ class AccountingDocumentsStream(BaswareStream):
         emitted: set[str] = set()
         # Nothing in this run moves an invoice into TransferInProgress before this list is
         # done (acknowledging starts below), so it is paged through as it is read.
-        for page in self.read_pages(self._queue_params(company, IN_PROGRESS)):
-            for invoice in page:
-                emitted.add(invoice["invoiceId"])
-                self.run_counts["re_emitted_in_progress"] += 1
-                yield invoice
+        yield from self._in_progress(company, emitted, "re_emitted_in_progress")
         # Acknowledging moves invoices out of the filtered list under the paging cursor, so
         # after a page that had new invoices the list is read again from its start, and a
         # page of invoices emitted already (kept out by a stream map, so not acknowledged) is
@@ -92,16 +88,22 @@ class AccountingDocumentsStream(BaswareStream):
         first reads what the next acknowledging run would re-emit (for `ml-connector plan`)."""
         emitted: set[str] = set()
         if self.config.get("read_in_progress"):
-            for page in self.read_pages(self._queue_params(company, IN_PROGRESS)):
-                for invoice in page:
-                    emitted.add(invoice["invoiceId"])
-                    self.run_counts["in_progress"] += 1
-                    yield invoice
+            yield from self._in_progress(company, emitted, "in_progress")
         params = self.list_params(context)
         for page in self.read_pages({**params, "ProcessingStatus": WAITING,
                                      "companyCode": company}):
             # An invoice acknowledged by someone else between the two reads comes once.
             yield from (invoice for invoice in page if invoice["invoiceId"] not in emitted)
+
+    def _in_progress(self, company: str, emitted: set[str], count: str
+                     ) -> Iterator[dict[str, Any]]:
+        """The company's TransferInProgress invoices (acknowledged, never answered), each
+        noted in `emitted` and counted under `count`."""
+        for page in self.read_pages(self._queue_params(company, IN_PROGRESS)):
+            for invoice in page:
+                emitted.add(invoice["invoiceId"])
+                self.run_counts[count] += 1
+                yield invoice
 
     def _queue_params(self, company: str, status: str) -> dict[str, Any]:
         return {"ProcessingStatus": status, "companyCode": company, "pageSize": self.page_size}

@@ -79,8 +79,7 @@ class Entry:
     and `created_at` are filled in from the run and the clock. `key_properties` and `schema`
     (the stream's Singer SCHEMA) let `audit replay` emit a faithful SCHEMA message; a schema
     is stored once per run and stream (again only if it changes) and read back from there.
-    `reply`
-    (JSON-able) is what the source system is to be told of the record: target-sage300's
+    `reply` (JSON-able) is what the source system is to be told of the record: target-sage300's
     transfer outcome, which tap-basware answers to Basware (`Ledger.replies`).
     Entries read back have `id` set, `payload`/`schema` parsed and `created_at` in UTC.
     """
