@@ -1,12 +1,16 @@
-"""Regenerate the settings table in each plugin's README from the plugin itself.
+"""Regenerate what documents each plugin's settings from the plugin itself.
 
-Every plugin README has its settings table between `<!-- settings:start -->` and
-`<!-- settings:end -->`; this script replaces it with the table `<plugin> --about
---format=markdown` prints, so the README says exactly what the code accepts (names, required,
-defaults, descriptions, the SDK's built-ins).
+- Every plugin README has its settings table between `<!-- settings:start -->` and
+  `<!-- settings:end -->`; this script replaces it with the table `<plugin> --about
+  --format=markdown` prints, so the README says exactly what the code accepts (names,
+  required, defaults, descriptions, the SDK's built-ins).
+- meltano.yml's plugin definitions get their `settings` (name, label, description, kind,
+  default, sensitive) and `settings_group_validation` from `<plugin> --about --format=json`.
+  They are data, not YAML comments, so `meltano config set` (which rewrites meltano.yml and
+  drops comments) keeps them, and `meltano config list` shows them.
 
-    python scripts/plugin_docs.py          # rewrite the tables (`make docs`)
-    python scripts/plugin_docs.py --check  # exit 1 and name the stale READMEs (the tests)
+    python scripts/plugin_docs.py          # rewrite them (`make docs`)
+    python scripts/plugin_docs.py --check  # exit 1 and name what is stale (the tests)
 
 The plugins run from the project virtualenv (`.venv/bin/<plugin>`, next to this Python).
 """
@@ -14,10 +18,14 @@ The plugins run from the project virtualenv (`.venv/bin/<plugin>`, next to this 
 from __future__ import annotations
 
 import argparse
+import io
+import json
 import re
 import subprocess
 import sys
+from functools import cache
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 PLUGINS = ("tap-sage300", "tap-basware", "target-basware", "target-sage300")
@@ -68,6 +76,93 @@ def render(plugin: str) -> tuple[Path, str, str]:
     return readme, text, SECTION.sub(lambda _: new_section, text)
 
 
+# -- meltano.yml plugin definitions ------------------------------------------------------------
+
+MELTANO_YML = ROOT / "meltano.yml"
+# Words a label writes in capitals.
+_ACRONYMS = {"url": "URL", "tls": "TLS", "id": "ID", "ids": "IDs", "po": "PO"}
+
+
+@cache
+def about(plugin: str) -> dict[str, Any]:
+    """`<plugin> --about --format=json`."""
+    executable = Path(sys.executable).with_name(plugin)
+    result = subprocess.run([str(executable), "--about", "--format=json"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120, check=False)
+    if result.returncode != 0:
+        raise DocsError(f"{plugin} --about --format=json failed (exit {result.returncode}): "
+                        f"{result.stderr.strip()[-500:]}")
+    return json.loads(result.stdout)
+
+
+def _label(name: str, schema: dict[str, Any]) -> str:
+    if schema.get("title"):
+        return str(schema["title"])
+    words = [_ACRONYMS.get(word, word) for word in name.split("_")]
+    return " ".join([words[0][:1].upper() + words[0][1:], *words[1:]])
+
+
+def _kind(schema: dict[str, Any]) -> str:
+    kinds = schema.get("type", "string")
+    kinds = [kinds] if isinstance(kinds, str) else [k for k in kinds if k != "null"]
+    kind = kinds[0] if kinds else "string"
+    if kind == "string" and schema.get("enum"):
+        return "options"
+    if kind == "string" and schema.get("format") in ("date-time", "date"):
+        return "date_iso8601"
+    return {"number": "decimal"}.get(kind, kind)
+
+
+def setting_definition(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """One Meltano setting definition for a property of the plugin's config schema."""
+    definition: dict[str, Any] = {"name": name, "label": _label(name, schema)}
+    description = " ".join(str(schema.get("description") or schema.get("title") or "").split())
+    if description:
+        definition["description"] = description
+    definition["kind"] = _kind(schema)
+    if definition["kind"] == "options":
+        definition["options"] = [{"label": str(value), "value": value}
+                                 for value in schema["enum"] if value is not None]
+    if schema.get("default") is not None:
+        definition["value"] = schema["default"]
+    if schema.get("secret"):
+        definition["sensitive"] = True
+    return definition
+
+
+def definitions(plugin: str) -> tuple[list[dict[str, Any]], list[list[str]]]:
+    """(settings, settings_group_validation) for a plugin, from its --about."""
+    settings = about(plugin)["settings"]
+    return ([setting_definition(name, schema)
+             for name, schema in settings.get("properties", {}).items()],
+            [list(settings["required"])] if settings.get("required") else [])
+
+
+def render_meltano_yml() -> tuple[str, str]:
+    """(meltano.yml now, meltano.yml with current plugin definitions)."""
+    from ruamel.yaml import YAML  # Meltano's own YAML library, in the project venv
+
+    yaml = YAML()
+    yaml.preserve_quotes = True
+    yaml.width = 4096
+    yaml.indent(mapping=2, sequence=2, offset=0)
+    text = MELTANO_YML.read_text(encoding="utf-8")
+    project = yaml.load(text)
+    for kind in ("extractors", "loaders"):
+        for plugin in project["plugins"][kind]:
+            if plugin["name"] not in PLUGINS:
+                continue
+            info = about(plugin["name"])
+            plugin["label"] = info["name"]
+            plugin["description"] = " ".join(str(info.get("description") or "").split())
+            plugin["settings"], groups = definitions(plugin["name"])
+            if groups:
+                plugin["settings_group_validation"] = groups
+    out = io.StringIO()
+    yaml.dump(project, out)
+    return text, out.getvalue()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true",
@@ -82,14 +177,19 @@ def main(argv: list[str] | None = None) -> int:
             stale.append(str(readme.relative_to(ROOT)))
             if not args.check:
                 readme.write_text(current, encoding="utf-8")
+        text, current = render_meltano_yml()
+        if text != current:
+            stale.append("meltano.yml")
+            if not args.check:
+                MELTANO_YML.write_text(current, encoding="utf-8")
     except DocsError as exc:
         print(f"plugin_docs: {exc}", file=sys.stderr)
         return 2
     if args.check and stale:
-        print(f"settings tables out of date in {', '.join(stale)}: run `make docs`",
+        print(f"settings out of date in {', '.join(stale)}: run `make docs`",
               file=sys.stderr)
         return 1
-    print(f"updated {', '.join(stale)}" if stale else "plugin READMEs are up to date")
+    print(f"updated {', '.join(stale)}" if stale else "plugin settings docs are up to date")
     return 0
 
 

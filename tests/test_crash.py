@@ -84,8 +84,8 @@ def test_invoices_killed_after_sage_create_and_after_a_transfer_response(
         fresh_sandbox: Sandbox, tmp_path: Path, baseline: Snapshot) -> None:
     """Sage creates the first batch and holds the answer; the run is killed, so no checkpoint
     records the batch. The re-run finds its invoices by BWINVID ("already there") and creates
-    the rest. The answering run is killed once Basware took its first transfer response, so
-    the state still holds that outcome; the re-run finds the invoice answered already."""
+    the rest; its answering task is killed once Basware took its first transfer response, so
+    the state still holds that outcome; the next run finds the invoice answered already."""
     sandbox = fresh_sandbox
     project = Project.create(sandbox, tmp_path)
 
@@ -98,21 +98,17 @@ def test_invoices_killed_after_sage_create_and_after_a_transfer_response(
     project.finish(running)
     (killed_batch,) = connector_batches(sandbox)
     assert RUNS_KEY not in project.state("invoices")
-    set_faults(sandbox, None, None)
-
-    recover = project.run("invoices", force=True, name="recover")
-    assert recover.ok, recover.output[-4000:]
-    assert f"{len(killed_batch['Invoices'])} already there" in recover.output
-
     set_faults(sandbox, None, held_answer("POST", "/transferResponses$"))
-    running = project.start("invoices", force=True, name="killed-after-response")
+
+    running = project.start("invoices", force=True, name="recover-killed-after-response")
     try:
         wait_until(lambda: [i for i in basware_tenant(sandbox)["invoices"]
                             if i["transferResponses"]], running,
                    "Basware took a transfer response")
     finally:
         kill(running)
-    project.finish(running)
+    recover = project.finish(running)
+    assert f"{len(killed_batch['Invoices'])} already there" in recover.output
     assert RUNS_KEY in project.state("invoices")
     set_faults(sandbox, None, None)
 

@@ -107,6 +107,9 @@ class ReadOnlyLedger(Ledger):
     def record_many(self, batch: Iterable[Entry]) -> int:
         return len(list(batch))
 
+    def claim_unassigned(self, plugin: str, system: Any) -> int:
+        return 0  # a write: the next real run claims them
+
 
 def ledger_class(dry_run: bool) -> type[Ledger]:
     """The ledger a target opens: read-only in a dry run."""

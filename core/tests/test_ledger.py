@@ -32,7 +32,14 @@ from ml_connector_core.ledger import (
     normalize_cause,
     payload_hash,
 )
-from ml_connector_core.ledger._schema import entries, make_engine, runs, schema_version
+from ml_connector_core.ledger._schema import (
+    _entries,
+    _runs,
+    entries,
+    make_engine,
+    runs,
+    schema_version,
+)
 
 
 @pytest.fixture
@@ -59,7 +66,7 @@ def test_migrates_a_v1_ledger_in_place(ledger_url: str) -> None:
     with Ledger.open(ledger_url) as ledger:
         with ledger.engine.connect() as conn:
             versions = conn.execute(select(schema_version.c.version)).scalars().all()
-        assert versions == [1, 2, 3, 4]
+        assert versions == [1, 2, 3, 4, 5]
         columns = {c["name"] for c in inspect(ledger.engine).get_columns(entries.name)}
         assert {"key_properties", "stream_schema", "reply"} <= columns
         [old] = ledger.trace("V1")
@@ -70,7 +77,7 @@ def test_migrates_a_v1_ledger_in_place(ledger_url: str) -> None:
         assert ledger.latest_outcome("vendors", "V1").key_properties == ["VendorID"]
 
     with Ledger.open(ledger_url) as again, again.engine.connect() as conn:  # reopen: no-op
-        assert conn.execute(select(func.count()).select_from(schema_version)).scalar() == 4
+        assert conn.execute(select(func.count()).select_from(schema_version)).scalar() == 5
 
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -138,8 +145,9 @@ def build_v2_ledger(url: str) -> dict[str, list[dict[str, Any]]]:
 
 
 def with_no_reply(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Entries of an older ledger as they read after the v4 step: with an empty reply."""
-    return [{**row, "reply": None} for row in rows]
+    """Entries of an older ledger as they read after the v4 and v5 steps: with an empty reply
+    and no system yet (each plugin's first run claims its entries)."""
+    return [{**row, "reply": None, "system": None} for row in rows]
 
 
 def another_ledger(url: str, tmp_path: Path, name: str, version: int) -> str:
@@ -205,7 +213,7 @@ def test_upgrades_a_v2_ledger_keeping_every_row(ledger_url: str, tmp_path: Path)
         assert after[runs.name] == before["runs"]
         assert after[entries.name] == with_no_reply(before["entries"])
         assert after[schema_version.name][:2] == before["schema_version"]
-        assert [row["version"] for row in after[schema_version.name]] == [1, 2, 3, 4]
+        assert [row["version"] for row in after[schema_version.name]] == [1, 2, 3, 4, 5]
         # The API reads the old rows, and new ones go after them.
         assert [e.action for e in ledger.trace("INV-1")] == [Action.READ, Action.CREATED]
         assert ledger.target_key_for("invoices", "INV-1") == "DOC-7"
@@ -346,7 +354,7 @@ def test_concurrent_openers_upgrade_a_v2_ledger_once(ledger_url: str) -> None:
                                [(ledger_url, w, each) for w in range(workers)])
     assert written == [each] * workers
     after = table_rows(ledger_url, [schema_version.name, entries.name])
-    assert [row["version"] for row in after[schema_version.name]] == [1, 2, 3, 4]
+    assert [row["version"] for row in after[schema_version.name]] == [1, 2, 3, 4, 5]
     assert after[entries.name][:len(before["entries"])] == with_no_reply(before["entries"])
     assert len(after[entries.name]) == len(before["entries"]) + workers * each
 
@@ -433,6 +441,61 @@ def test_bulk_outcomes_agree_with_the_per_key_helpers(ledger: Ledger) -> None:
     assert found["V1"].delivered_as(h[1]) and not found["V1"].delivered_as(h[2])
     assert not found["V2"].delivered_as(h[2])  # the latest outcome failed
     assert found["V2"].target_key == "BW-2" and found["V3"].target_key is None
+
+
+def test_every_outcome_is_about_one_system(ledger: Ledger) -> None:
+    """Deliveries to one Basware tenant (or Sage database) say nothing about another: a new
+    one starts from nothing, the same one keeps its dedup and id map."""
+    test, prod = "basware https://test-api.basware.com client c1", \
+        "basware https://api.basware.com client c1"
+    run = ledger.start_run("target-basware")
+    h = payload_hash({"n": 1})
+    ledger.record(Entry(run.run_id, "vendors", "V1", Action.CREATED, payload_hash=h,
+                        target_key="BW-1", system=test))
+
+    assert ledger.was_delivered("vendors", "V1", h, system=test)
+    assert not ledger.was_delivered("vendors", "V1", h, system=prod)
+    assert ledger.latest_outcome("vendors", "V1", system=prod) is None
+    assert ledger.target_key_for("vendors", "V1", system=prod) is None
+    assert set(ledger.outcomes("vendors", ["V1"], system=test)) == {"V1"}
+    assert ledger.outcomes("vendors", ["V1"], system=prod) == {}
+    [entry] = ledger.trace("V1")
+    assert entry.system == test
+
+
+def test_entries_older_than_systems_are_claimed_once_by_their_plugin(ledger_url: str) -> None:
+    """A v4 ledger's entries name no system: each plugin's first run on v5 claims its own
+    for the system it is configured for (the one they were written for), and only once."""
+    engine = make_engine(ledger_url)
+    migrate(engine, target=4)
+    v4_runs, v4_entries = _runs(MetaData(), 4), _entries(MetaData(), 4)
+    now = datetime.now(UTC)
+    with engine.begin() as conn:  # as a v4 release wrote them: no system column
+        for plugin in ("target-basware", "target-sage300"):
+            conn.execute(v4_runs.insert().values(run_id=plugin, plugin=plugin, started_at=now,
+                                                 status="success"))
+        conn.execute(v4_entries.insert(), [
+            {"run_id": "target-basware", "plugin": "target-basware", "stream": "vendors",
+             "source_key": "SAMINC/1200", "action": "created", "target_key": "SAMINC-1200",
+             "payload_hash": "a" * 64, "created_at": now},
+            {"run_id": "target-sage300", "plugin": "target-sage300", "stream": "ap_invoices",
+             "source_key": "inv-1", "action": "created", "target_key": "SAMLTD/5/14",
+             "payload_hash": None, "created_at": now},
+        ])
+    engine.dispose()
+
+    tenant = "basware https://api.basware.com client c1"
+    with Ledger.open(ledger_url) as ledger:
+        assert ledger.outcomes("vendors", ["SAMINC/1200"], system=tenant) == {}
+        assert ledger.claim_unassigned("target-basware", tenant) == 1
+        assert ledger.claim_unassigned("target-basware", "basware elsewhere client x") == 0
+        assert ledger.was_delivered("vendors", "SAMINC/1200", "a" * 64, system=tenant)
+        # target-sage300 knows each entry's company only from the entry itself.
+        assert ledger.claim_unassigned("target-sage300", lambda entry: "sage300 x company "
+                                       + entry.target_key.split("/")[0]) == 1
+        assert ledger.target_key_for("ap_invoices", "inv-1",
+                                     system="sage300 x company SAMLTD") == "SAMLTD/5/14"
+        assert ledger.claim_unassigned("tap-basware", tenant) == 0  # had no entries
 
 
 def test_replies_are_read_a_page_at_a_time_after_a_cursor(ledger: Ledger) -> None:

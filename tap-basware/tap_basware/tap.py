@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import atexit
 import copy
+import dataclasses
 from functools import cached_property
 from typing import Any
 from urllib.parse import urlsplit
@@ -37,8 +38,9 @@ from ml_connector_core.settings import (
     ledger_properties,
     warn_if_basware_tls_off,
 )
+from ml_connector_core.systems import basware_system
 from tap_basware.streams import AccountingDocumentsStream, RequestStatusStream, VendorsStream
-from tap_basware.transfer_responses import KINDS, TransferResponder
+from tap_basware.transfer_responses import KINDS, OutcomesNotSent, TransferResponder
 
 DEFAULT_SCOPES = "accountingDocuments.read accountingDocuments.write vendors.read requestStatus.read"
 PLUGIN = "tap-basware"
@@ -53,6 +55,8 @@ class TapBasware(Tap):
 
     name = PLUGIN
     _finished_runs: set[str] = set()  # ledger runs closed by sync_all (class-wide: tiny)
+    #: (invoice id, why) of the transfer outcomes this run could not send (sync_all fails).
+    not_sent: list[tuple[str, str]] = []
     config_jsonschema = th.PropertiesList(
         *basware_connection_properties(default_scopes=DEFAULT_SCOPES),
         th.Property("company_codes", th.ArrayType(th.StringType), required=True,
@@ -118,8 +122,16 @@ class TapBasware(Tap):
         return configured_ledger_url(self.config)
 
     @cached_property
+    def system(self) -> str:
+        """The Basware tenant this tap reads and answers (ml_connector_core.systems)."""
+        return basware_system(self.config)
+
+    @cached_property
     def ledger(self) -> Ledger:
-        return Ledger.open(self.ledger_url, secrets=self.redactor)
+        ledger = Ledger.open(self.ledger_url, secrets=self.redactor)
+        # Entries from before the ledger knew systems belong to the tenant configured now.
+        ledger.claim_unassigned(PLUGIN, self.system)
+        return ledger
 
     @cached_property
     def ledger_run_id(self) -> str:
@@ -141,7 +153,24 @@ class TapBasware(Tap):
         self._finished_runs.add(run_id)
 
     def record(self, *entries: Entry) -> None:
-        self.ledger.record_many(entries)
+        """Entries about this tap's Basware tenant, unless they name another system."""
+        self.ledger.record_many(dataclasses.replace(entry, system=entry.system or self.system)
+                                for entry in entries)
+
+    def acknowledged_elsewhere(self, invoice_ids: list[str]) -> dict[str, str]:
+        """Of these invoices, those acknowledged only in another Basware tenant, with it: the
+        outcome of such an invoice must not be told to the configured tenant."""
+        stream = AccountingDocumentsStream.name
+        here = self.ledger.outcomes(stream, invoice_ids, system=self.system)
+        elsewhere = [invoice_id for invoice_id in invoice_ids if invoice_id not in here]
+        if not elsewhere:
+            return {}
+        found: dict[str, str] = {}
+        for invoice_id in elsewhere:
+            latest = self.ledger.latest_outcome(stream, invoice_id)
+            if latest is not None and latest.system and latest.system != self.system:
+                found[invoice_id] = latest.system
+        return found
 
     # -- streams and sync ----------------------------------------------------------------------
 
@@ -161,6 +190,8 @@ class TapBasware(Tap):
         try:
             summary["transfer_responses"] = self.answer_transfer_outcomes()
             super().sync_all()
+            if self.not_sent:  # every invoice was read; fail loudly for what Basware lacks
+                raise OutcomesNotSent(self.not_sent)
         except BaseException as exc:
             summary["error"] = f"{type(exc).__name__}: {exc}"
             self._finish_run(run_id, "failed", summary)
@@ -182,6 +213,7 @@ class TapBasware(Tap):
         responder = TransferResponder(
             client=self.basware, record=self.record, run_id=self.ledger_run_id,
             source_system=self.config.get("source_system") or SOURCE_SYSTEM, logger=self.logger,
+            acknowledged_elsewhere=self.acknowledged_elsewhere,
         )
         counts = dict.fromkeys(KINDS, 0)
         try:
@@ -194,6 +226,7 @@ class TapBasware(Tap):
                 counts = {kind: counts[kind] + answered[kind] for kind in KINDS}
                 del runs[run_id]
         finally:
+            self.not_sent = responder.not_sent
             if not runs:
                 self.state.pop(RUNS_KEY, None)
             self.write_state()

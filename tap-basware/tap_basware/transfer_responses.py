@@ -9,9 +9,12 @@ run's cursor moves), so a crash re-answers only the rest of a page.
 - Basware refuses a response once an invoice is Transferred (or TransferFailed): that outcome
   was already answered (e.g. by a run that crashed before its state was saved) and is dropped
   with a log line.
-- An outcome that is malformed, or whose invoice Basware no longer knows or no longer holds in
-  TransferInProgress, is dropped with an error log and a `rejected` ledger entry: an invoice
-  that still (or again) waits is read again and the target produces a fresh outcome for it.
+- An outcome that cannot be sent is **not sent** and the run fails at its end, naming each
+  invoice and why (`OutcomesNotSent`): the outcome is malformed, the invoice was acknowledged
+  in another Basware tenant than the one configured, Basware no longer knows the invoice, or
+  it is not in TransferInProgress (never acknowledged, e.g. `acknowledge` off). Each gets a
+  `failed` ledger entry; an invoice that still (or again) waits in the queue is read again
+  and gets a fresh outcome, so the next run does not fail on it again.
 - Anything else (auth, persistent 5xx, an unexpected refusal) stops the run loudly with the
   remaining outcomes kept in the state.
 """
@@ -85,11 +88,12 @@ class TransferOutcome:
             reason = self.message or "Rejected by the Sage 300 import (no reason given)"
             return {"externalCode": external_code, "success": False,
                     "responseMessage": _clip(reason, MAX_MESSAGE), "paymentBlock": False}
-        if self.batch is not None and self.entry is not None:
-            message = (f"Posted to Sage 300 company {self.company or '?'}, batch {self.batch} "
-                       f"entry {self.entry}")
-        else:  # found already in Sage without a batch/entry we could tell
-            message = self.message or f"Already in Sage 300 company {self.company or '?'}"
+        # target-sage300's own words ("Created in Sage 300 company SAMINC, batch 5 entry 14
+        # (ready to post)"): whether the batch is posted is for it to say, not us.
+        message = self.message or (
+            f"In Sage 300 company {self.company or '?'}, batch {self.batch} entry {self.entry}"
+            if self.batch is not None and self.entry is not None
+            else f"Already in Sage 300 company {self.company or '?'}")
         body: dict[str, Any] = {
             "externalCode": external_code, "success": True,
             "responseMessage": _clip(message, MAX_MESSAGE),
@@ -107,17 +111,37 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-KINDS = ("responded", "already_answered", "rejected")
+KINDS = ("responded", "already_answered", "not_sent")
+
+
+class OutcomesNotSent(RuntimeError):
+    """Transfer outcomes this run could not send to Basware (the run exits non-zero)."""
+
+    def __init__(self, not_sent: list[tuple[str, str]]) -> None:
+        shown = "; ".join(f"invoice {invoice_id}: {why}" for invoice_id, why in not_sent[:10])
+        more = f"; and {len(not_sent) - 10} more" if len(not_sent) > 10 else ""
+        super().__init__(f"{len(not_sent)} transfer outcome(s) were not sent to Basware, so "
+                         f"Basware does not know what became of those invoices: {shown}{more} "
+                         "(each is a failed entry in the ledger: ml-connector audit failures)")
+        self.not_sent = not_sent
+
+
 class TransferResponder:
     """Posts transfer responses and records each in the audit ledger."""
 
     def __init__(self, *, client: BaswareClient, record: Callable[..., None], run_id: str,
-                 source_system: str, logger: logging.Logger) -> None:
+                 source_system: str, logger: logging.Logger,
+                 acknowledged_elsewhere: Callable[[list[str]], dict[str, str]] | None = None
+                 ) -> None:
+        """`acknowledged_elsewhere(ids)`: of these invoice ids, those acknowledged in another
+        Basware tenant than the configured one, with that tenant."""
         self.client = client
         self.record = record
         self.run_id = run_id
         self.source_system = source_system
         self.logger = logger
+        self.acknowledged_elsewhere = acknowledged_elsewhere or (lambda ids: {})
+        self.not_sent: list[tuple[str, str]] = []
 
     def answer_replies(self, replies: Callable[[int], Sequence[Entry]], *, after: int,
                        on_page: Callable[[int], None]) -> dict[str, int]:
@@ -126,7 +150,15 @@ class TransferResponder:
         the last id answered, the run's new cursor. Raises on technical failures."""
         counts = dict.fromkeys(KINDS, 0)
         while page := replies(after):
+            elsewhere = self.acknowledged_elsewhere([entry.source_key for entry in page])
             for entry in page:
+                if entry.source_key in elsewhere:
+                    counts[self._not_sent(
+                        entry.source_key, entry.reply,
+                        f"it was acknowledged in {elsewhere[entry.source_key]}, not in the "
+                        "configured Basware tenant; it is answered when a run against that "
+                        "tenant reads it again from TransferInProgress")] += 1
+                    continue
                 counts[self._answer_one(entry.source_key, entry.reply)] += 1
             after = page[-1].id or after
             on_page(after)
@@ -136,10 +168,8 @@ class TransferResponder:
         try:
             outcome = TransferOutcome.from_state(invoice_id, raw)
         except MalformedOutcome as exc:
-            self.logger.error("Dropping %s; the invoice is read again from TransferInProgress "
-                              "and gets a fresh outcome", exc)
-            self._ledger(invoice_id, Action.REJECTED, error=str(exc), payload=raw)
-            return "rejected"
+            return self._not_sent(invoice_id, raw, f"{exc}; the invoice is read again from "
+                                  "TransferInProgress and gets a fresh outcome")
 
         body = outcome.response_body(self.source_system, datetime.now(UTC))
         request_id = str(uuid.uuid4())
@@ -171,22 +201,27 @@ class TransferResponder:
                          basware_request_id=basware_id, error=f"already {status}: {refusal}")
             return "already_answered"
         if status is not None and status != IN_PROGRESS:
-            # Unknown to Basware, or no longer waiting for this answer (removed, or sent back
-            # to the queue from P2P): if it waits again it is read again and gets a new outcome.
+            # Unknown to Basware, or not waiting for this answer (never acknowledged, removed,
+            # or sent back to the queue from P2P): if it waits again it is read again and gets
+            # a new outcome; this run says so and fails at its end.
             why = ("Basware does not know the invoice" if status == "unknown"
                    else f"the invoice is {status} in Basware, not {IN_PROGRESS}")
-            message = (f"Outcome for invoice {invoice_id} dropped: {why} "
-                       f"(HTTP {response.status_code}: {refusal})")
-            self.logger.error(message)
-            self._ledger(invoice_id, Action.REJECTED, payload=body, bw_request_id=request_id,
-                         basware_request_id=basware_id, error=message)
-            return "rejected"
+            return self._not_sent(invoice_id, body, f"{why} (HTTP {response.status_code}: "
+                                  f"{refusal})", bw_request_id=request_id,
+                                  basware_request_id=basware_id)
         message = (f"Basware refused the transfer response for invoice {invoice_id} "
                    f"(HTTP {response.status_code}, invoice status {status or 'unknown'}): "
                    f"{refusal}")
         self._ledger(invoice_id, Action.FAILED, payload=body, bw_request_id=request_id,
                      basware_request_id=basware_id, error=message)
         raise BaswareError(message, status=response.status_code, request_id=request_id)
+
+    def _not_sent(self, invoice_id: str, payload: Any, why: str, **fields: Any) -> str:
+        message = f"Transfer outcome for invoice {invoice_id} not sent: {why}"
+        self.logger.error(message)
+        self._ledger(invoice_id, Action.FAILED, payload=payload, error=message, **fields)
+        self.not_sent.append((invoice_id, why))
+        return "not_sent"
 
     def _current_status(self, invoice_id: str) -> str | None:
         """The invoice's processingStatus, "unknown" if Basware has no such invoice."""

@@ -60,13 +60,12 @@ def test_outcomes_become_transfer_responses_before_the_queue_is_read(
     us = by_company(invoices, "US01")
     ca = by_company(invoices, "CA01")
     outcomes = {
-        us[0]: {"success": True, "message": "created", "batch": 12, "entry": 3,
-                "company": "SAMINC"},
+        us[0]: {"success": True, "batch": 12, "entry": 3, "company": "SAMINC",
+                "message": "Created in Sage 300 company SAMINC, batch 12 entry 3 (ready to post)"},
         us[1]: {"success": False, "company": "SAMINC",
                 "message": "GL account 6999-200 does not exist in Sage 300 company SAMINC",
                 "batch": None, "entry": None},
-        ca[0]: {"success": True, "message": "created", "batch": 7, "entry": 1,
-                "company": "SAMLTD"},
+        ca[0]: {"success": True, "message": "", "batch": 7, "entry": 1, "company": "SAMLTD"},
     }
     run_id, _ = target_run(outcomes)
     mark = basware.last_seq()
@@ -79,7 +78,9 @@ def test_outcomes_become_transfer_responses_before_the_queue_is_read(
     assert (transferred["voucherNumber1"], transferred["voucherNumber2"]) == ("12", "3")
     response = transferred["transferResponses"][-1]
     assert response["success"] is True
-    assert response["responseMessage"] == "Posted to Sage 300 company SAMINC, batch 12 entry 3"
+    # target-sage300's words: whether the batch is posted is for it to say.
+    assert response["responseMessage"] == \
+        "Created in Sage 300 company SAMINC, batch 12 entry 3 (ready to post)"
     assert response["sourceSystem"] == "SAGE300" and response["paymentBlock"] is False
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", response["transferDate"])
     failed = after[us[1]]
@@ -89,7 +90,7 @@ def test_outcomes_become_transfer_responses_before_the_queue_is_read(
     assert failed["transferResponses"][-1]["success"] is False
     assert after[ca[0]]["processingStatus"] == "Transferred"
     assert after[ca[0]]["transferResponses"][-1]["responseMessage"] == \
-        "Posted to Sage 300 company SAMLTD, batch 7 entry 1"
+        "In Sage 300 company SAMLTD, batch 7 entry 1"  # no message given: batch and entry
     codes = [after[i]["transferResponses"][-1]["externalCode"] for i in outcomes]
     assert len(set(codes)) == 3 and all(re.fullmatch(r"[0-9a-f]{32}", c) for c in codes)
 
@@ -172,7 +173,7 @@ def test_technical_failure_keeps_the_remaining_outcomes_and_fails_loudly(
     assert summary["oauth_grants"] == 1
 
 
-def test_malformed_or_unknown_outcomes_are_dropped_with_a_reason_and_the_rest_answered(
+def test_malformed_or_unknown_outcomes_are_not_sent_and_the_run_fails_naming_them(
         basware, tap_config, run_tap, ledger_rows):
     config, first = acknowledged_run(basware, tap_config, run_tap)
     good, bad = by_company(basware.invoices(), "US01")[:2]
@@ -181,21 +182,50 @@ def test_malformed_or_unknown_outcomes_are_dropped_with_a_reason_and_the_rest_an
                 unknown: {"success": False, "message": "Vendor 1270 is inactive in SAMINC"},
                 good: {"success": False, "message": "x" * 400, "company": "SAMINC"}}
 
-    run = run_tap(config, state={**first.final_state, "transfer_outcomes": outcomes})
+    run = run_tap(config, state={**first.final_state, "transfer_outcomes": outcomes},
+                  check=False)
 
-    assert run.returncode == 0
+    # Everything else was done (the good outcome answered, the queue read), and the run
+    # says loudly which outcomes Basware did not get.
+    assert run.returncode != 0
+    assert "2 transfer outcome(s) were not sent to Basware" in run.stderr
+    assert f"invoice {bad}: transfer outcome for invoice {bad}: field 'success'" in run.stderr
+    assert f"invoice {unknown}: Basware does not know the invoice" in run.stderr
     after = basware.invoices()
     assert after[good]["processingStatus"] == "TransferFailed"
     message = after[good]["transferResponses"][-1]["responseMessage"]
     assert len(message) == 250 and message.endswith("…")
     assert after[bad]["processingStatus"] == IN_PROGRESS  # re-emitted for a fresh outcome
     assert bad in {r["invoiceId"] for r in run.records()}
-    rejected = {r["source_key"]: r for r in ledger_rows() if r["action"] == "rejected"}
-    assert set(rejected) == {bad, unknown}
-    assert "field 'success' must be true or false" in rejected[bad]["error"]
-    assert "does not know the invoice" in rejected[unknown]["error"]
-    assert f"transfer outcome for invoice {bad}: field 'success'" in run.stderr
+    failed = {r["source_key"]: r for r in ledger_rows()
+              if r["stream"] == "transfer_responses" and r["action"] == "failed"}
+    assert set(failed) == {bad, unknown}
+    assert "field 'success' must be true or false" in failed[bad]["error"]
+    assert "does not know the invoice" in failed[unknown]["error"]
+    # Not kept for another try: the invoice is read again and gets a fresh outcome instead.
     assert "transfer_outcomes" not in run.final_state and RUNS_KEY not in run.final_state
+
+
+def test_outcomes_of_invoices_never_acknowledged_fail_the_run_instead_of_vanishing(
+        basware, tap_config, run_tap, ledger_rows, target_run):
+    """`acknowledge` off (plain extraction) and outcomes to answer: Basware refuses a transfer
+    response for a WaitingForTransfer invoice. That used to be a log line and exit 0, with
+    the invoices never answered; now the run fails and names them."""
+    config = {**tap_config, "acknowledge": False}
+    waiting = sorted(i for i, inv in basware.invoices().items()
+                     if inv["companyCode"] == "US01")[:2]
+    run_id, _ = target_run({i: {"success": True, "message": "", "batch": 4, "entry": n,
+                                "company": "SAMINC"} for n, i in enumerate(waiting, start=1)})
+
+    run = run_tap(config, state={RUNS_KEY: {run_id: 0}}, check=False)
+
+    assert run.returncode != 0
+    for invoice_id in waiting:
+        assert (f"invoice {invoice_id}: the invoice is WaitingForTransfer in Basware, not "
+                f"{IN_PROGRESS}") in run.stderr
+        assert basware.invoices()[invoice_id]["processingStatus"] == "WaitingForTransfer"
+    assert sorted(r["source_key"] for r in ledger_rows()
+                  if r["stream"] == "transfer_responses" and r["action"] == "failed") == waiting
 
 
 def test_a_large_backlog_is_answered_a_page_at_a_time_with_a_cursor(

@@ -10,8 +10,10 @@ what was read: the pages are read again, and outcomes are the target's entries.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
+
+from ml_connector_core.systems import sage300_system
 
 if TYPE_CHECKING:
     from singer_sdk import Stream
@@ -27,9 +29,12 @@ FLUSH_ENTRIES = 1000
 class ReadAudit:
     """Collects ledger entries for the current page; a no-op when there is no ledger."""
 
-    def __init__(self, ledger: Ledger | None = None, run_id: str | None = None) -> None:
+    def __init__(self, ledger: Ledger | None = None, run_id: str | None = None,
+                 config: Mapping[str, Any] | None = None) -> None:
         self.ledger = ledger
         self.run_id = run_id
+        self._config = config or {}
+        self._systems: dict[str, str] = {}  # company -> its system identity
         self.counts: Counter[str] = Counter()
         if ledger is not None:
             from ml_connector_core.ledger import SAGE_TO_BASWARE, Entry
@@ -38,11 +43,23 @@ class ReadAudit:
         self._pending: list[Any] = []  # ml_connector_core.ledger.Entry
 
     @classmethod
-    def open(cls, url: str, secrets: Iterable[str] | Redactor) -> ReadAudit:
+    def open(cls, url: str, secrets: Iterable[str] | Redactor,
+             config: Mapping[str, Any]) -> ReadAudit:
         from ml_connector_core.ledger import Ledger  # SQLAlchemy: only when a ledger is used
 
         ledger = Ledger.open(url, secrets=secrets)
-        return cls(ledger, ledger.start_run(PLUGIN).run_id)
+        audit = cls(ledger, ledger.start_run(PLUGIN).run_id, config)
+        # Reads from before the ledger knew systems: their company is the key's first part.
+        ledger.claim_unassigned(PLUGIN, lambda entry: audit.system(
+            str(entry.source_key).split("/", 1)[0]))
+        return audit
+
+    def system(self, company: str) -> str:
+        """The Sage 300 database (Web API + company) a record of `company` was read from."""
+        found = self._systems.get(company)
+        if found is None:
+            found = self._systems[company] = sage300_system(self._config, company)
+        return found
 
     @property
     def enabled(self) -> bool:
@@ -59,6 +76,7 @@ class ReadAudit:
             run_id=self.run_id or "", stream=stream.name, source_key=source_key, action=action,
             direction=self._direction, payload=record, error=error,
             key_properties=stream.primary_keys, schema=stream.schema,
+            system=self.system(str(record.get("company_id") or source_key.split("/", 1)[0])),
         ))
         self.counts[f"{stream.name}:{action}"] += 1
 

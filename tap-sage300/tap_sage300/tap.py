@@ -4,6 +4,7 @@ and AP invoice batches from the Sage 300 Web API, for every configured company."
 from __future__ import annotations
 
 import contextlib
+import copy
 import ssl
 from functools import cached_property
 from typing import Any
@@ -27,6 +28,7 @@ from ml_connector_core.settings import (
     sage300_retry_policy,
     warn_if_sage300_tls_off,
 )
+from ml_connector_core.systems import READ_FROM_KEY, read_from, sage300_base
 from tap_sage300 import streams
 from tap_sage300.audit import ReadAudit
 from tap_sage300.output import BufferedSingerWriter
@@ -86,6 +88,25 @@ class TapSage300(Tap):
         # cost centers, terms and vendors before the purchase orders that refer to them.
         order = {stream_type.name: index for index, stream_type in enumerate(STREAM_TYPES)}
         return sorted(super().load_streams(), key=lambda stream: order[stream.name])
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """The SDK keeps only ``bookmarks``; the rest of the state is carried forward as it
+        came (a target may keep its own keys there, e.g. target-basware's ``delivered_to``).
+        Bookmarks read from another Sage 300 Web API (``read_from``) say nothing about this
+        one: they are dropped, and every stream is read from its start."""
+        source = sage300_base(self.config)
+        earlier = read_from(state)
+        if earlier is not None and earlier != source:
+            self.logger.warning("The saved state's bookmarks were read from %s, not from %s: "
+                                "reading every stream from its start", earlier, source)
+            state = {key: value for key, value in state.items() if key != "bookmarks"}
+        super().load_state(state)
+        for key, value in state.items():
+            if key != "bookmarks":
+                self.state[key] = copy.deepcopy(value)
+        self.state[READ_FROM_KEY] = source
 
     # -- what the streams share ------------------------------------------------------------------
 
@@ -158,7 +179,7 @@ class TapSage300(Tap):
     def sync_all(self) -> None:
         url = configured_ledger_url(self.config, default=False)
         if url:
-            self.audit = ReadAudit.open(url, self.redactor)
+            self.audit = ReadAudit.open(url, self.redactor, self.config)
         try:
             super().sync_all()
         except BaseException as exc:

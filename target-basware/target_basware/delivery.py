@@ -164,11 +164,14 @@ class Delivery:
     """Buffers, orders, sends and confirms records for one run."""
 
     def __init__(self, *, client: BaswareClient | None, ledger: Ledger, run: Run,
-                 streams: list[StreamSpec], request_status_timeout: float,
+                 streams: list[StreamSpec], request_status_timeout: float, system: str,
                  client_factory: Callable[[], BaswareClient] | None = None,
                  batch_size_rows: int | None = None,
                  dry_run: DryRunReport | None = None) -> None:
+        """`system`: the Basware tenant (ml_connector_core.systems) every ledger look-up and
+        entry is about, so another tenant starts from nothing."""
         self._client = client
+        self.system = system
         self._client_factory = client_factory
         self.ledger = ledger
         self.run = run
@@ -234,7 +237,7 @@ class Delivery:
         keys: dict[str, list[str]] = {}
         for record in intake:
             keys.setdefault(record.stream, []).append(record.source_key)
-        outcomes = {stream: self.ledger.outcomes(stream, stream_keys)
+        outcomes = {stream: self.ledger.outcomes(stream, stream_keys, system=self.system)
                     for stream, stream_keys in keys.items()}
         for record in intake:
             self._queue(record, outcomes[record.stream].get(record.source_key))
@@ -586,7 +589,7 @@ class Delivery:
             run_id=self.run.run_id, stream=stream, source_key=source_key, action=action,
             target_key=target_key, direction=SAGE_TO_BASWARE, payload=payload,
             payload_hash=payload_hash, error=error, basware_request_id=basware_request_id,
-            bw_request_id=bw_request_id, key_properties=["externalCode"],
+            bw_request_id=bw_request_id, key_properties=["externalCode"], system=self.system,
             # The contract is the SCHEMA `audit replay` sends; only failures are replayed.
             schema=spec.contract if action in FAILURE else None,
         )

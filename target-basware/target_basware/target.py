@@ -33,6 +33,7 @@ from ml_connector_core.settings import (
     ledger_properties,
     warn_if_basware_tls_off,
 )
+from ml_connector_core.systems import DELIVERED_TO_KEY, basware_system, delivered_to
 from target_basware import stream_maps
 from target_basware.delivery import Delivery, Rejected
 from target_basware.sinks import SINKS, BaswareSink
@@ -92,10 +93,15 @@ class TargetBasware(Target):
         self.dry_run = dry_run_report(config, self.name, self.logger)
         self.ledger = ledger_class(bool(self.dry_run)).open(configured_ledger_url(config),
                                                             secrets=redactor)
+        # The tenant every delivery is about; entries from before the ledger knew systems
+        # belong to the tenant configured at the upgrade.
+        self.system = basware_system(config)
+        self.ledger.claim_unassigned(self.name, self.system)
         self.ledger_run = self.ledger.start_run(self.name)
         self.delivery = Delivery(
             client=None, client_factory=self._make_client, ledger=self.ledger,
             run=self.ledger_run, streams=[cls.spec(name) for name, cls in SINKS.items()],
+            system=self.system,
             request_status_timeout=float(config.get("request_status_timeout") or 300),
             batch_size_rows=config.get("batch_size_rows"), dry_run=self.dry_run,
         )
@@ -104,6 +110,9 @@ class TargetBasware(Target):
         self._emitted_state: dict | None = None  # latest STATE written (all before confirmed)
         self._input_ended = False
         self._finished = False
+        # Set when the saved state's bookmarks describe deliveries to another tenant.
+        self.switched_from: str | None = None
+        self._state_seen = False
 
     def _make_client(self) -> BaswareClient:
         return basware_client(self.config, default_scopes=DEFAULT_SCOPES)
@@ -118,6 +127,11 @@ class TargetBasware(Target):
         return sink_class
 
     def _process_record_message(self, message_dict: dict) -> None:
+        if self.switched_from is not None:
+            # Counted, not delivered (see _tenant_changed).
+            self.delivery.summary.received += 1
+            self.delivery.summary.add(str(message_dict.get("stream")), "not delivered")
+            return
         record = message_dict.get("record")
         maps = self.mapper.stream_maps.get(message_dict.get("stream")) or []
         alias = maps[0].stream_alias if maps else None
@@ -140,6 +154,11 @@ class TargetBasware(Target):
 
     def _process_state_message(self, message_dict: dict) -> None:
         self._assert_line_requires(message_dict, requires={"value"})
+        if not self._state_seen:
+            self._state_seen = True
+            self._tenant_changed(message_dict["value"])
+        if self.switched_from is not None:
+            return
         received = self.delivery.received
         if self._received_states and self._received_states[-1][0] == received:
             self._received_states.pop()  # no record between the two: the newer one says all
@@ -170,10 +189,29 @@ class TargetBasware(Target):
         # A dry run delivered nothing: its STATE must not advance the tap's bookmarks.
         if covered[-1] != self._emitted_state and not self.dry_run:
             self._emitted_state = copy.deepcopy(covered[-1])
-            self._write_state_message(copy.deepcopy(self._emitted_state))
+            self._write_state_message({**copy.deepcopy(self._emitted_state),
+                                       DELIVERED_TO_KEY: self.system})
         # drain_all() writes _latest_state after draining; keep it None so only
         # _confirm_state() writes STATE (and never one with unconfirmed records before it).
         self._latest_state = None
+
+    def _tenant_changed(self, state: Any) -> None:
+        """The tap's first STATE is the state saved by the last run. If that run delivered to
+        another Basware tenant, its bookmarks say what that tenant has: a run reading only
+        what changed since would leave this one without everything else. So this run sends
+        nothing, and ends with a STATE without bookmarks: the next run reads everything and
+        sends it here. (A tenant switched back finds its deliveries in the ledger again.)"""
+        previous = delivered_to(state) if isinstance(state, dict) else None
+        if previous is None or previous == self.system:
+            return
+        self.switched_from = previous
+        self.logger.warning(
+            "The saved state was written by runs that delivered to %s; this run delivers to "
+            "%s. Nothing is sent in this run: the state is reset so that the next run reads "
+            "everything from Sage 300 and sends it to %s.", previous, self.system, self.system)
+        if not self.dry_run:
+            kept = {k: v for k, v in state.items() if k not in ("bookmarks", DELIVERED_TO_KEY)}
+            self._write_state_message({**kept, DELIVERED_TO_KEY: self.system})
 
     # -- run boundaries ----------------------------------------------------------------------
 
@@ -219,12 +257,21 @@ class TargetBasware(Target):
                 log("  %s", line)
             if error is not None:
                 log("  run FAILED: %s: %s", type(error).__name__, error)
+            if self.switched_from is not None:
+                self.logger.warning(
+                    "  NOT DELIVERED: %d record(s) received and not sent, because the saved "
+                    "state describes deliveries to %s, not to %s; the state is reset, so the "
+                    "next run reads everything and sends it to %s", summary.received,
+                    self.switched_from, self.system, self.system)
             log("%s", summary.run_counts().line(self.name, status, self.ledger_run.run_id))
             if self.dry_run:
                 log("  %s", self.dry_run.summary_line())
                 self.dry_run.close()
             try:
-                self.ledger.finish_run(self.ledger_run.run_id, status, summary.as_dict())
+                self.ledger.finish_run(self.ledger_run.run_id, status, {
+                    **summary.as_dict(), "system": self.system,
+                    **({"not_delivered_state_of": self.switched_from}
+                       if self.switched_from else {})})
             except Exception:  # the original error matters more than the bookkeeping one
                 logging.getLogger(self.name).exception("could not close the ledger run")
             self.ledger.close()

@@ -18,16 +18,18 @@ import pytest
 import requests
 
 from ml_connector_core.ledger import Entry, Ledger
+from ml_connector_core.systems import basware_system
 from mlc_sandbox.data import BASWARE_CLIENT_ID, BASWARE_CLIENT_SECRET
 from mlc_sandbox.serve import Sandbox
 
+sys.path.insert(0, str(Path(__file__).parent))  # target_basware_testkit, for the test modules
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
 @dataclass
 class TargetRun:
     returncode: int
-    states: list[Any]  # STATE values written to stdout, in order
+    states: list[Any]  # the tap's STATE values the target emitted, in order (tap_states)
     stderr: str
 
 
@@ -113,7 +115,10 @@ def run_target(target_config: dict[str, Any], tmp_path: Path
              "--input", str(path)],
             capture_output=True, text=True, timeout=300, check=False)
         states = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
-        return TargetRun(done.returncode, states, done.stderr)
+        from target_basware_testkit import tap_states
+
+        system = basware_system({**target_config, **config})
+        return TargetRun(done.returncode, tap_states(states, system), done.stderr)
 
     return run
 

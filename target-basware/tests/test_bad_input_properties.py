@@ -32,9 +32,11 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from target_basware_testkit import tap_states
 
 from ml_connector_core.ledger import Action, Ledger
 from ml_connector_core.run_summary import parse_summary_line
+from ml_connector_core.systems import basware_system
 from target_basware.target import TargetBasware
 
 ENDPOINTS = {"payment_terms": "paymentTerms", "accounts": "accounts",
@@ -293,7 +295,8 @@ def run_in_process(config: dict[str, Any], singer: str) -> tuple[list[Any], str]
         target = TargetBasware(config=config)
         target.listen(io.StringIO(singer))
     # A target writes each confirmed STATE value as one JSON line.
-    states = [json.loads(line) for line in stdout.getvalue().splitlines() if line.strip()]
+    states = tap_states([json.loads(line) for line in stdout.getvalue().splitlines()
+                         if line.strip()], basware_system(config))
     return states, log.getvalue()
 
 

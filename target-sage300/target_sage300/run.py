@@ -32,6 +32,7 @@ from ml_connector_core.settings import (
     sage300_client,
     sage300_retry_policy,
 )
+from ml_connector_core.systems import sage300_system
 
 from .client import DocumentRef, SageCompany
 from .coding import MAX_REASON, shorten
@@ -91,6 +92,9 @@ class InvoiceRun:
         self.dry_run = dry_run_report(config, PLUGIN, logger)
         self.ledger = ledger_class(bool(self.dry_run)).open(configured_ledger_url(config),
                                                             secrets=secrets)
+        # Entries from before the ledger knew systems belong to the Sage 300 database
+        # configured at the upgrade; their company is in the entry.
+        self.ledger.claim_unassigned(PLUGIN, self._legacy_system)
         self.run = self.ledger.start_run(PLUGIN)
         self.run_id = self.run.run_id
         self.batch_label = uuid.UUID(self.run_id).hex[:8]
@@ -122,6 +126,18 @@ class InvoiceRun:
                 cost_center_field=cost_center_field(self.config))
         return self._companies[company]
 
+    def system(self, company: str | None) -> str | None:
+        """The Sage 300 database (Web API + company) an invoice of `company` goes to."""
+        return sage300_system(self.config, company) if company else None
+
+    def _legacy_system(self, entry: Entry) -> str | None:
+        company = (entry.target_key or "").split("/", 1)[0] if entry.target_key else None
+        for holder in (entry.reply, entry.payload):
+            if not company and isinstance(holder, dict):
+                found = holder.get("company")
+                company = found if isinstance(found, str) else None
+        return self.system(company)
+
     def next_batch_description(self, company: str) -> str:
         """Unique per company and run: the key a lost batch response is reconciled by."""
         self._batch_numbers[company] += 1
@@ -129,16 +145,18 @@ class InvoiceRun:
 
     # -- outcomes ----------------------------------------------------------------------------
 
-    def _entry(self, source_key: str, action: Action, payload: Any, **fields: Any) -> Entry:
+    def _entry(self, source_key: str, action: Action, payload: Any,
+               company: str | None = None, **fields: Any) -> Entry:
         return Entry(run_id=self.run_id, stream=STREAM, source_key=source_key, action=action,
-                     direction=BASWARE_TO_SAGE, payload=payload, **fields)
+                     direction=BASWARE_TO_SAGE, payload=payload, system=self.system(company),
+                     **fields)
 
     def created(self, source_id: str, ref: DocumentRef, payload: Any, document: str,
                 message: str | None = None) -> Outcome:
         outcome = Outcome(source_id, ref.company, Action.CREATED,
                           message or created_message(ref), ref.batch, ref.entry)
         self._settle(outcome, self._entry(
-            source_id, Action.CREATED, payload, target_key=ref.target_key,
+            source_id, Action.CREATED, payload, ref.company, target_key=ref.target_key,
             sage_batch=str(ref.batch), sage_entry=str(ref.entry), sage_document=document))
         return outcome
 
@@ -147,7 +165,7 @@ class InvoiceRun:
         outcome = Outcome(source_id, ref.company, Action.UNCHANGED,
                           already_there_message(ref, how), ref.batch, ref.entry)
         self._settle(outcome, self._entry(
-            source_id, Action.UNCHANGED, payload, target_key=ref.target_key,
+            source_id, Action.UNCHANGED, payload, ref.company, target_key=ref.target_key,
             sage_batch=str(ref.batch), sage_entry=str(ref.entry), sage_document=document))
         self.logger.info("ap_invoices %s: %s", source_id, outcome.message)
         return outcome
@@ -162,7 +180,7 @@ class InvoiceRun:
                  label: str) -> None:
         """A business rejection. Without a usable source_id it cannot be answered upstream."""
         self.logger.warning("ap_invoices %s rejected: %s", label, reason)
-        entry = self._entry(source_id or label, Action.REJECTED, payload, error=reason)
+        entry = self._entry(source_id or label, Action.REJECTED, payload, company, error=reason)
         if self.dry_run and source_id is None:
             self.dry_run.add(STREAM, label, REJECT, reason)
         if source_id is None:

@@ -175,8 +175,9 @@ class APInvoicesSink(BatchSink):
         Sage by source id, then Sage by vendor + document number (open connector batches,
         then posted documents). A few bulk look-ups for the lot, not a few per invoice."""
         found: dict[str, tuple[DocumentRef, str]] = {}
-        in_ledger = self.target.invoice_run.ledger.outcomes(
-            STREAM, [invoice.source_id for invoice in invoices])
+        run = self.target.invoice_run
+        in_ledger = run.ledger.outcomes(STREAM, [invoice.source_id for invoice in invoices],
+                                        system=run.system(sage.company))
         unknown: list[APInvoice] = []
         for invoice in invoices:
             key = in_ledger[invoice.source_id].target_key \

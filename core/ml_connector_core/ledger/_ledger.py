@@ -23,6 +23,7 @@ from ml_connector_core.ledger._schema import (
     make_engine,
     migrate,
     runs,
+    unclaimed,
     write_with_retry,
 )
 from ml_connector_core.ledger.location import default_ledger_url
@@ -80,7 +81,10 @@ class Entry:
     (the stream's Singer SCHEMA) let `audit replay` emit a faithful SCHEMA message; a schema
     is stored once per run and stream (again only if it changes) and read back from there.
     `reply` (JSON-able) is what the source system is to be told of the record: target-sage300's
-    transfer outcome, which tap-basware answers to Basware (`Ledger.replies`).
+    transfer outcome, which tap-basware answers to Basware (`Ledger.replies`). `system` is the
+    Basware tenant or Sage 300 database the entry is about (`ml_connector_core.systems`): every
+    outcome query of a plugin names the system it talks to, so another tenant or database
+    starts from nothing.
     Entries read back have `id` set, `payload`/`schema` parsed and `created_at` in UTC.
     """
 
@@ -101,6 +105,7 @@ class Entry:
     key_properties: Sequence[str] | None = None
     schema: Mapping[str, Any] | None = None
     reply: Any = None
+    system: str | None = None
     plugin: str | None = None
     meltano_job_id: str | None = None
     meltano_state_id: str | None = None
@@ -366,6 +371,7 @@ class Ledger:
             "stream_schema": schema,
             "reply": None if entry.reply is None
             else _dumps(redact.redact_obj(to_jsonable(entry.reply))),
+            "system": entry.system,
             "created_at": _utc(entry.created_at) or datetime.now(UTC),
         }
 
@@ -375,46 +381,52 @@ class Ledger:
         with self.engine.connect() as conn:
             return [_entry_from_row(row) for row in conn.execute(statement)]
 
-    def latest_outcome(self, stream: str, source_key: str) -> Entry | None:
-        """The newest non-`read` entry for the key, or None if it never had an outcome."""
+    def latest_outcome(self, stream: str, source_key: str, system: str | None = None
+                       ) -> Entry | None:
+        """The newest non-`read` entry for the key (about `system`, when given), or None if
+        it never had an outcome."""
         found = self._select(
             select(entries)
             .where(entries.c.stream == stream, entries.c.source_key == str(source_key),
-                   entries.c.action != Action.READ.value)
+                   entries.c.action != Action.READ.value, *_about(system))
             .order_by(entries.c.id.desc()).limit(1)
         )
         return found[0] if found else None
 
-    def was_delivered(self, stream: str, source_key: str, payload_hash: str) -> bool:
-        """True if the key's latest outcome is a success for exactly this payload hash: the
-        target can skip the write (dedup across re-reads and re-runs)."""
-        latest = self.latest_outcome(stream, source_key)
+    def was_delivered(self, stream: str, source_key: str, payload_hash: str,
+                      system: str | None = None) -> bool:
+        """True if the key's latest outcome (in `system`) is a success for exactly this
+        payload hash: the target can skip the write (dedup across re-reads and re-runs)."""
+        latest = self.latest_outcome(stream, source_key, system)
         return (latest is not None and latest.action in SUCCESS
                 and latest.payload_hash == payload_hash)
 
-    def target_key_for(self, stream: str, source_key: str) -> str | None:
-        """The external id the key was last successfully written under (the id map, e.g.
-        Basware invoice id -> Sage 300 document), or None: check this before creating."""
+    def target_key_for(self, stream: str, source_key: str, system: str | None = None
+                       ) -> str | None:
+        """The external id the key was last successfully written under in `system` (the id
+        map, e.g. Basware invoice id -> Sage 300 document), or None: check before creating."""
         with self.engine.connect() as conn:
             return conn.execute(
                 select(entries.c.target_key)
                 .where(entries.c.stream == stream, entries.c.source_key == str(source_key),
                        entries.c.target_key.is_not(None),
-                       entries.c.action.in_([a.value for a in SUCCESS]))
+                       entries.c.action.in_([a.value for a in SUCCESS]), *_about(system))
                 .order_by(entries.c.id.desc()).limit(1)
             ).scalar()
 
-    def outcomes(self, stream: str, source_keys: Iterable[str]) -> dict[str, KeyOutcome]:
+    def outcomes(self, stream: str, source_keys: Iterable[str], system: str | None = None
+                 ) -> dict[str, KeyOutcome]:
         """For many keys of one stream at once (a few queries per 500 keys, not two per key):
-        each key's latest outcome and the target key it was last written under. Keys that
-        never had an outcome are absent. `latest_outcome` and `target_key_for`, in bulk."""
+        each key's latest outcome in `system` and the target key it was last written under
+        there. Keys that never had an outcome are absent. `latest_outcome` and
+        `target_key_for`, in bulk."""
         keys = list(dict.fromkeys(str(key) for key in source_keys))
         c = entries.c
         found: dict[str, KeyOutcome] = {}
         with self.engine.connect() as conn:
             for start in range(0, len(keys), _BULK_KEYS):
                 chunk = keys[start:start + _BULK_KEYS]
-                where = (c.stream == stream, c.source_key.in_(chunk))
+                where = (c.stream == stream, c.source_key.in_(chunk), *_about(system))
                 latest = (select(func.max(c.id)).where(*where, c.action != Action.READ.value)
                           .group_by(c.source_key))
                 for row in conn.execute(select(c.source_key, c.action, c.payload_hash)
@@ -429,6 +441,43 @@ class Ledger:
                     if outcome is not None:
                         found[row.source_key] = replace(outcome, target_key=row.target_key)
         return found
+
+    def claim_unassigned(self, plugin: str, system: Any) -> int:
+        """Assign `plugin`'s entries written before ledger schema v5 (which did not record
+        their system) to the system it is configured for now, once: the first run after the
+        upgrade talks to the systems those entries were written for (upgrade first, switch
+        systems later: docs/ledger.md). `system` is the identity, or a function of an entry
+        giving it (target-sage300 knows the company of each entry only from the entry).
+        Returns how many entries were claimed; one small query when there is nothing to do."""
+        with self.engine.connect() as conn:
+            pending = conn.execute(select(unclaimed.c.entries)
+                                   .where(unclaimed.c.plugin == plugin)).scalar()
+        if pending is None:
+            return 0
+        c = entries.c
+        legacy = (c.plugin == plugin, c.system.is_(None))
+
+        def work(conn: Any) -> int:
+            if not callable(system):
+                claimed = conn.execute(entries.update().where(*legacy)
+                                       .values(system=system)).rowcount
+            else:
+                claimed = 0
+                rows = conn.execute(select(entries).where(*legacy)).all()
+                by_system: dict[str, list[int]] = {}
+                for row in rows:
+                    found = system(_entry_from_row(row))
+                    if found:
+                        by_system.setdefault(found, []).append(row.id)
+                for found, ids in by_system.items():
+                    for start in range(0, len(ids), _BULK_KEYS):
+                        claimed += conn.execute(entries.update().where(
+                            c.id.in_(ids[start:start + _BULK_KEYS])).values(system=found)
+                        ).rowcount
+            conn.execute(unclaimed.delete().where(unclaimed.c.plugin == plugin))
+            return claimed
+
+        return write_with_retry(self.engine, work)
 
     def run(self, run_id: str) -> Run | None:
         """A run as the ledger holds it now, None if this ledger has no such run."""
@@ -576,6 +625,11 @@ class Ledger:
                 ):
                     counts.setdefault(row[0], {})[row[1]] = row[2]
         return Report(selected, counts)
+
+
+def _about(system: str | None) -> tuple[Any, ...]:
+    """The condition that an entry is about `system` (none when `system` is None)."""
+    return () if system is None else (entries.c.system == system,)
 
 
 def _run_from_row(row: Row[Any]) -> Run:

@@ -42,6 +42,8 @@ PREFIX = "ledger_"
 _PREFIXED_SINCE = 3
 #: entries.reply: what the source system is to be told of a record (schema v4).
 _REPLIES_SINCE = 4
+#: entries.system: the Basware tenant or Sage 300 database an entry is about (schema v5).
+_SYSTEMS_SINCE = 5
 
 
 def _table_name(base: str, version: int) -> str:
@@ -111,12 +113,25 @@ def _entries(md: MetaData, version: int) -> Table:
         columns += [Column("key_properties", Text), Column("stream_schema", Text)]
     if version >= _REPLIES_SINCE:
         columns += [Column("reply", Text)]
+    if version >= _SYSTEMS_SINCE:
+        columns += [Column("system", _KEY)]
     return Table(name, md, *columns)
 
 
-def _tables(md: MetaData, version: int) -> tuple[Table, Table, Table]:
+def _unclaimed(md: MetaData) -> Table:
+    """Per plugin, whether entries written before schema v5 (system unknown) are still to be
+    claimed by that plugin's first run (`Ledger.claim_unassigned`)."""
+    return Table(
+        f"{PREFIX}unclaimed", md,
+        Column("plugin", _ID, primary_key=True),
+        Column("entries", BigInteger, nullable=False),
+    )
+
+
+def _tables(md: MetaData, version: int) -> tuple[Table, ...]:
     """The ledger's tables as they are at schema `version`, in creation order."""
-    return _schema_version(md, version), _runs(md, version), _entries(md, version)
+    tables = (_schema_version(md, version), _runs(md, version), _entries(md, version))
+    return (*tables, _unclaimed(md)) if version >= _SYSTEMS_SINCE else tables
 
 
 @dataclass(frozen=True)
@@ -176,6 +191,19 @@ def _add_replies(conn: Connection) -> None:
     next(ix for ix in after.indexes if ix.name == f"ix_{after.name}_run_id_id").create(conn)
 
 
+def _add_systems(conn: Connection) -> None:
+    """entries.system, and a note per plugin of the entries that predate it: the plugin's
+    first run on the new version claims them for the system it is configured for."""
+    after = _entries(MetaData(), _SYSTEMS_SINCE)
+    conn.execute(text(f"ALTER TABLE {after.name} ADD COLUMN system VARCHAR(500)"))
+    unclaimed = _unclaimed(MetaData())
+    unclaimed.create(conn)
+    counts = conn.execute(select(after.c.plugin, func.count()).group_by(after.c.plugin)).all()
+    if counts:
+        conn.execute(unclaimed.insert(), [{"plugin": plugin, "entries": count}
+                                          for plugin, count in counts])
+
+
 #: Ordered; a step is never edited once released, a change is a new step. A new ledger is
 #: created at the latest version directly (v1 is the first release's `_tables(md, 1)`).
 MIGRATIONS: tuple[Migration, ...] = (
@@ -185,11 +213,13 @@ MIGRATIONS: tuple[Migration, ...] = (
               _prefix_names),
     Migration(4, "entries.reply (transfer outcomes handed over through the ledger)",
               _add_replies),
+    Migration(5, "entries.system (the Basware tenant or Sage 300 database of each entry)",
+              _add_systems),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 
 metadata = MetaData()
-schema_version, runs, entries = _tables(metadata, LATEST_VERSION)
+schema_version, runs, entries, unclaimed = _tables(metadata, LATEST_VERSION)
 
 # Any constant works; it only has to be the same for every process opening a ledger.
 _PG_MIGRATION_LOCK = 0x6D6C635F6C6467  # "mlc_ldg"
