@@ -57,10 +57,10 @@ def main() -> int:
         if connector(["plan"], env) != 0:
             say("   FAILED: the plan above names the plugin that could not run")
             return 1
-        # The second invoices run answers Basware with the outcomes the first one recorded.
+        # The invoices job's second task answers Basware with the outcomes of its first.
         runs = [("master-data", "master data: Sage 300 -> Basware"),
-                ("invoices", "approved invoices: Basware -> Sage 300 AP batches"),
-                ("invoices", "the next invoice run: outcomes answered back to Basware")]
+                ("invoices", "approved invoices: Basware -> Sage 300 AP batches, and each "
+                             "outcome answered back to Basware")]
         for number, (job, story) in enumerate(runs, start=1):
             if job not in jobs:
                 continue

@@ -110,7 +110,10 @@ def _kind(schema: dict[str, Any]) -> str:
         return "options"
     if kind == "string" and schema.get("format") in ("date-time", "date"):
         return "date_iso8601"
-    return {"number": "decimal"}.get(kind, kind)
+    # Meltano 4.4 turns a `decimal` setting given by environment variable into a Decimal and
+    # then cannot write the plugin's config JSON ("Object of type Decimal is not JSON
+    # serializable"): numbers (timeouts, in seconds) are declared as integers to Meltano.
+    return {"number": "integer"}.get(kind, kind)
 
 
 def setting_definition(name: str, schema: dict[str, Any]) -> dict[str, Any]:

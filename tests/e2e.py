@@ -407,6 +407,15 @@ class Snapshot:
                                                  if i["responses"])}
 
 
+def canonical_message(message: str) -> str:
+    """A transfer response's text without what a fault or a kill may change: the numbers
+    (compared through ``sage_entry``), and whether the entry was created by this run or found
+    by a later one ("Already in Sage 300 ... (found by BWINVID ...)")."""
+    message = re.sub(r"batch \d+ (entry|posted document) \d+", r"batch # \1 #", message)
+    return re.sub(r"^Already in (Sage 300 company \S+, batch # entry #) \(found by .*\)$",
+                  r"Created in \1 (ready to post)", message)
+
+
 def snapshot(sandbox: Sandbox) -> Snapshot:
     basware = basware_tenant(sandbox)
     sage = sandbox_get(sandbox.sage300.base_url, "state")["companies"]
@@ -457,8 +466,7 @@ def snapshot(sandbox: Sandbox) -> Snapshot:
                               if batch == str(response.get("voucherNumber1"))
                               and number == str(response.get("voucherNumber2"))
                               and v["BWINVID"] == invoice["invoiceId"]), "NO SUCH ENTRY")
-            message = re.sub(r"batch \d+ entry \d+", "batch # entry #",
-                             str(response.get("responseMessage", "")))
+            message = canonical_message(str(response.get("responseMessage", "")))
             responses.append({"success": response.get("success"), "message": message,
                               "sage_entry": named})
         invoices[invoice["invoiceId"]] = {"status": invoice["processingStatus"],
