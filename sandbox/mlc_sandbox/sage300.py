@@ -14,12 +14,16 @@ AP/APVendors, AP/APTerms, AP/APDistributionCodes, AR/ARCustomers, GL/GLAccounts,
 GL/GLSegmentCodes (all five verbs); PO/POPurchaseOrders (GET POST); AP/APInvoiceBatches
 (GET POST PATCH); AP/APPostedDocuments (GET); AP/APPostInvoices (POST ``$process``).
 
-Settings (``/_sandbox/settings``): ``page_size`` (100), ``offset`` (``Z``; e.g. ``-04:00``
-serializes dates as ``2026-03-01T00:00:00-04:00`` and shifts date-time filter literals, see
-odata.py), ``password_case_sensitive`` (False: legacy install, the password must arrive
-UPPERCASED; True: compared exactly), ``iis_windows_auth`` (False; True: IIS answers every
-request 401 Negotiate/NTLM), ``forbidden_modules`` ([]: modules whose Web API right the user
-lacks, 403), ``today`` (None: the real UTC date; or ``YYYY-MM-DD``, the date stamped on changes).
+Settings (``/_sandbox/settings``): ``page_size`` (100), ``next_link`` (True; False: a page
+cut short by ``page_size`` carries no ``@odata.nextLink``, as a server that caps its pages
+without links: the client must go on with ``$skip``), ``odata_count`` (True; False:
+``$count=true`` is accepted but no ``@odata.count`` is sent, as a server ignoring it),
+``offset`` (``Z``; e.g. ``-04:00`` serializes dates as ``2026-03-01T00:00:00-04:00`` and
+shifts date-time filter literals, see odata.py), ``password_case_sensitive`` (False:
+legacy install, the password must arrive UPPERCASED; True: compared exactly),
+``iis_windows_auth`` (False; True: IIS answers every request 401 Negotiate/NTLM),
+``forbidden_modules`` ([]: modules whose Web API right the user lacks, 403), ``today``
+(None: the real UTC date; or ``YYYY-MM-DD``, the date stamped on changes).
 
 Admin extra: ``POST /_sandbox/touch`` ``{"company", "resource", "key", "changes"}`` changes a
 record as a Sage user would (``DateLastMaintained`` = today).
@@ -128,6 +132,8 @@ KEY_LENGTHS = {"AP/APVendors": 12, "AR/ARCustomers": 12, "AP/APTerms": 6,
 
 DEFAULT_SETTINGS: dict[str, Any] = {
     "page_size": 100,
+    "next_link": True,
+    "odata_count": True,
     "offset": "Z",
     "password_case_sensitive": False,
     "iis_windows_auth": False,
@@ -418,11 +424,11 @@ class Sage300Simulator(Simulator):
         if options.select is not None:
             context += "(" + ",".join(options.select) + ")"
         body: dict[str, Any] = {"@odata.context": context}
-        if options.count:
+        if options.count and self.settings["odata_count"]:
             body["@odata.count"] = len(records)
         serializer = Serializer(self.settings["offset"])
         body["value"] = [serializer.record(entity, r, options.select) for r in page]
-        if page_end < window_end:
+        if page_end < window_end and self.settings["next_link"]:
             body["@odata.nextLink"] = _next_link(request, options, page_size)
         return odata_json(200, body)
 
@@ -632,7 +638,8 @@ def _validate_setting(name: str, value: Any) -> None:
         raise ValueError("page_size must be a positive integer")
     if name == "offset":
         parse_offset(str(value))
-    if name in ("password_case_sensitive", "iis_windows_auth") and not isinstance(value, bool):
+    if name in ("password_case_sensitive", "iis_windows_auth", "next_link", "odata_count") \
+            and not isinstance(value, bool):
         raise ValueError(f"{name} must be true or false")
     if name == "forbidden_modules" and not (isinstance(value, list)
                                             and all(isinstance(m, str) for m in value)):

@@ -374,6 +374,31 @@ def test_top_larger_than_the_page_is_reduced_in_next_links(sage: Sage) -> None:
     assert "$top=15&$skip=12" in links[0] and "$top=5&$skip=22" in links[1]
 
 
+def test_pages_can_come_without_next_links_and_without_the_count(sage: Sage) -> None:
+    # A server that caps pages at its PageSize but writes no nextLink (and one that ignores
+    # $count): the client only sees short pages and must go on with $skip itself.
+    sage.settings(page_size=10, next_link=False)
+    every = [v["VendorNumber"] for v in sage.values("AP/APVendors")]
+    assert len(every) == 10  # values() stops where the links stop
+    page = sage.get("AP/APVendors", {"$top": 25, "$count": "true",
+                                     "$select": "VendorNumber"}).json()
+    assert len(page["value"]) == 10 and "@odata.nextLink" not in page
+    assert page["@odata.count"] == 32
+    seen = [v["VendorNumber"] for v in page["value"]]
+    while page["value"]:
+        page = sage.get("AP/APVendors", {"$skip": len(seen), "$select": "VendorNumber"}).json()
+        assert "@odata.nextLink" not in page
+        seen += [v["VendorNumber"] for v in page["value"]]
+    sage.settings(next_link=True)
+    assert seen == [v["VendorNumber"] for v in sage.values("AP/APVendors")]
+
+    sage.settings(odata_count=False)
+    page = sage.get("AP/APVendors", {"$count": "true", "$top": 3}).json()
+    assert "@odata.count" not in page and len(page["value"]) == 3
+    for bad in ({"next_link": "no"}, {"odata_count": 0}):
+        assert requests.patch(f"{sage.admin}/settings", json=bad, timeout=10).status_code == 400
+
+
 def test_percent_encoded_dollar_options_work(sage: Sage) -> None:
     response = sage.get("AP/APVendors?%24filter=VendorNumber%20eq%20%271200%27&%24select=VendorNumber")
     assert response.json()["value"] == [{"VendorNumber": "1200"}]
@@ -1074,7 +1099,8 @@ def test_settings_are_validated_and_reset_restores_everything(sage: Sage) -> Non
     requests.post(f"{sage.admin}/reset", json={"seed": 0, "data": "demo"},
                   timeout=30).raise_for_status()
     settings = requests.get(f"{sage.admin}/settings", timeout=10).json()
-    assert settings == {"page_size": 100, "offset": "Z", "password_case_sensitive": False,
+    assert settings == {"page_size": 100, "next_link": True, "odata_count": True,
+                        "offset": "Z", "password_case_sensitive": False,
                         "iis_windows_auth": False, "forbidden_modules": [], "today": None}
     assert batch_numbers(sage) == []
 
