@@ -1,4 +1,4 @@
-"""`ml-connector`: the operator's command line (sandbox, audit, check, plan, webhooks)."""
+"""`ml-connector`: the operator's command line (sandbox, audit, check, plan, run, webhooks)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import requests
 
-from ml_connector import check, plan, webhooks
+from ml_connector import check, plan, run, webhooks
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
     plan.add_arguments(commands.add_parser(
         "plan", help="dry run: what the next master-data and invoices runs would create, "
                      "update, skip or reject, writing nothing"))
+    run.add_arguments(commands.add_parser(
+        "run", help="meltano run <job>, one run of a job at a time: waits for (or skips) a "
+                    "run in progress, clears the record of a killed run"))
     webhooks.add_arguments(commands.add_parser(
         "webhooks", help="receive Basware notifications and trigger the invoice job"))
 
@@ -67,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         return check.main(args)
     if args.command == "plan":
         return plan.main(args)
+    if args.command == "run":
+        return run.main(args)
     if args.command == "webhooks":
         return webhooks.main(args)
     if args.sandbox_command == "serve":
