@@ -6,22 +6,29 @@
 - A 401 whose only challenges are Negotiate/NTLM comes from IIS, not Sage: Windows
   authentication is on for the Web API application. We say so, with the fix.
 - Values put into ``$filter`` go through :func:`odata_literal`, so no input can change a query.
-- Paging follows ``@odata.nextLink``, rebuilt on our own base URL (a reverse proxy may put its
-  internal host in the link, reference §3.3).
+- Paging (:class:`FeedPaging`, also the paginator of tap-sage300): Sage documents ``$skip``/
+  ``$top`` and a page cap (web.config PageSize), not ``@odata.nextLink``. A read asks
+  ``$count=true`` once, follows a nextLink when there is one (rebuilt on our own base URL: a
+  reverse proxy may put its internal host in it), else goes on with ``$skip`` = records
+  received until the count is reached (or, with no count, an empty page), and fails with
+  :class:`IncompleteRead` when fewer records came back than were counted.
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
+import logging
+from collections.abc import Iterator, Mapping
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import requests
 
 from .httppolicy import HttpSession, RetryPolicy, request_with_retry
+
+logger = logging.getLogger(__name__)
 
 IIS_WINDOWS_AUTH_HINT = (
     "IIS Windows authentication is on for the Sage300WebApi application; enable Anonymous "
@@ -43,6 +50,10 @@ class Sage300Error(Exception):
 
 class Sage300AuthError(Sage300Error):
     """Credentials refused, IIS misconfigured, or no Web API right: a setup problem."""
+
+
+class IncompleteRead(Sage300Error):
+    """A read returned fewer records than Sage counted for it (``@odata.count``)."""
 
 
 def normalize_credentials(username: str, password: str, keep_password_case: bool = False
@@ -163,22 +174,28 @@ class Sage300Client:
     def iter_records(self, resource: str, *, filter: str | None = None,  # noqa: A002
                      select: list[str] | None = None, top: int | None = None
                      ) -> Iterator[dict[str, Any]]:
-        """Every record matching the query, following ``@odata.nextLink``."""
+        """Every record matching the query (at most ``top``), paged by :class:`FeedPaging`.
+
+        Raises :class:`IncompleteRead` after the last record when fewer came back than Sage
+        counted; more than counted is logged as a warning.
+        """
+        paging = FeedPaging(self.base_url, limit=top)
         params: dict[str, Any] = {}
         if filter:
             params["$filter"] = filter
         if select:
             params["$select"] = ",".join(select)
-        if top:
-            params["$top"] = top
+        params.update(paging.first_options())
         url: str | None = self.url(resource)
         while url:
             response = self.call("GET", url, params=params)
             raise_for_sage_status(response, self.username, f"GET {resource}")
             body = response.json()
-            yield from body.get("value", [])
-            next_link = body.get("@odata.nextLink")
-            url, params = (self._rebase(next_link), None) if next_link else (None, None)
+            url, params = paging.next_url(body, response.request.url or url), None
+            yield from body.get("value") or ()
+        warning = paging.check(resource, self.company)
+        if warning:
+            logger.warning(warning)
 
     def create(self, resource: str, body: dict[str, Any]) -> dict[str, Any]:
         """POST one record. A timeout raises ``UnknownOutcome``: reconcile before any retry."""
@@ -196,9 +213,6 @@ class Sage300Client:
         response = self.call("POST", url, json=body, retry_on_timeout=False)
         raise_for_sage_status(response, self.username, f"POST {resource}('$process')")
 
-    def _rebase(self, next_link: str) -> str:
-        return rebase_url(next_link, self.base_url)
-
 
 def rebase_url(link: str, base_url: str) -> str:
     """``link`` (e.g. an ``@odata.nextLink``) moved onto the scheme and host of ``base_url``:
@@ -206,3 +220,111 @@ def rebase_url(link: str, base_url: str) -> str:
     parts = urlsplit(link)
     own = urlsplit(base_url)
     return parts._replace(scheme=own.scheme, netloc=own.netloc).geturl()
+
+
+def with_query(url: str, drop: tuple[str, ...] = (), **add: int) -> str:
+    """``url`` without the query options named in ``drop`` and with ``add`` appended (e.g.
+    ``skip=100`` as ``$skip=100``); every other option is kept exactly as sent."""
+    parts = urlsplit(url)
+    names = {*drop, *(f"${name}" for name in add)}
+    kept = [piece for piece in parts.query.split("&")
+            if piece and unquote(piece.split("=", 1)[0]) not in names]
+    kept += [f"${name}={value}" for name, value in add.items()]
+    return parts._replace(query="&".join(kept)).geturl()
+
+
+def _count(value: Any) -> int | None:
+    """``@odata.count`` as a number; a string with IEEE754Compatible, absent when ignored."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return None
+
+
+class FeedPaging:
+    """How one read of a Sage 300 feed is paged, and whether it came back whole.
+
+    Sage documents ``$skip``/``$top`` paging and a server cap on every response (web.config
+    PageSize, 100 by default); ``@odata.nextLink`` is not documented. So:
+
+    - the first request asks ``$count=true`` (and ``$top``, see below): the total to reach;
+    - a page with a nextLink is followed by it, rebuilt on our base URL and without
+      ``$count`` (the total is known; :meth:`follow`, also used for links read early);
+    - a page without one, while fewer records than the total came, is followed by the first
+      request again with ``$skip`` = records received so far; with no total (a server that
+      ignores ``$count``) until an empty page. An empty page ends every read;
+    - :meth:`check` at the end: fewer records than counted raises :class:`IncompleteRead`
+      (paging is by offset and unsnapshotted: a record deleted behind the offset shifts one
+      past it, or pages are cut without a link); more is a warning (an insert shifts one to
+      be read twice; consumers dedup by key).
+
+    ``top`` is the ``$top`` of every request (records per request; the server may still cap
+    it); ``limit``, at most this many records in all. A first page shorter than ``$top`` that
+    reaches the count ends the read in one request.
+    """
+
+    def __init__(self, base_url: str, *, top: int | None = None,
+                 limit: int | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.top = top
+        self.limit = limit
+        self.received = 0
+        #: ``@odata.count`` of the first page: what the read must return (None: not sent).
+        self.total: int | None = None
+        self._first_url: str | None = None  # the read's own query, continued by $skip
+
+    def first_options(self) -> dict[str, str]:
+        """The paging options of the read's first request: ``$top`` and ``$count=true``."""
+        top = self._next_top()
+        return {"$count": "true"} if top is None else {"$top": str(top), "$count": "true"}
+
+    def follow(self, link: str) -> str:
+        """The request for an ``@odata.nextLink``: on our own base URL (a reverse proxy may
+        put its internal host in the link), without ``$count``."""
+        return with_query(rebase_url(link, self.base_url), drop=("$count",))
+
+    def next_url(self, body: Mapping[str, Any], url: str) -> str | None:
+        """The URL of the page after ``body`` (the page just read from ``url``), or None."""
+        if self._first_url is None:
+            self._first_url = url
+            self.total = _count(body.get("@odata.count"))
+        records = len(body.get("value") or ())
+        self.received += records
+        if not records or (self.limit is not None and self.received >= self.limit):
+            return None
+        link = body.get("@odata.nextLink")
+        if link:
+            return self.follow(link)
+        if self.total is not None and self.received >= self.total:
+            return None
+        top = self._next_top()
+        paging = {"skip": self.received} if top is None else {"top": top, "skip": self.received}
+        return with_query(self._first_url, drop=("$count",), **paging)
+
+    def check(self, resource: str, company: str) -> str | None:
+        """After the last page: raise :class:`IncompleteRead` when fewer records came back
+        than Sage counted; the warning to log when more did; else None."""
+        if self.total is None:
+            return None
+        expected = self.total if self.limit is None else min(self.total, self.limit)
+        what = f"Reading {resource} of company {company}"
+        if self.received < expected:
+            raise IncompleteRead(
+                f"{what}: Sage counted {expected} records (@odata.count) but {self.received} "
+                "came back. Records were deleted during the read, or the server truncates "
+                "pages: run again; if it repeats, check the Sage Web API PageSize (web.config "
+                "of the Sage300WebApi application).", code="IncompleteRead")
+        if self.received > self.total:
+            return (f"{what}: {self.received} records came back, {self.total} were counted "
+                    "(@odata.count) when the read began: records were added during the read "
+                    "and some may have come twice; they are deduplicated by key downstream.")
+        return None
+
+    def _next_top(self) -> int | None:
+        if self.limit is None:
+            return self.top
+        left = self.limit - self.received
+        return left if self.top is None else min(self.top, left)

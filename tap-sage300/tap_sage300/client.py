@@ -1,7 +1,10 @@
 """The base stream of every Sage 300 Web API entity set: OData query, paging, errors, records.
 
 One request per page: ``$select`` of the declared schema, ``$filter`` on the replication key
-(date-only, the boundary day is re-read), ``@odata.nextLink`` followed on our own base URL.
+(date-only, the boundary day is re-read), ``$top=page_size``. Pages follow core's
+:class:`~ml_connector_core.sage300_api.FeedPaging` (``@odata.nextLink`` when Sage writes one,
+else ``$skip`` up to the ``@odata.count`` asked on the first page); a read that returns fewer
+records than counted fails the run (FatalAPIError) after its last page.
 Records are projected onto the schema, trimmed and given one timestamp format here, so the
 SDK's per-record type conformance is switched off (it would walk every record a second time).
 """
@@ -16,7 +19,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar, cast
-from urllib.parse import ParseResult, quote, unquote, urlencode, urlparse, urlsplit
+from urllib.parse import ParseResult, quote, urlencode, urlparse, urlsplit
 
 import requests
 from singer_sdk import RESTStream, metrics
@@ -31,12 +34,13 @@ from singer_sdk.streams.rest import HTTPRequest, PageContext
 
 from ml_connector_core.httppolicy import sdk_wait_generator
 from ml_connector_core.sage300_api import (
+    FeedPaging,
+    IncompleteRead,
     Sage300Error,
     explain_unauthorized,
     odata_literal,
     parse_error,
     raise_for_sage_status,
-    rebase_url,
 )
 from tap_sage300.output import BufferedSingerWriter
 from tap_sage300.prefetch import PageRequest
@@ -264,42 +268,20 @@ class RecordCounter(metrics.Counter):
 
 
 class ODataPaginator(BaseHATEOASPaginator):
-    """Pages by ``@odata.nextLink`` (moved onto our own base URL, reference §3.3) inside
-    windows of ``$top=page_size``.
+    """The SDK's paginator over core's :class:`FeedPaging`, the paging rule the tap shares
+    with ``Sage300Client.iter_records``: a nextLink when Sage writes one, else ``$skip`` =
+    records received until ``@odata.count`` is reached. So a server capping its pages at a
+    PageSize below ``page_size``, with or without links, is read whole."""
 
-    Sage's own PageSize (web.config, default 100) caps every response and the nextLink walks
-    the rest of the window; a full window then opens the next one at ``$skip`` + page_size.
-    So the tap reads everything whichever of the two sizes is larger.
-    """
-
-    def __init__(self, base_url: str, page_size: int) -> None:
+    def __init__(self, paging: FeedPaging) -> None:
         super().__init__()
-        self._base_url = base_url
-        self._page_size = page_size
-        self._window_start = 0
-        self._received = 0
+        self.paging = paging
 
     def get_next_url(self, response: requests.Response) -> str | None:
         body = getattr(response, _BODY_ATTR, None)
         if body is None:
             body = decode_json(response.content)
-        self._received += len(body.get("value") or ())
-        link = body.get("@odata.nextLink")
-        if link:
-            return rebase_url(link, self._base_url)
-        if self._received != self._page_size:
-            return None  # a short (or, if $top was ignored, oversized) window is the last
-        self._window_start += self._page_size
-        self._received = 0
-        return with_window(response.request.url or "", self._page_size, self._window_start)
-
-
-def with_window(url: str, top: int, skip: int) -> str:
-    """``url`` with ``$top``/``$skip`` replaced; every other option kept exactly as sent."""
-    parts = urlsplit(url)
-    kept = [piece for piece in parts.query.split("&")
-            if piece and unquote(piece.split("=", 1)[0]) not in ("$top", "$skip")]
-    return parts._replace(query="&".join([*kept, f"$top={top}", f"$skip={skip}"])).geturl()
+        return self.paging.next_url(body, response.request.url or "")
 
 
 class Sage300Stream(RESTStream[ParseResult | None]):
@@ -411,7 +393,11 @@ class Sage300Stream(RESTStream[ParseResult | None]):
                             f"{type(exc).__name__}: {exc}" if exc else "a failure")
 
     def get_new_paginator(self) -> ODataPaginator:
-        return ODataPaginator(self.url_base, self.page_size)
+        return ODataPaginator(self.new_paging())
+
+    def new_paging(self) -> FeedPaging:
+        """The paging of one read (one company): ``$top=page_size`` on every request."""
+        return FeedPaging(self.url_base, top=self.page_size)
 
     @property
     def page_size(self) -> int:
@@ -438,7 +424,7 @@ class Sage300Stream(RESTStream[ParseResult | None]):
         expression = self.filter_expression(context)
         if expression:
             options["$filter"] = expression
-        options["$top"] = str(self.page_size)
+        options.update(self.new_paging().first_options())  # $top, $count=true
         return options
 
     def get_http_request(self, *, page: PageContext) -> HTTPRequest:
@@ -503,9 +489,10 @@ class Sage300Stream(RESTStream[ParseResult | None]):
         """The SDK's page loop, one page ahead: the request for the next page goes on the
         wire (see prefetch.py) as soon as its URL is known, so Sage builds page N+1 while the
         tap decodes, shapes and writes page N. A nextLink is read from the end of the raw
-        body, before the page is decoded; the first page of a ``$top`` window once the
-        paginator has counted the records. One request is in flight per stream, and pages
-        are still consumed strictly in order."""
+        body, before the page is decoded; a page continued by ``$skip`` once the paginator
+        has counted the records. One request is in flight per stream, and pages are still
+        consumed strictly in order. After the last page the read is checked complete
+        against Sage's count (:meth:`check_complete`)."""
         paginator = self.get_new_paginator()
         connection = self._tap.page_connection()
         on_the_wire: list[PageRequest] = []
@@ -544,7 +531,7 @@ class Sage300Stream(RESTStream[ParseResult | None]):
             link = early_next_link(response.content)
             if link is None:
                 return
-            token = urlparse(rebase_url(link, self.url_base))
+            token = urlparse(paginator.paging.follow(link))  # as the paginator will
             prepared = self._prepare_request(context=context, page=cast(Any, _PageAt(token)))
             if connection.serves(prepared.url or ""):
                 ahead.append((token, connection.send(prepared)))
@@ -573,6 +560,7 @@ class Sage300Stream(RESTStream[ParseResult | None]):
                             connection.close()  # its answer would pass for the right page's
                         prepared = request_next()
                     yield from records
+            self.check_complete(paginator.paging, context)
         finally:  # also when stopped early (an error, a record limit)
             on_the_wire.clear()
             ahead.clear()
@@ -589,6 +577,17 @@ class Sage300Stream(RESTStream[ParseResult | None]):
             yield from super().get_records(context)
         finally:
             self._tap.audit.flush()
+
+    def check_complete(self, paging: FeedPaging, context: Context | None) -> None:
+        """Fail the run when a company's read returned fewer records than Sage counted: its
+        bookmark is then not committed, so the next run reads the same range again."""
+        company = str((context or {}).get("company_id"))
+        try:
+            warning = paging.check(self.resource, company)
+        except IncompleteRead as exc:
+            raise FatalAPIError(str(exc)) from None
+        if warning:
+            self.logger.warning(warning)
 
     # -- records ---------------------------------------------------------------------------------
 

@@ -84,14 +84,15 @@ def test_queries_carry_the_declared_select_and_no_filter_on_first_run(sage: Sage
     assert run.returncode == 0, run.stderr
 
     vendors = sage.reads("SAMINC/AP/APVendors")
-    assert vendors == [{"$select": [VENDOR_SELECT], "$top": ["1000"]}]
+    assert vendors == [{"$select": [VENDOR_SELECT], "$top": ["1000"], "$count": ["true"]}]
     orders = sage.reads("SAMLTD/PO/POPurchaseOrders")
-    assert orders[0] == {"$select": [PO_SELECT], "$top": ["1000"]}
-    # The second page is Sage's nextLink, followed as given: same options, $skip advanced.
+    assert orders[0] == {"$select": [PO_SELECT], "$top": ["1000"], "$count": ["true"]}
+    # The second page is Sage's nextLink, followed as given but for $count (known already):
+    # same options, $skip advanced.
     assert orders[1] == {"$select": [PO_SELECT], "$top": ["900"], "$skip": ["100"]}
     assert sage.reads("SAMINC/GL/GLSegmentCodes") == [{
         "$select": ["SegmentNumber,SegmentCodeKey,SegmentCodeDescription"],
-        "$filter": ["SegmentNumber eq '000002'"], "$top": ["1000"]}]
+        "$filter": ["SegmentNumber eq '000002'"], "$top": ["1000"], "$count": ["true"]}]
     # Streams without a date are full table: never a $filter on a date.
     for resource in ("GL/GLAccounts", "AP/APTerms"):
         for query in sage.reads(f"SAMINC/{resource}"):
@@ -226,7 +227,7 @@ def test_rerun_with_state_reads_only_the_boundary_day_and_the_changed_vendor(
                              or (company == "SAMLTD" and v["VendorNumber"] == "1200"))
         assert vendor_keys(second, company) == on_boundary
         assert sage.reads(f"{company}/AP/APVendors") == [{
-            "$select": [VENDOR_SELECT], "$top": ["1000"],
+            "$select": [VENDOR_SELECT], "$top": ["1000"], "$count": ["true"],
             "$filter": [f"DateLastMaintained ge {boundary[company]}"]}]
     assert len(vendor_keys(second, "SAMLTD")) < len(first.of("vendors", "SAMLTD"))
     changed = next(r for r in second.of("vendors", "SAMLTD") if r["VendorNumber"] == "1200")
@@ -336,4 +337,5 @@ def test_catalog_deselection_shrinks_select_and_records(sage: SageSandbox) -> No
     assert not sage.reads("SAMINC/GL/GLSegmentCodes")  # deselected streams cost no request
     # gl_account_formatted is still wanted: without the gl_accounts stream, one small look-up.
     assert sage.reads("SAMINC/GL/GLAccounts") == [
-        {"$select": ["UnformattedAccount,AccountNumber,AccountSegmentCode2"]}]
+        {"$select": ["UnformattedAccount,AccountNumber,AccountSegmentCode2"],
+         "$count": ["true"]}]
