@@ -105,6 +105,11 @@ class SageSandbox:
         return [parse_qs(r["query"], keep_blank_values=True) for r in self.requests()
                 if r["method"] == "GET" and r["path"].endswith("/" + resource)]
 
+    def reset(self, data: str) -> None:
+        """Reseed with another data set, e.g. ``"1000"`` (the demo plus 1,000 vendors)."""
+        requests.post(f"{self.admin}/reset", json={"seed": 0, "data": data},
+                      timeout=120).raise_for_status()
+
     def clear_requests(self) -> None:
         requests.delete(f"{self.admin}/requests", timeout=10).raise_for_status()
 
@@ -120,6 +125,14 @@ class SageSandbox:
             timeout=10)
         response.raise_for_status()
         return response.json()
+
+    def delete(self, company: str, resource: str, key: Any) -> None:
+        """Delete a record as a Sage user would: over the Web API."""
+        from ml_connector_core.sage300_api import entity_key
+
+        response = requests.delete(f"{self.base_url}/{company}/{resource}{entity_key(key)}",
+                                   auth=(SAGE_USER, SAGE_PASSWORD.upper()), timeout=10)
+        assert response.status_code == 204, response.text
 
     def state(self) -> dict[str, Any]:
         response = requests.get(f"{self.admin}/state", timeout=30)

@@ -264,6 +264,45 @@ def test_pages_follow_next_links_inside_top_windows(sage: SageSandbox) -> None:
     assert len(keys) == len(set(keys))
 
 
+def test_a_server_capping_pages_without_next_links_is_read_whole(sage: SageSandbox) -> None:
+    # Sage's PageSize 100 under the tap's page_size 1000, over several pages: once with
+    # nextLinks, once without (a server that caps without links); the same read either way.
+    sage.reset("1000")  # 1,032 vendors and 360 POs in SAMINC
+    linked = sage.run()
+    linked_gets = [r["query"] for r in sage.requests() if r["method"] == "GET"]
+    sage.clear_requests()
+    sage.settings(next_link=False)
+    unlinked = sage.run()
+    unlinked_gets = [r["query"] for r in sage.requests() if r["method"] == "GET"]
+
+    assert linked.returncode == unlinked.returncode == 0, unlinked.stderr
+    assert unlinked.records == linked.records
+    assert unlinked.final_state == linked.final_state
+    assert vendor_keys(unlinked, "SAMINC") == sorted(
+        v["VendorNumber"] for v in sage.table("SAMINC", "AP/APVendors"))
+    assert len(unlinked.of("vendors", "SAMINC")) == 1032
+    assert len(unlinked.of("purchase_orders", "SAMINC")) == 360
+    # As many requests either way (11 for the vendors of SAMINC): the count says when a read
+    # is done, and only a read's first request asks for it.
+    assert len(unlinked_gets) == len(linked_gets)
+    vendors = sage.reads("SAMINC/AP/APVendors")
+    assert [(q.get("$skip", ["0"])[0], q.get("$count")) for q in vendors] == [
+        ("0", ["true"])] + [(str(100 * i), None) for i in range(1, 11)]
+    assert all(q["$top"] == ["1000"] for q in vendors)
+
+
+def test_a_server_ignoring_count_is_read_to_an_empty_page(sage: SageSandbox) -> None:
+    sage.settings(page_size=7, next_link=False, odata_count=False)
+    run = sage.run(sage.config(page_size=10, company_ids=["SAMINC"]))
+
+    assert run.returncode == 0, run.stderr
+    assert vendor_keys(run, "SAMINC") == sorted(v["VendorNumber"]
+                                                for v in sage.table("SAMINC", "AP/APVendors"))
+    # 32 vendors in pages of 7; with no total to reach, only the empty page ends the read.
+    skips = [q.get("$skip", ["0"])[0] for q in sage.reads("SAMINC/AP/APVendors")]
+    assert skips == ["0", "7", "14", "21", "28", "32"]
+
+
 def test_interrupted_run_keeps_committed_bookmarks_and_resumes(sage: SageSandbox) -> None:
     first = sage.run()
     old_state = first.final_state

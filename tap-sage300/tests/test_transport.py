@@ -14,6 +14,7 @@ from urllib.parse import parse_qs
 
 import pytest
 import requests
+from singer_sdk.exceptions import FatalAPIError
 from tap_sage300_testkit import SageSandbox
 
 from tap_sage300 import client
@@ -167,3 +168,36 @@ def test_an_early_request_for_another_page_than_the_paginator_names_is_dropped(
     # Each wrong early request reached Sage, but its answer was never read: the right page
     # was asked for next, on a new connection.
     assert skips == ["0", "17", "7", "10", "117", "17", "20", "127", "27", "30"]
+
+
+@pytest.mark.parametrize("next_link", [True, False])
+def test_a_record_deleted_during_the_read_fails_the_run_naming_the_counts(
+        sage: SageSandbox, monkeypatch: pytest.MonkeyPatch,
+        capsysbinary: pytest.CaptureFixture[bytes], next_link: bool) -> None:
+    sage.settings(page_size=7, next_link=next_link)
+    first = sage.table("SAMINC", "AP/APVendors")[0]["VendorNumber"]
+    parse = VendorsStream.parse_response
+    deleted: list[str] = []
+
+    def delete_after_the_first_page(stream: VendorsStream, response: requests.Response) -> Any:
+        # Sage users keep working while the tap reads: the first vendor goes once its page
+        # is in, so every later one moves back a place and one falls between two pages.
+        records = parse(stream, response)
+        if "SAMINC" in response.url and not deleted:
+            sage.delete("SAMINC", "AP/APVendors", first)
+            deleted.append(first)
+        return records
+
+    monkeypatch.setattr(VendorsStream, "parse_response", delete_after_the_first_page)
+    with pytest.raises(FatalAPIError) as failure:
+        run_in_process(sage.config(page_size=10, company_ids=["SAMINC"]), capsysbinary)
+
+    message = str(failure.value)
+    assert message.startswith("Reading AP/APVendors of company SAMINC: Sage counted 32 records "
+                              "(@odata.count) but 31 came back.")
+    assert "run again" in message and "PageSize" in message
+    out = capsysbinary.readouterr().out.decode()
+    states = [m["value"] for m in map(json.loads, out.splitlines()) if m["type"] == "STATE"]
+    # The company's bookmark is not committed: the next run reads the same range again.
+    assert states and "replication_key_value" not in json.dumps(
+        [s.get("bookmarks", {}).get("vendors") for s in states])
