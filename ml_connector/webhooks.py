@@ -10,9 +10,10 @@
 3. stores the notification in SQLite (`<state-dir>/webhooks.sqlite`) keyed by taskId, before
    answering 200, so a notification acknowledged is never lost; a repeated taskId is answered
    200 and changes nothing;
-4. asks the job runner for a run of `meltano run <job>` (default `invoices`). One run at a
-   time: notifications that arrive while a run is going set one flag, which gives exactly one
-   follow-up run however many arrived. Notifications not yet covered by a successful run
+4. asks the job runner for a run of `ml-connector run <job>` (default `invoices`; see
+   ml_connector/run.py: it waits for a scheduled run of the same job instead of failing).
+   One run at a time: notifications that arrive while a run is going set one flag, which
+   gives exactly one follow-up run however many arrived. Notifications not yet covered by a successful run
    (the receiver stopped, the job failed) trigger a run when the receiver starts.
 
 A notification is only a "go fetch" signal: the job reads Basware's queue, so a lost or
@@ -31,6 +32,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import hmac
+import importlib.util
 import json
 import logging
 import os
@@ -234,8 +236,7 @@ class JobRunner:
                 self._cond.notify_all()
 
     def _schedule_retry(self) -> None:
-        """After a failed run (Sage down, a scheduled run of the same job holding Meltano's
-        lock), try again later, doubling the wait up to 15 minutes, while notifications are
+        """After a failed run (Sage down, Basware refusing the token), try again later, doubling the wait up to 15 minutes, while notifications are
         still unhandled. Lock held."""
         delay = min(self.retry_after * 2 ** (self._failures - 1), 900.0)
         logger.info("retrying the job in %.3g s unless a notification comes first", delay)
@@ -385,10 +386,17 @@ def resolve_token(args: argparse.Namespace, project_root: Path, environment: str
                      "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`.")
 
 
-def job_command(args: argparse.Namespace) -> list[str]:
+def job_command(args: argparse.Namespace, project_root: Path, environment: str | None
+                ) -> list[str]:
+    """`ml-connector run <job>`, so a webhook run and a scheduled run of the job wait for
+    each other instead of one failing on Meltano's "already running" check."""
     if args.job_command:
         return shlex.split(args.job_command)
-    return [check.meltano_executable(), "run", args.job]
+    if importlib.util.find_spec("fcntl") is None:  # no flock (Windows): Meltano's check only
+        return [check.meltano_executable(), "run", args.job]
+    return [sys.executable, "-m", "ml_connector.cli", "run", args.job,
+            "--project-root", str(project_root),
+            *(["--environment", environment] if environment else [])]
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -404,7 +412,7 @@ def serve(args: argparse.Namespace) -> int:
     env = {k: v for k, v in os.environ.items() if v != token}
     if environment and "MELTANO_ENVIRONMENT" not in env:
         env["MELTANO_ENVIRONMENT"] = environment
-    runner = JobRunner(job_command(args), root, store, state_dir / "runs", env,
+    runner = JobRunner(job_command(args, root, environment), root, store, state_dir / "runs", env,
                        args.retry_after)
     receiver = Receiver((args.host, args.port), token, store, runner, args.signature_header)
     host, port = receiver.server_address[:2]
@@ -505,8 +513,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             sub.add_argument("--state-dir", type=Path, help="where notifications and run logs "
                              "are kept (default <project>/.meltano/ml-connector-webhooks)")
             sub.add_argument("--command", dest="job_command",
-                             help="run this command instead of `meltano run <job>` (tests, "
-                                  "wrappers); split like a shell would")
+                             help="run this command instead of `ml-connector run <job>` "
+                                  "(tests, wrappers); split like a shell would")
             sub.add_argument("--retry-after", type=float, default=60.0,
                              help="seconds before a failed job is retried, doubling per "
                                   "failure up to 15 min (0: no retry)")
