@@ -73,7 +73,7 @@ def test_ci_workflow_runs_meltano_yml_jobs_on_meltano_yml_schedules() -> None:
         assert picked == schedules(), field
         assert field.endswith("inputs.job }}"), field
     assert sync["concurrency"]["cancel-in-progress"] is False
-    assert any(step.get("run") == '.venv/bin/meltano run "$ML_CONNECTOR_JOB"'
+    assert any(step.get("run") == '.venv/bin/ml-connector run "$ML_CONNECTOR_JOB"'
                for step in sync["steps"])
 
     # Secrets come from the CI's store, into variables that are declared settings.
