@@ -26,6 +26,7 @@ Lines of our own never hold setting values: they name jobs, pids, times and run 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 import os
@@ -49,6 +50,7 @@ from ml_connector.project_config import (
     meltano_env,
     project_from_args,
 )
+from ml_connector_core.redaction import Redactor
 
 #: A live Meltano run writes its heartbeat every second; this much silence means it is dead
 #: (Meltano itself waits 5 minutes, for runs it cannot know are dead).
@@ -243,7 +245,9 @@ def _quiet_meltano_logging() -> None:
 # --------------------------------------------------------------------------- the runner
 
 
-class Stopped(Exception):  # noqa: N818 - a signal, not an error
+class Stopped(Exception):
+    """A signal arrived before Meltano was started: nothing to pass it to."""
+
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
         self.signum = signum
@@ -296,7 +300,11 @@ class JobRun:
             self.say(str(exc))
             return 2
         except Exception as exc:  # noqa: BLE001 - Meltano's own errors: a bad project
-            self.say(f"cannot read the Meltano project: {type(exc).__name__}: {exc}")
+            self.say(f"cannot read the Meltano project: {type(exc).__name__}: "
+                     f"{Redactor([]).redact(str(exc))}")
+            return 2
+        if importlib.util.find_spec("fcntl") is None:
+            self.say("needs flock (Linux, macOS); here, run `meltano run` itself")
             return 2
         lock = JobLock(lock_path(runs.sys_dir, self.environment, self.job))
         try:
@@ -335,11 +343,17 @@ class JobRun:
                        previous: Holder | None) -> bool:
         """Mark killed runs' records failed; wait for live ones. True: skipped instead."""
         try:
-            records = runs.running(state_ids)
-        except Exception as exc:  # noqa: BLE001 - Meltano's own check still applies
+            return self._clear_or_wait(runs, state_ids, previous)
+        except (Stopped, TimeoutError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the database is down: Meltano will say so
             self.say(f"could not read Meltano's run records ({type(exc).__name__}); "
                      "starting the run, Meltano checks them itself")
             return False
+
+    def _clear_or_wait(self, runs: MeltanoRuns, state_ids: list[str],
+                       previous: Holder | None) -> bool:
+        records = runs.running(state_ids)
         waiting_for: set[str] = set()
         while records:
             alive = []
@@ -384,6 +398,8 @@ class JobRun:
                 "process was killed (kill -9, reboot); marked failed by ml-connector run")
 
     def _run_meltano(self, lock: JobLock, run_id: str) -> int:
+        if self.signal is not None:
+            raise Stopped(self.signal)
         command = meltano_command(self.environment, "run", "--run-id", run_id, self.job)
         self.say(f"starting meltano run {self.job} (Meltano run id {run_id})")
         started = time.monotonic()
