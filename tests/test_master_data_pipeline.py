@@ -134,10 +134,16 @@ def test_master_data_pipeline(fresh_sandbox: Sandbox, project: Project) -> None:
     assert [(v["externalCode"], v["contacts"][0]["telephone"]) for v in post["body"]] == [
         ("SAMINC-1210", "5550001111")]
 
-    # -- nothing changed: nothing posted ----------------------------------------------------
+    # -- nothing changed: nothing posted, one Sage read per stream and company --------------
     requests.delete(f"{fresh_sandbox.basware.base_url}/_sandbox/requests", timeout=30)
+    sage_log = f"{fresh_sandbox.sage300.base_url}/_sandbox/requests"
+    requests.delete(sage_log, timeout=30)
 
     third = project.run("master-data")
 
     assert third.ok, third.output[-5000:]
     assert basware_posts(fresh_sandbox) == []
+    # A first page that reaches Sage's @odata.count ends the read: 5 streams x 2 companies.
+    reads = [r["path"] for r in requests.get(sage_log, timeout=30).json()["requests"]
+             if r["method"] == "GET" and not r["path"].endswith("$metadata")]
+    assert len(reads) == len(set(reads)) == 10, reads
