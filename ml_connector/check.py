@@ -28,6 +28,8 @@ from urllib.parse import urlsplit
 
 import requests
 
+from ml_connector.check_install import install_checks
+from ml_connector.check_result import Check
 from ml_connector.project_config import (  # the noqa ones: check.X for `ml-connector webhooks`
     MeltanoError,
     active_environment,  # noqa: F401
@@ -99,18 +101,6 @@ NEEDED_SCOPES = {
     "accountingDocuments.read": "tap-basware: approved invoices",
     "accountingDocuments.write": "tap-basware: acknowledge, transfer responses",
 }
-
-
-@dataclass
-class Check:
-    system: str  # "meltano" | "sage300" | "basware"
-    what: str
-    ok: bool
-    detail: str
-
-    @property
-    def status(self) -> str:
-        return "PASS" if self.ok else "FAIL"
 
 
 @dataclass
@@ -571,6 +561,11 @@ def run_checks(project_root: Path, environment: str | None, systems: Iterable[st
                                 "tap-basware (region or base_url, client_id, client_secret)."))
         for basware in connections_bw:
             checks += check_basware(basware)
+    # The install's fields are worth checking only once Sage answers the login.
+    sage_reachable = "sage300" in systems and any(c.system == "sage300" for c in checks) \
+        and all(c.ok for c in checks if c.system == "sage300")
+    checks += install_checks(project_root, environment, configs,
+                             sage_reachable=sage_reachable)
     return checks, redactor
 
 
@@ -580,11 +575,13 @@ def render_text(checks: list[Check]) -> str:
     lines = [f"{c.status}  {c.system:<{width_system}}  {c.what:<{width_what}}  — {c.detail}"
              for c in checks]
     failed = sum(not c.ok for c in checks)
+    warned = sum(c.status == "WARN" for c in checks)
+    also = f" ({warned} with a warning)" if warned else ""
     if failed:
         lines.append(f"VERDICT: FAIL — {failed} of {len(checks)} checks failed; fix them "
-                     "from the top (later checks may depend on earlier ones)")
+                     f"from the top (later checks may depend on earlier ones){also}")
     else:
-        lines.append(f"VERDICT: PASS — all {len(checks)} checks passed")
+        lines.append(f"VERDICT: PASS — all {len(checks)} checks passed{also}")
     return "\n".join(lines)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import signal
 import sys
@@ -17,6 +18,8 @@ from ml_connector import check, plan, run, webhooks
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ml-connector", description=__doc__)
+    parser.add_argument("--version", action="version",
+                        version=f"ml-connector {importlib.metadata.version('ml-connector')}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     sandbox = commands.add_parser("sandbox", help="the Sage 300 and Basware simulators")

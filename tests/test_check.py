@@ -128,7 +128,11 @@ def test_passes_against_the_sandbox_and_only_reads(fresh_sandbox: Sandbox) -> No
     expected += [f"basware API {api}" for api in (
         "vendors", "accounts", "costCenters", "paymentTerms", "matchingOrders",
         "accountingDocuments", "requestStatus")]
+    expected += ["sage300 tap-sage300 fields", "sage300 target-sage300 fields",
+                 "meltano master-data companies", "meltano invoice companies",
+                 "meltano invoices answered"]
     assert set(expected) <= set(checks)
+    assert "all present" in checks["sage300 tap-sage300 fields"]["detail"]
     credentials = checks["sage300 credentials"]["detail"]
     assert "'webapi' sent as WEBAPI" in credentials and "password sent UPPERCASED" in credentials
     # The queue has invoices, the master data APIs are empty: 404 counts as reachable.
@@ -136,10 +140,14 @@ def test_passes_against_the_sandbox_and_only_reads(fresh_sandbox: Sandbox) -> No
     assert "404, reachable" in checks["basware API vendors"]["detail"]
     assert_no_secret(output, fresh_sandbox)
 
-    # Nothing written: Sage saw only GETs of one record; Basware only GETs besides the token.
+    # Nothing written: Sage saw only GETs of one record or of a module's $metadata; Basware
+    # only GETs besides the token.
     sage_calls = requests_log(fresh_sandbox.sage300.base_url)
     assert sage_calls and all(c["method"] == "GET" for c in sage_calls)
-    assert all("%24top=1" in c["query"] or "$top=1" in c["query"] for c in sage_calls)
+    assert all("%24top=1" in c["query"] or "$top=1" in c["query"]
+               or c["path"].endswith("/$metadata") for c in sage_calls)
+    assert {c["path"].rsplit("/", 2)[-2] for c in sage_calls
+            if c["path"].endswith("/$metadata")} == {"AP", "GL", "PO"}
     basware_calls = requests_log(fresh_sandbox.basware.base_url)
     writes = [c for c in basware_calls if c["method"] != "GET"]
     assert [(c["method"], c["path"]) for c in writes] == [("POST", "/v1/tokens")]
@@ -155,7 +163,8 @@ def test_text_output_is_one_line_per_check_then_a_verdict(fresh_sandbox: Sandbox
 
     lines = result.stdout.strip().splitlines()
     assert result.returncode == 0, result.stdout + result.stderr
-    assert all(re.match(r"^(PASS|FAIL)  \S+ +\S.*  — \S", line) for line in lines[:-1]), lines
+    assert all(re.match(r"^(PASS|WARN|FAIL)  \S+ +\S.*  — \S", line) for line in lines[:-1]), \
+        lines
     assert lines[-1].startswith("VERDICT: PASS")
     assert any(re.match(r"^PASS  sage300 +SAMINC PO permission +— GET PO/POPurchaseOrders", line)
                for line in lines)
@@ -232,8 +241,9 @@ def test_unknown_company_id(fresh_sandbox: Sandbox) -> None:
 
     assert code == 1
     failures = failed(report)
-    assert list(failures) == ["sage300 company SAMXYZ"]
+    assert list(failures) == ["sage300 company SAMXYZ", "meltano master-data companies"]
     assert "no company 'SAMXYZ'" in failures["sage300 company SAMXYZ"]
+    assert "SAMXYZ have no Basware company code" in failures["meltano master-data companies"]
     assert by_what(report)["sage300 company SAMINC"]["status"] == "PASS"
 
 
@@ -376,3 +386,82 @@ def test_sage_failing_with_server_errors(fresh_sandbox: Sandbox) -> None:
     detail = failed(report)["sage300 Web API answers"]
     assert "HTTP 500" in detail and "attempt(s)" in detail
     assert "sage300 credentials" not in by_what(report)  # not judged from an error page
+
+
+# --------------------------------------------------------------------------- the install itself
+
+#: What the consultant sets for the simulator's older install (sage300_schema.py, "Versions"),
+#: as environment variables of the plugins' settings and Meltano's `select` extra.
+OLDER_FIELD_NAMES = json.dumps({"PO/POPurchaseOrders/PurchaseOrderLines/ExpenseAccount":
+                                "GLExpenseAccount"})
+OLDER_SELECT = json.dumps(["gl_accounts.*", "cost_centers.*", "payment_terms.*", "vendors.*",
+                           "!vendors.FaxNumber", "!vendors.WebSite", "purchase_orders.*",
+                           "purchase_order_lines.*"])
+
+
+def test_an_older_install_fails_naming_every_missing_field_and_its_fix(
+        fresh_sandbox: Sandbox) -> None:
+    set_settings(fresh_sandbox.sage300.base_url, {"version": "older"})
+
+    code, report, output = run_json(plugin_env(fresh_sandbox))
+
+    assert code == 1
+    problems = failed(report)
+    tap, target = "sage300 tap-sage300 field", "sage300 target-sage300 field"
+    assert set(problems) == {f"{tap} AP/APVendors/FaxNumber", f"{tap} AP/APVendors/WebSite",
+                             f"{tap} PO/POPurchaseOrders/PurchaseOrderLines/ExpenseAccount",
+                             f"{target} PO/POPurchaseOrders/PurchaseOrderLines/ExpenseAccount",
+                             "sage300 tap-sage300 fields", "sage300 target-sage300 fields"}
+    assert ("deselect it (`meltano select tap-sage300 --exclude vendors FaxNumber`)"
+            in problems[f"{tap} AP/APVendors/FaxNumber"])
+    expense = problems[f"{target} PO/POPurchaseOrders/PurchaseOrderLines/ExpenseAccount"]
+    assert ("set target-sage300's field_names to {\"PO/POPurchaseOrders/PurchaseOrderLines/"
+            "ExpenseAccount\": \"<its name>\"} (similar names in this install: "
+            "GLExpenseAccount") in expense
+    warning = by_what(report)[f"{target} AP/APInvoiceBatches/Invoices/InvoiceDetails/"
+                              "DistributionDescription"]
+    assert warning["status"] == "WARN" and "goes on without it" in warning["detail"]
+    assert "3 missing" in problems["sage300 tap-sage300 fields"]
+    assert_no_secret(output, fresh_sandbox)
+    sage_calls = requests_log(fresh_sandbox.sage300.base_url)
+    assert all(c["method"] == "GET" for c in sage_calls)
+
+
+def test_the_fixes_it_names_make_an_older_install_pass(fresh_sandbox: Sandbox) -> None:
+    set_settings(fresh_sandbox.sage300.base_url, {"version": "older"})
+    env = plugin_env(fresh_sandbox, SAGE300_FIELD_NAMES=OLDER_FIELD_NAMES)
+    env["TAP_SAGE300__SELECT"] = OLDER_SELECT
+
+    code, report, output = run_json(env)
+
+    assert code == 0, output
+    checks = by_what(report)
+    assert "all present" in checks["sage300 tap-sage300 fields"]["detail"]
+    assert "all present" in checks["sage300 target-sage300 fields"]["detail"]
+    assert {c["what"] for c in report["checks"] if c["status"] == "WARN"} >= {
+        "target-sage300 field AP/APInvoiceBatches/Invoices/InvoiceDetails/"
+        "DistributionDescription"}
+
+
+def test_company_maps_and_acknowledge_are_checked(fresh_sandbox: Sandbox) -> None:
+    env = plugin_env(fresh_sandbox)
+    env["TAP_SAGE300_COMPANY_IDS"] = json.dumps(["SAMINC", "SAMLTD", "SAMGBR"])
+    env["TAP_BASWARE_COMPANY_CODES"] = json.dumps(["US01", "CA01", "GB01"])
+    env["TAP_BASWARE_ACKNOWLEDGE"] = "false"
+
+    code, report, _ = run_json(env)
+
+    assert code == 1
+    problems = failed(report)
+    assert "Sage companies SAMGBR have no Basware company code" in problems[
+        "meltano master-data companies"]
+    assert "Basware company codes GB01 are read but have no Sage company" in problems[
+        "meltano invoice companies"]
+    assert "never answered in Basware" in problems["meltano invoices answered"]
+
+
+def test_version() -> None:
+    result = subprocess.run([sys.executable, "-m", "ml_connector.cli", "--version"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0
+    assert re.fullmatch(r"ml-connector \d+\.\d+\.\d+\S*\n", result.stdout), result.stdout

@@ -109,24 +109,30 @@ def parse_error(response: requests.Response) -> tuple[str | None, str]:
         return None, f"HTTP {response.status_code} {response.reason} (non-JSON body)"
 
 
-def explain_unauthorized(response: requests.Response, username: str) -> str:
+def explain_unauthorized(response: requests.Response, username: str,
+                         keep_password_case: bool = False) -> str:
     """A person-readable reason for a 401 from Sage 300 or from IIS in front of it."""
     challenges = " ".join(response.headers.get("WWW-Authenticate", "").split(",")).lower()
     if challenges and "basic" not in challenges and ("negotiate" in challenges
                                                      or "ntlm" in challenges):
         return IIS_WINDOWS_AUTH_HINT
-    return (f"Sage 300 refused the credentials for user {username.upper()} (user id and, unless "
-            "keep_password_case is set, password are sent UPPERCASED). Check the password, that "
-            "the user exists in Sage 300 and may use the Web API.")
+    reason = (f"Sage 300 refused the credentials for user {username.upper()} (user id and, "
+              "unless keep_password_case is set, password are sent UPPERCASED). Check the "
+              "password, that the user exists in Sage 300 and may use the Web API.")
+    if keep_password_case:
+        reason += (" keep_password_case is on, so the password went as typed; an older "
+                   "install expects it UPPERCASED (set keep_password_case to false).")
+    return reason
 
 
-def raise_for_sage_status(response: requests.Response, username: str, what: str) -> None:
+def raise_for_sage_status(response: requests.Response, username: str, what: str, *,
+                          keep_password_case: bool = False) -> None:
     """Raise a :class:`Sage300Error` with a reason a person can act on, for any 4xx/5xx."""
     if response.status_code < 400:
         return
     if response.status_code == 401:
-        raise Sage300AuthError(explain_unauthorized(response, username), status=401,
-                               code="Unauthorized")
+        raise Sage300AuthError(explain_unauthorized(response, username, keep_password_case),
+                               status=401, code="Unauthorized")
     code, message = parse_error(response)
     if response.status_code == 403:
         raise Sage300AuthError(
@@ -146,6 +152,7 @@ class Sage300Client:
         self.base_url = base_url.rstrip("/")
         self.company = company
         self.username = username.upper()
+        self.keep_password_case = keep_password_case
         self.policy = policy or RetryPolicy()
         self.verify_tls = verify_tls
         self.session = session or HttpSession()
@@ -157,8 +164,9 @@ class Sage300Client:
         return f"{self.base_url}/{self.company}/{resource}{suffix}"
 
     def call(self, method: str, url: str, *, params: dict[str, Any] | None = None,
-             json: Any = None, retry_on_timeout: bool = True) -> requests.Response:
-        headers = {"Accept": "application/json", "Content-Type": "application/json"}
+             json: Any = None, retry_on_timeout: bool = True,
+             accept: str = "application/json") -> requests.Response:
+        headers = {"Accept": accept, "Content-Type": "application/json"}
         return request_with_retry(self.session, method, url, policy=self.policy, params=params,
                                   json=json, headers=headers, retry_on_timeout=retry_on_timeout,
                                   verify=self.verify_tls)

@@ -20,6 +20,7 @@ from .basware_api import REGION_BASE_URLS, BaswareClient, resolve_base_url
 from .httppolicy import RetryPolicy
 from .ledger.location import LEDGER_URL_ENV, default_ledger_url
 from .sage300_api import Sage300Auth, Sage300Client
+from .sage300_fields import FIELD_NAMES_DESCRIPTION, FieldNames
 
 if TYPE_CHECKING:
     from .dryrun import DryRunReport
@@ -80,6 +81,35 @@ def sage300_connection_properties() -> list[th.Property]:
                     description="Which GL account segment (AccountSegmentCode<n>, 1-10) is the "
                                 "cost center"),
     ]
+
+
+#: ``metadata_check``: when a Sage plugin checks the install's $metadata against its fields.
+METADATA_CHECK_RUN, METADATA_CHECK_ONLY, METADATA_CHECK_OFF = "run", "only", "off"
+
+
+def sage300_install_properties() -> list[th.Property]:
+    """How a Sage plugin fits the customer's install: its own field names, and the check of
+    every field the plugin uses against the install's $metadata."""
+    return [
+        th.Property("field_names", th.ObjectType(additional_properties=th.StringType),
+                    default={}, description=FIELD_NAMES_DESCRIPTION),
+        th.Property("metadata_check", th.StringType, default=METADATA_CHECK_RUN,
+                    allowed_values=[METADATA_CHECK_RUN, METADATA_CHECK_ONLY, METADATA_CHECK_OFF],
+                    description="Check every Sage 300 field this plugin uses against the "
+                                "install's own $metadata: `run` at the start of every run (a "
+                                "missing field fails the run before anything is read or "
+                                "written), `only` check, print the findings as one JSON line "
+                                "and stop (what `ml-connector check` runs), `off` never."),
+    ]
+
+
+def sage300_field_names(config: Config) -> FieldNames:
+    """The ``field_names`` setting; a malformed one is refused naming the key."""
+    return FieldNames(config.get("field_names") or {})
+
+
+def metadata_check(config: Config) -> str:
+    return str(config.get("metadata_check") or METADATA_CHECK_RUN)
 
 
 def sage300_retry_policy(config: Config) -> RetryPolicy:

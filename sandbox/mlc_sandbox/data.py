@@ -292,7 +292,7 @@ def _terms(code: str, description: str, due: int, discount: int, discount_days: 
         "TotalPercentageDue": 100,
         "DateLastMaintained": sage_date(date(2019, 1, 1)),
         "TermsPaymentSchedule": [{
-            "TermsCode": code, "PaymentNumber": 1, "PercentDue": 100,
+            "TermsCode": code, "PaymentNumber": 1, "PercentageDue": 100,
             "DueNumberOfDays": due, "DiscountPercent": discount,
             "DiscountNumberOfDays": discount_days,
         }],

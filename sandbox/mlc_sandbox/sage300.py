@@ -23,7 +23,10 @@ shifts date-time filter literals, see odata.py), ``password_case_sensitive`` (Fa
 legacy install, the password must arrive UPPERCASED; True: compared exactly),
 ``iis_windows_auth`` (False; True: IIS answers every request 401 Negotiate/NTLM),
 ``forbidden_modules`` ([]: modules whose Web API right the user lacks, 403), ``today``
-(None: the real UTC date; or ``YYYY-MM-DD``, the date stamped on changes).
+(None: the real UTC date; or ``YYYY-MM-DD``, the date stamped on changes), ``version``
+(``current``; ``older``: an install that lacks some fields and names one differently, in its
+``$metadata`` and in everything it accepts and answers: sage300_schema.VERSION_MISSING and
+VERSION_RENAMED).
 
 Admin extra: ``POST /_sandbox/touch`` ``{"company", "resource", "key", "changes"}`` changes a
 record as a Sage user would (``DateLastMaintained`` = today).
@@ -99,7 +102,15 @@ from .odata import (
     parse_select,
     special_key,
 )
-from .sage300_schema import MODULES, Module, ResourceSpec
+from .sage300_schema import (
+    MODULES,
+    VERSION_RENAMED,
+    VERSIONS,
+    Module,
+    ResourceSpec,
+    modules_of,
+    rename_record,
+)
 from .sage300_store import (
     CompanyState,
     Key,
@@ -139,6 +150,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "iis_windows_auth": False,
     "forbidden_modules": [],
     "today": None,
+    "version": "current",
 }
 
 
@@ -171,6 +183,7 @@ class Sage300Simulator(Simulator):
         super().__init__()
         self.companies: dict[str, CompanyState] = {}
         self._query_cache: OrderedDict[tuple[Any, ...], tuple[int, list[Record]]] = OrderedDict()
+        self.modules: dict[str, Module] = MODULES  # what the install's version offers
         self.reset(seed, data)
 
     # ---------------------------------------------------------------------------------------
@@ -182,6 +195,7 @@ class Sage300Simulator(Simulator):
             self.settings = copy.deepcopy(DEFAULT_SETTINGS)
             self.companies = {c.sage_id: _load_company(dataset, c.sage_id)
                               for c in dataset.companies}
+            self.modules = MODULES
             self._query_cache.clear()
 
     def update_settings(self, changes: dict[str, Any]) -> None:
@@ -190,8 +204,25 @@ class Sage300Simulator(Simulator):
             raise ValueError(f"unknown settings {sorted(unknown)}; known: {sorted(self.settings)}")
         for name, value in changes.items():
             _validate_setting(name, value)
+        version = changes.get("version", self.settings["version"])
+        if version != self.settings["version"]:
+            self._migrate(self.settings["version"], version)
         self.settings.update(changes)
         self._query_cache.clear()
+
+    def _migrate(self, old: str, new: str) -> None:
+        """The stored records as the ``new`` version names their fields (an upgrade or a
+        downgrade of the install: the data stays)."""
+        moves = [(path, field, name) for path, renamed in VERSION_RENAMED[old].items()
+                 for field, name in renamed.items()]
+        back = [(path, (*field[:-1], name), field[-1]) for path, field, name in moves]
+        forward = [(path, field, name) for path, renamed in VERSION_RENAMED[new].items()
+                   for field, name in renamed.items()]
+        for path, field, name in back + forward:
+            for state in self.companies.values():
+                for record in state.table(path).ordered():
+                    rename_record(record, field, name)
+        self.modules = modules_of(new)
 
     def today(self) -> str:
         return self.settings["today"] or datetime.now(UTC).date().isoformat()
@@ -296,7 +327,7 @@ class Sage300Simulator(Simulator):
         route = self._route(request)
         self._authenticate(request)
         state = self.companies.get(route.company)
-        module = MODULES.get(route.module)
+        module = self.modules.get(route.module)
         if state is None or module is None:
             raise self._no_resource(request)
         if route.module in self.settings["forbidden_modules"]:
@@ -633,6 +664,8 @@ def _load_company(dataset: Dataset, company_id: str) -> CompanyState:
 
 
 def _validate_setting(name: str, value: Any) -> None:
+    if name == "version" and value not in VERSIONS:
+        raise ValueError(f"version must be one of {list(VERSIONS)}")
     if name == "page_size" and (isinstance(value, bool) or not isinstance(value, int)
                                 or value < 1):
         raise ValueError("page_size must be a positive integer")
@@ -703,7 +736,7 @@ def _complete_terms(record: Record) -> None:
     schedule = record["TermsPaymentSchedule"]
     if schedule:
         record["NumberOfPayments"] = len(schedule)
-        record["TotalPercentageDue"] = money(sum((dec(r["PercentDue"]) for r in schedule),
+        record["TotalPercentageDue"] = money(sum((dec(r["PercentageDue"]) for r in schedule),
                                                  dec(0)))
 
 

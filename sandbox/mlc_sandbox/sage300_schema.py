@@ -59,7 +59,7 @@ NORMAL_BALANCE = ("NormalBalanceDRCR", ("Debit", "Credit"))
 POST_TO_ACCOUNT = ("PostToAccount", ("Detail", "Consolidated"))
 DUE_DATE_METHOD = ("DueDateCalculation", ("DaysFromInvoiceDate", "EndOfNextMonth",
                                           "DayOfNextMonth", "DaysFromDayOfNextMonth"))
-DISCOUNT_BASE = ("DiscountBase", ("IncludeTax", "ExcludeTax"))
+DISCOUNT_BASE = ("DiscountBase", ("Included", "Excluded"))
 BATCH_STATUS = ("BatchStatus", ("Open", "ReadyToPost", "Posted", "Deleted", "PostInProgress"))
 BATCH_TYPE = ("BatchType", ("Entered", "Imported", "Generated", "Recurring", "External"))
 DOCUMENT_TYPE = ("DocumentType", ("Invoice", "DebitNote", "CreditNote"))
@@ -192,7 +192,7 @@ def _ap(b: _Builder) -> list[ResourceSpec]:
         b.update_operation(),
     ], key=["VendorNumber"])
     schedule = StructSpec("AP", "TermsPaymentSchedule", [
-        s("TermsCode"), i("PaymentNumber"), n("PercentDue"), i("DueNumberOfDays"),
+        s("TermsCode"), i("PaymentNumber"), n("PercentageDue"), i("DueNumberOfDays"),
         n("DiscountPercent"), i("DiscountNumberOfDays"), b.update_operation(),
     ], key=["PaymentNumber"], number_step=1)
     terms = StructSpec("AP", "Terms", [
@@ -406,3 +406,74 @@ def build_metadata(module: Module) -> str:
                  for r in module.resources.values())
     lines.extend(["</EntityContainer>", "</Schema>", "</edmx:DataServices>", "</edmx:Edmx>"])
     return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------------------------
+# Versions
+# --------------------------------------------------------------------------------------------
+#: Installs differ: an older one lacks some fields and names others differently. ``older`` is
+#: invented for tests (no public Sage material lists what each version has): it has no vendor
+#: fax number or web site, no description on invoice distribution lines, and calls the PO
+#: line's expense account ``GLExpenseAccount`` (the POPORL view field "G/L Expense Account").
+#: Keys: ``MODULE/Resource`` -> property paths from the entity down through details.
+VERSION_MISSING: dict[str, dict[str, list[tuple[str, ...]]]] = {
+    "current": {},
+    "older": {
+        "AP/APVendors": [("FaxNumber",), ("WebSite",)],
+        "AP/APInvoiceBatches": [("Invoices", "InvoiceDetails", "DistributionDescription")],
+    },
+}
+VERSION_RENAMED: dict[str, dict[str, dict[tuple[str, ...], str]]] = {
+    "current": {},
+    "older": {"PO/POPurchaseOrders": {("PurchaseOrderLines", "ExpenseAccount"):
+                                      "GLExpenseAccount"}},
+}
+VERSIONS = tuple(VERSION_MISSING)
+
+
+def _adjusted(spec: StructSpec, missing: list[tuple[str, ...]],
+              renamed: dict[tuple[str, ...], str]) -> StructSpec:
+    """``spec`` without the ``missing`` paths and with the ``renamed`` ones (a new spec, the
+    shared one untouched)."""
+    gone = {path[0] for path in missing if len(path) == 1}
+    names = {path[0]: name for path, name in renamed.items() if len(path) == 1}
+    props = [Prop(names.get(p.name, p.name), p.type, p.default, p.nullable)
+             for p in spec.props if p.name not in gone]
+    details = {}
+    for name, child in spec.details.items():
+        deeper = [path[1:] for path in missing if len(path) > 1 and path[0] == name]
+        moved = {path[1:]: new for path, new in renamed.items()
+                 if len(path) > 1 and path[0] == name}
+        details[name] = _adjusted(child, deeper, moved) if deeper or moved else child
+    return StructSpec(spec.module, spec.type_name, props,
+                      [names.get(k, k) for k in spec.key], details, spec.number_step)
+
+
+def modules_of(version: str) -> dict[str, Module]:
+    """The modules an install of ``version`` serves (``current``: :data:`MODULES`)."""
+    missing, renamed = VERSION_MISSING[version], VERSION_RENAMED[version]
+    if not missing and not renamed:
+        return MODULES
+    modules = {}
+    for name, module in MODULES.items():
+        resources = {}
+        for set_name, spec in module.resources.items():
+            path = spec.path
+            if path in missing or path in renamed:
+                entity = _adjusted(spec.entity, missing.get(path, []), renamed.get(path, {}))
+                spec = ResourceSpec(spec.module, spec.name, entity, spec.verbs, spec.kind,
+                                    spec.label, spec.uppercase_key)
+            resources[set_name] = spec
+        modules[name] = Module(name, resources, module.enums)
+    return modules
+
+
+def rename_record(record: dict[str, Any], path: tuple[str, ...], new: str) -> None:
+    """Move the value at ``path`` (through detail rows) to the name ``new``, in place."""
+    head, *rest = path
+    if not rest:
+        if head in record:
+            record[new] = record.pop(head)
+        return
+    for row in record.get(head) or []:
+        rename_record(row, tuple(rest), new)

@@ -336,6 +336,8 @@ class Serializer:
     def record(self, spec: StructSpec, record: Record, select: list[str] | None = None) -> Record:
         if select is None:
             out = dict(record)
+            if len(out) != len(spec.types):  # an older version's spec lacks some fields
+                out = {name: record[name] for name in spec.types if name in record}
         else:
             chosen = set(select)
             out = {name: record[name] for name in spec.types if name in chosen}

@@ -290,6 +290,48 @@ def test_metadata_is_edmx_v4_with_entity_sets_keys_and_complex_details(sage: Sag
     assert "DateLastMaintained" not in {p.get("Name") for p in account.iter(f"{edm}Property")}
 
 
+def metadata_properties(sage: Sage, module: str, type_name: str) -> set[str]:
+    edm = "{http://docs.oasis-open.org/odata/ns/edm}"
+    root = ET.fromstring(sage.get(f"{module}/$metadata").content)
+    struct = next(t for t in root.iter() if t.get("Name") == type_name
+                  and t.tag in (f"{edm}EntityType", f"{edm}ComplexType"))
+    return {p.get("Name") for p in struct.iter(f"{edm}Property")}
+
+
+def test_an_older_version_lacks_fields_and_names_one_differently_everywhere(sage: Sage) -> None:
+    """``version: older``: what $metadata leaves out, the install refuses in $select, $filter
+    and POST bodies and never answers; the renamed field carries the same data."""
+    line_before = sage.values("PO/POPurchaseOrders", {"$top": 1})[0]["PurchaseOrderLines"][0]
+    sage.settings(version="older")
+
+    assert {"FaxNumber", "WebSite"}.isdisjoint(metadata_properties(sage, "AP", "Vendor"))
+    assert "DistributionDescription" not in metadata_properties(sage, "AP", "InvoiceDetail")
+    line_props = metadata_properties(sage, "PO", "PurchaseOrderLine")
+    assert "GLExpenseAccount" in line_props and "ExpenseAccount" not in line_props
+    for query in ({"$select": "VendorNumber,FaxNumber"}, {"$filter": "WebSite eq 'x'"}):
+        refused = sage.get("AP/APVendors", query)
+        assert refused.status_code == 400, refused.text
+        assert "Could not find a property named" in refused.text
+    assert "FaxNumber" not in sage.values("AP/APVendors", {"$top": 1})[0]
+    line = sage.values("PO/POPurchaseOrders", {"$top": 1})[0]["PurchaseOrderLines"][0]
+    assert line["GLExpenseAccount"] == line_before["ExpenseAccount"] and "ExpenseAccount" \
+        not in line
+    assert sage.get("PO/POPurchaseOrders", {"$filter": "PurchaseOrderNumber eq 'PO100001'"}
+                    ).status_code == 200
+    described = sage.post("AP/APInvoiceBatches", batch(invoice("OLD-1")))
+    assert described.status_code == 400 and "DistributionDescription" in described.text
+    plain = invoice("OLD-2")
+    del plain["InvoiceDetails"][0]["DistributionDescription"]
+    created = sage.post("AP/APInvoiceBatches", batch(plain))
+    assert created.status_code == 201, created.text
+    assert "DistributionDescription" not in created.json()["Invoices"][0]["InvoiceDetails"][0]
+
+    sage.settings(version="current")  # the upgrade: every field back, the data kept
+    line = sage.values("PO/POPurchaseOrders", {"$top": 1})[0]["PurchaseOrderLines"][0]
+    assert line["ExpenseAccount"] == line_before["ExpenseAccount"]
+    assert "FaxNumber" in sage.values("AP/APVendors", {"$top": 1})[0]
+
+
 @pytest.mark.parametrize(("method", "path"), [
     ("PATCH", "PO/POPurchaseOrders(10001)"), ("PUT", "PO/POPurchaseOrders(10001)"),
     ("DELETE", "PO/POPurchaseOrders(10001)"), ("PUT", "AP/APInvoiceBatches(1)"),
@@ -702,14 +744,14 @@ def test_master_writes_refuse_bad_payloads(sage: Sage, method: str, path: str, b
 
 def test_terms_details_put_purges_and_patch_follows_update_operation(sage: Sage) -> None:
     created = sage.post("AP/APTerms", {"TermsCode": "S2", "Description": "Split", "TermsPaymentSchedule": [
-        {"PercentDue": 50, "DueNumberOfDays": 30}, {"PercentDue": 50, "DueNumberOfDays": 60}]})
+        {"PercentageDue": 50, "DueNumberOfDays": 30}, {"PercentageDue": 50, "DueNumberOfDays": 60}]})
     assert created.status_code == 201
     schedule = created.json()["TermsPaymentSchedule"]
     assert [(r["TermsCode"], r["PaymentNumber"]) for r in schedule] == [("S2", 1), ("S2", 2)]
     assert created.json()["NumberOfPayments"] == 2
     patch = {"TermsPaymentSchedule": [
         {"PaymentNumber": 2, "UpdateOperation": "Update", "DueNumberOfDays": 45},
-        {"UpdateOperation": "Insert", "PercentDue": 0, "DueNumberOfDays": 90}]}
+        {"UpdateOperation": "Insert", "PercentageDue": 0, "DueNumberOfDays": 90}]}
     assert sage.patch("AP/APTerms('S2')", patch).status_code == 204
     rows = sage.get("AP/APTerms('S2')").json()["TermsPaymentSchedule"]
     assert [(r["PaymentNumber"], r["DueNumberOfDays"]) for r in rows] == [(1, 30), (2, 45), (3, 90)]
@@ -722,7 +764,7 @@ def test_terms_details_put_purges_and_patch_follows_update_operation(sage: Sage)
     assert error_of(sage.patch("AP/APTerms('S2')", insert_existing))[:2] == (
         409, "RecordDuplicate")
     replace = {"Description": "Single", "TermsPaymentSchedule": [
-        {"PercentDue": 100, "DueNumberOfDays": 10}]}
+        {"PercentageDue": 100, "DueNumberOfDays": 10}]}
     assert sage.put("AP/APTerms('S2')", replace).status_code == 204
     rows = sage.get("AP/APTerms('S2')").json()["TermsPaymentSchedule"]
     assert [(r["PaymentNumber"], r["DueNumberOfDays"]) for r in rows] == [(1, 10)]
@@ -1092,17 +1134,20 @@ def test_touch_changes_a_record_as_a_sage_user_would(sage: Sage) -> None:
 
 def test_settings_are_validated_and_reset_restores_everything(sage: Sage) -> None:
     for bad in [{"page_size": 0}, {"offset": "EST"}, {"today": "tomorrow"},
-                {"forbidden_modules": "PO"}, {"password_case_sensitive": "yes"}, {"nope": 1}]:
+                {"forbidden_modules": "PO"}, {"password_case_sensitive": "yes"}, {"nope": 1},
+                {"version": "2016"}]:
         assert requests.patch(f"{sage.admin}/settings", json=bad, timeout=10).status_code == 400
-    sage.settings(page_size=5, forbidden_modules=["GL"])
+    sage.settings(page_size=5, forbidden_modules=["GL"], version="older")
     sage.post("AP/APInvoiceBatches", batch(invoice("R-1")))
     requests.post(f"{sage.admin}/reset", json={"seed": 0, "data": "demo"},
                   timeout=30).raise_for_status()
     settings = requests.get(f"{sage.admin}/settings", timeout=10).json()
     assert settings == {"page_size": 100, "next_link": True, "odata_count": True,
                         "offset": "Z", "password_case_sensitive": False,
-                        "iis_windows_auth": False, "forbidden_modules": [], "today": None}
+                        "iis_windows_auth": False, "forbidden_modules": [], "today": None,
+                        "version": "current"}
     assert batch_numbers(sage) == []
+    assert "FaxNumber" in sage.get("AP/APVendors", params={"$top": 1}).json()["value"][0]
 
 
 def test_info_and_snapshot(sage: Sage) -> None:

@@ -42,6 +42,8 @@ from ml_connector_core.sage300_api import (
     parse_error,
     raise_for_sage_status,
 )
+from ml_connector_core.sage300_fields import FieldUse
+from tap_sage300.fields import stream_uses
 from tap_sage300.output import BufferedSingerWriter
 from tap_sage300.prefetch import PageRequest
 
@@ -416,11 +418,25 @@ class Sage300Stream(RESTStream[ParseResult | None]):
             if start is not None:
                 # Date-only field: re-read the whole boundary day. The literal is the bookmark's
                 # calendar date as Sage wrote it (see sage_day), so no day is skipped.
-                terms.append(f"{self.replication_key} ge {odata_literal(start.date())}")
+                terms.append(f"{self.wire_name(self.replication_key)} ge "
+                             f"{odata_literal(start.date())}")
         return " and ".join(terms) or None
 
+    # -- the install's own field names (field_names) and what it must offer ($metadata) ----------
+
+    #: Fields the stream's fixed filter compares (``static_filter``).
+    filter_fields: ClassVar[tuple[str, ...]] = ()
+
+    def wire_name(self, *path: str) -> str:
+        """The install's name of one of the stream's fields (``field_names``)."""
+        return self._tap.field_names.wire(self.resource, *path)
+
+    def field_uses(self) -> list[FieldUse]:
+        """What this stream needs the install's $metadata to offer (tap_sage300.fields)."""
+        return stream_uses(self)
+
     def query_options(self, context: Context | None) -> dict[str, str]:
-        options = {"$select": ",".join(self.select_fields())}
+        options = {"$select": ",".join(self.wire_name(name) for name in self.select_fields())}
         expression = self.filter_expression(context)
         if expression:
             options["$filter"] = expression
@@ -445,11 +461,9 @@ class Sage300Stream(RESTStream[ParseResult | None]):
         if status in _RETRY_STATUSES:
             raise RetriableAPIError(self.response_error_message(response), response)
         if status == 401:
-            reason = explain_unauthorized(response, self.config["username"])
-            if self.config.get("keep_password_case") and "refused the credentials" in reason:
-                reason += (" keep_password_case is on, so the password went as typed; an older "
-                           "install expects it UPPERCASED (set keep_password_case to false).")
-            raise FatalAPIError(reason)
+            raise FatalAPIError(explain_unauthorized(
+                response, self.config["username"],
+                bool(self.config.get("keep_password_case"))))
         company, module, resource = (urlsplit(response.url).path.split("/")[-3:] + ["?"] * 3)[:3]
         what = f"Reading {module}/{resource} of company {company} (module {module})"
         if status == 404:
@@ -479,6 +493,9 @@ class Sage300Stream(RESTStream[ParseResult | None]):
                 f"(HTTP {response.status_code}, {response.headers.get('Content-Type')})"
             ) from exc
         setattr(response, _BODY_ATTR, body)
+        names = self._tap.field_names
+        if names.has_renames(self.resource):  # back to the connector's names, details too
+            records = [names.from_wire(self.resource, record) for record in records]
         self._extracted_at = utc_now()
         # Sage pads fixed-width text with trailing spaces; a page whose JSON never has a space
         # before a quote has no such value, and its records skip the per-field check.

@@ -17,7 +17,9 @@ from singer_sdk import typing as th
 from singer_sdk.helpers.types import Context
 
 from ml_connector_core.sage300_api import odata_literal
+from ml_connector_core.sage300_fields import FieldUse
 from tap_sage300.client import Problem, RecordCounter, RecordShape, Sage300Stream
+from tap_sage300.fields import PLUGIN, gl_lookup_uses, schema_kind
 
 STATUS = ["Active", "Inactive"]
 YES_NO = ["No", "Yes"]
@@ -109,7 +111,7 @@ class PaymentTermsStream(Sage300Stream):
         text("MethodOfCalcForDueDate"), whole("NumberOfPayments"),
         amount("TotalPercentageDue"),
         th.Property("TermsPaymentSchedule", th.ArrayType(th.ObjectType(
-            whole("PaymentNumber"), amount("PercentDue"), whole("DueNumberOfDays"),
+            whole("PaymentNumber"), amount("PercentageDue"), whole("DueNumberOfDays"),
             amount("DiscountPercent"), whole("DiscountNumberOfDays"),
         ))),
     ).to_dict()
@@ -178,9 +180,12 @@ class CostCentersStream(Sage300Stream):
         text("SegmentCodeDescription"),
     ).to_dict()
 
+    filter_fields = ("SegmentNumber",)
+
     @property
     def static_filter(self) -> str:  # type: ignore[override]
-        return f"SegmentNumber eq {odata_literal(self._tap.cost_center_segment_number)}"
+        return (f"{self.wire_name('SegmentNumber')} eq "
+                f"{odata_literal(self._tap.cost_center_segment_number)}")
 
 
 class PurchaseOrdersStream(Sage300Stream):
@@ -361,13 +366,50 @@ class PurchaseOrderLinesStream(Sage300Stream):
         self.synced_company = None
 
     @cached_property
+    def _needs_account(self) -> bool:
+        return self._needs_gl_lookup or self.is_selected("gl_account")
+
+    @cached_property
     def _needs_gl_lookup(self) -> bool:
         return self.is_selected("cost_center") or self.is_selected("gl_account_formatted")
 
+    def field_uses(self) -> list[FieldUse]:
+        """The lines come inside their PO (``PurchaseOrderLines``); the derived fields need
+        the line's expense account and completion, and the GL account it is coded to."""
+        role = f"stream {self.name}"
+        off = (f"turn the stream off (`meltano select tap-sage300 --rm {self.name} '*'`) or "
+               "upgrade Sage 300 to a version that offers it")
+        lines = ("PurchaseOrderLines",)
+        uses = [FieldUse(PLUGIN, role, self.resource, lines, "details", fix=off)]
+        properties = self.line_shape.fields
+        header = {"PurchaseOrderSequenceKey", "PurchaseOrderNumber", "Vendor", "company_id"}
+        for name in properties:
+            if name in header:
+                continue
+            kind = schema_kind(self.schema["properties"].get(name)
+                               or {"type": "string"})
+            why, derived = {"ExpenseAccount": (
+                                " (the line's GL account: it codes every invoice matched to "
+                                "the PO)", ("gl_account", "gl_account_formatted",
+                                            "cost_center")),
+                            "Completed": ("", ("completed",))}.get(name, ("", (name,)))
+            fix = "deselect " + " and ".join(derived) + " (" + ", ".join(
+                f"`meltano select tap-sage300 --exclude {self.name} {field}`"
+                for field in derived) + ")"
+            uses.append(FieldUse(PLUGIN, role + why, self.resource, (*lines, name), kind,
+                                 fix=fix))
+        if self.line_shape.fields and "ExpenseAccount" in self.line_shape.fields \
+                and self._needs_gl_lookup:
+            uses += gl_lookup_uses(self._tap.cost_center_field, role)
+        return uses
+
     @cached_property
     def line_shape(self) -> RecordShape:
-        """The Sage line fields to copy, plus the two the derived fields come from."""
-        sources = th.PropertiesList(text("ExpenseAccount"), choice("Completed", YES_NO))
+        """The Sage line fields to copy, plus the two the derived fields come from (when a
+        field derived from them is selected)."""
+        sources = th.PropertiesList(
+            *([text("ExpenseAccount")] if self._needs_account else []),
+            *([choice("Completed", YES_NO)] if self.is_selected("completed") else []))
         schema = {"properties": {**self.schema["properties"], **sources.to_dict()["properties"]}}
         return RecordShape.from_schema(schema, skip=self.derived_fields,
                                        selected=self.is_selected)
@@ -391,8 +433,8 @@ class PurchaseOrderLinesStream(Sage300Stream):
         problems: list[Problem] = []
         parent = self._tap.streams[PurchaseOrdersStream.name]
         line = self.line_shape.apply(row, problems, trim=parent.page_padded)
-        account = line.pop("ExpenseAccount") or None
-        completed = line.pop("Completed")
+        account = line.pop("ExpenseAccount", None) or None
+        completed = line.pop("Completed", None)
         record = {"company_id": company, **line,
                   "PurchaseOrderSequenceKey": context["PurchaseOrderSequenceKey"],
                   "PurchaseOrderNumber": context["PurchaseOrderNumber"],

@@ -17,14 +17,27 @@ from singer_sdk import typing as th
 from ml_connector_core.httppolicy import HttpSession, RetryPolicy
 from ml_connector_core.redaction import Redactor, install_log_redaction
 from ml_connector_core.sage300_api import Sage300Auth
+from ml_connector_core.sage300_fields import (
+    FieldNames,
+    FieldUse,
+    Finding,
+    InstallMismatch,
+    install_report,
+    verify_install,
+)
 from ml_connector_core.settings import (
+    METADATA_CHECK_OFF,
+    METADATA_CHECK_ONLY,
     configured_ledger_url,
     cost_center_field,
     cost_center_segment,
     ledger_properties,
+    metadata_check,
     sage300_auth,
     sage300_client,
     sage300_connection_properties,
+    sage300_field_names,
+    sage300_install_properties,
     sage300_retry_policy,
     warn_if_sage300_tls_off,
 )
@@ -57,6 +70,7 @@ class TapSage300(Tap):
 
     config_jsonschema = th.PropertiesList(
         *sage300_connection_properties(),
+        *sage300_install_properties(),
         th.Property("company_ids", th.ArrayType(th.StringType), required=True,
                     description="Sage 300 company (org) ids, e.g. [\"SAMINC\", \"SAMLTD\"]; "
                                 "each is a partition with its own bookmarks"),
@@ -149,6 +163,28 @@ class TapSage300(Tap):
     def cost_center_field(self) -> str:
         return cost_center_field(self.config)
 
+    @cached_property
+    def field_names(self) -> FieldNames:
+        return sage300_field_names(self.config)
+
+    # -- what the install must offer -------------------------------------------------------------
+
+    def field_uses(self) -> list[FieldUse]:
+        """What the selected streams read (a deselected parent read for its children too)."""
+        uses: list[FieldUse] = []
+        for stream in self.streams.values():
+            assert isinstance(stream, streams.Sage300Stream)
+            if stream.selected or any(child.selected for child in stream.child_streams):
+                uses += stream.field_uses()
+        return uses
+
+    def check_install(self) -> list[Finding]:
+        """This run's fields against the install's $metadata (one GET per module, from the
+        first company; the modules are the same for every company of one install)."""
+        client = sage300_client(self.config, self.config["company_ids"][0],
+                                policy=self.retry_policy, session=self.http_session)
+        return verify_install(client, self.field_uses(), self.field_names)
+
     def remember_gl_accounts(self, company: str,
                              index: dict[str, tuple[str | None, str | None]]) -> None:
         """The gl_accounts stream read the company's whole chart: the look-up reuses it."""
@@ -163,9 +199,12 @@ class TapSage300(Tap):
             client = sage300_client(self.config, company, policy=self.retry_policy,
                                     session=self.http_session)
             segment = self.cost_center_field
+            names = self.field_names
             index = {}
+            fields = ["UnformattedAccount", "AccountNumber", segment]
             for account in client.iter_records(
-                    "GL/GLAccounts", select=["UnformattedAccount", "AccountNumber", segment]):
+                    "GL/GLAccounts", select=[names.wire("GL/GLAccounts", f) for f in fields]):
+                account = names.from_wire("GL/GLAccounts", account)
                 key = str(account.get("UnformattedAccount") or "").rstrip()
                 index[key] = ((account.get("AccountNumber") or "").rstrip() or None,
                               (account.get(segment) or "").rstrip() or None)
@@ -177,16 +216,41 @@ class TapSage300(Tap):
     # -- the run ---------------------------------------------------------------------------------
 
     def sync_all(self) -> None:
+        mode = metadata_check(self.config)
+        if mode == METADATA_CHECK_ONLY:
+            self._report_install()
+            return
         url = configured_ledger_url(self.config, default=False)
         if url:
             self.audit = ReadAudit.open(url, self.redactor, self.config)
         try:
+            if mode != METADATA_CHECK_OFF:
+                self._verify_install()
             super().sync_all()
         except BaseException as exc:
             self.audit.finish("failed", error=self.redactor.redact(f"{type(exc).__name__}: "
                                                                    f"{exc}"))
             raise
         self.audit.finish("success")
+
+
+    def _verify_install(self) -> None:
+        """Before the first read: a field the install lacks fails the run here, not as a 400
+        halfway through (or as a value silently missing)."""
+        findings = self.check_install()
+        for finding in findings:
+            log = self.logger.error if finding.severity == "error" else self.logger.warning
+            log("%s", finding.message())
+        if any(finding.severity == "error" for finding in findings):
+            raise InstallMismatch(self.name, findings, str(self.config["base_url"]))
+
+    def _report_install(self) -> None:
+        """`metadata_check: only` (``ml-connector check``): the findings as one JSON line on
+        stdout instead of Singer messages; nothing is read."""
+        client = sage300_client(self.config, self.config["company_ids"][0],
+                                policy=self.retry_policy, session=self.http_session)
+        print(install_report(self.name, client, self.field_uses(), self.field_names),
+              flush=True)
 
 
 def url_passwords(config: dict[str, Any] | Any) -> list[str]:

@@ -70,9 +70,23 @@ def test_iis_windows_authentication_is_named_as_the_cause(sage: SageSandbox) -> 
     assert_no_secret(run)
 
 
-def test_missing_module_right_names_the_module(sage: SageSandbox) -> None:
+def test_missing_module_right_stops_the_run_before_any_read(sage: SageSandbox) -> None:
+    """The install check reads each module's $metadata first: a module the user may not use
+    fails the run before a single record is read."""
     sage.settings(forbidden_modules=["PO"])
     run = sage.run()
+
+    assert run.returncode != 0
+    assert ("Reading PO/$metadata of company SAMINC (module PO): Sage 300 user WEBAPI "
+            "lacks the 'Sage 300 Web API' right for this module") in run.stderr
+    assert run.records == {} and run.states == []
+    assert_no_secret(run)
+
+
+def test_missing_module_right_names_the_module(sage: SageSandbox) -> None:
+    """Without the install check, the same right missing halfway through a run."""
+    sage.settings(forbidden_modules=["PO"])
+    run = sage.run(sage.config(metadata_check="off"))
 
     assert run.returncode != 0
     assert ("Reading PO/POPurchaseOrders of company SAMINC (module PO): Sage 300 user WEBAPI "

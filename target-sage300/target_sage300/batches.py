@@ -74,8 +74,11 @@ def _day(value: date) -> str:
     return value.isoformat()
 
 
-def invoice_payload(ready: Ready, idempotency_field: str) -> dict[str, Any]:
-    """One ``Invoices[]`` entry. Property order matters to Sage (reference §5): drivers first."""
+def invoice_payload(ready: Ready, idempotency_field: str,
+                    left_out: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """One ``Invoices[]`` entry. Property order matters to Sage (its views take properties in
+    the order given): drivers first. ``left_out``: optional fields the install lacks
+    (sage_fields.OPTIONAL_ENTRY_FIELDS)."""
     invoice = ready.invoice
     body: dict[str, Any] = {
         "VendorNumber": invoice.vendor_number,
@@ -101,6 +104,10 @@ def invoice_payload(ready: Ready, idempotency_field: str) -> dict[str, Any]:
     } for line in ready.lines]
     body["InvoiceOptionalFields"] = [{"OptionalField": idempotency_field,
                                       "Value": invoice.source_id}]
+    for name in left_out:
+        parent, _, child = name.rpartition(".")
+        for holder in (body[parent] if parent else [body]):
+            holder.pop(child, None)
     return body
 
 
@@ -111,12 +118,13 @@ def _line_text(line: CodedLine) -> str:
 
 
 def batch_payload(description: str, batch_date: date, invoices: list[Ready],
-                  idempotency_field: str) -> dict[str, Any]:
+                  idempotency_field: str, left_out: frozenset[str] = frozenset()
+                  ) -> dict[str, Any]:
     return {
         "BatchDate": _day(batch_date),
         "Description": description,
         "BatchStatus": "ReadyToPost",
-        "Invoices": [invoice_payload(ready, idempotency_field) for ready in invoices],
+        "Invoices": [invoice_payload(ready, idempotency_field, left_out) for ready in invoices],
     }
 
 
@@ -143,7 +151,8 @@ class BatchWriter:
         unknown = 0
         while pending:
             description = self.run.next_batch_description(self.sage.company)
-            payload = batch_payload(description, date.today(), pending, self.idempotency_field)
+            payload = batch_payload(description, date.today(), pending, self.idempotency_field,
+                                    self.run.left_out)
             try:
                 batch = self.sage.create_batch(payload)
             except UnknownOutcome as exc:

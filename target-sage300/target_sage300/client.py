@@ -8,19 +8,22 @@ connector's own open batches once. Values put into ``$filter`` go through ``odat
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 from ml_connector_core.sage300_api import Sage300Client, Sage300Error, odata_literal
+from ml_connector_core.sage300_fields import FieldNames
 
 #: Every batch this connector creates starts with this; its own batches are found by it.
 BATCH_PREFIX = "ml-connector"
 #: Most characters of one encoded $filter: IIS refuses a query string over 2,048 (its
 #: requestFiltering default, answered 404.15), and the rest of the URL needs some.
 MAX_FILTER = 1_700
-#: Batches whose entries are documents in Sage (posted ones are found in APPostedDocuments).
-UNPOSTED = "BatchStatus ne 'Posted' and BatchStatus ne 'Deleted'"
+BATCHES, POSTED, VENDORS, ORDERS, ACCOUNTS = ("AP/APInvoiceBatches", "AP/APPostedDocuments",
+                                              "AP/APVendors", "PO/POPurchaseOrders",
+                                              "GL/GLAccounts")
 
 # Sage's duplicate message (reference §5): "Document number 'X' for vendor Y already exists."
 _DUPLICATE = re.compile(r"Document number '(?P<document>.*?)' for vendor (?P<vendor>\S+?)\.?\s"
@@ -57,18 +60,19 @@ def _int(value: Any) -> int | None:
         return None
 
 
-def _document_clause(key: tuple[str, str]) -> str:
+def _document_clause(key: tuple[str, str], names: FieldNames) -> str:
     vendor, document = key
-    return (f"(VendorNumber eq {odata_literal(vendor)} and "
-            f"DocumentNumber eq {odata_literal(document)})")
+    return (f"({names.wire(POSTED, 'VendorNumber')} eq {odata_literal(vendor)} and "
+            f"{names.wire(POSTED, 'DocumentNumber')} eq {odata_literal(document)})")
 
 
-def _filter_chunks(keys: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:
+def _filter_chunks(keys: list[tuple[str, str]], names: FieldNames
+                   ) -> list[list[tuple[str, str]]]:
     """The pairs split so that each chunk's ``or`` filter, encoded, fits MAX_FILTER."""
     chunks: list[list[tuple[str, str]]] = []
     size = 0
     for key in keys:
-        length = len(quote(_document_clause(key), safe="")) + len(quote(" or "))
+        length = len(quote(_document_clause(key, names), safe="")) + len(quote(" or "))
         if not chunks or size + length > MAX_FILTER:
             chunks.append([])
             size = 0
@@ -91,13 +95,16 @@ class SageCompany:
     """Cached lookups and writes for one Sage 300 company during one run."""
 
     def __init__(self, client: Sage300Client, writer: Sage300Client, *,
-                 idempotency_field: str, cost_center_field: str) -> None:
-        """``client`` for look-ups; ``writer``, the same company with the write timeout."""
+                 idempotency_field: str, cost_center_field: str,
+                 names: FieldNames | None = None) -> None:
+        """``client`` for look-ups; ``writer``, the same company with the write timeout;
+        ``names``, the install's own names of some fields (``field_names``)."""
         self.company = client.company
         self.client = client
         self.writer = writer
         self.idempotency_field = idempotency_field
         self.cost_center_field = cost_center_field
+        self.names = names or FieldNames()
         self._vendors: dict[str, dict[str, Any] | None] = {}
         self._orders: dict[str, dict[str, Any] | None] = {}
         self._accounts: dict[str, dict[str, Any]] | None = None
@@ -105,18 +112,33 @@ class SageCompany:
         self._by_source: dict[str, DocumentRef] | None = None
         self._by_document: dict[tuple[str, str], DocumentRef] = {}
 
+    # -- reads in the install's names, answered in the connector's -------------------------
+
+    def _field(self, resource: str, name: str) -> str:
+        return self.names.wire(resource, name)
+
+    def _records(self, resource: str, *, filter: str | None = None,  # noqa: A002
+                 select: list[str] | None = None, top: int | None = None
+                 ) -> Iterator[dict[str, Any]]:
+        wire = [self._field(resource, name) for name in select] if select else None
+        for record in self.client.iter_records(resource, filter=filter, select=wire, top=top):
+            yield self.names.from_wire(resource, record)
+
+    def _entity(self, resource: str, key: Any) -> dict[str, Any] | None:
+        return self.names.from_wire(resource, self.client.get_entity(resource, key))
+
     # -- master data -------------------------------------------------------------------------
 
     def vendor(self, number: str) -> dict[str, Any] | None:
         if number not in self._vendors:
-            self._vendors[number] = self.client.get_entity("AP/APVendors", number)
+            self._vendors[number] = self._entity(VENDORS, number)
         return self._vendors[number]
 
     def purchase_order(self, number: str) -> dict[str, Any] | None:
         if number not in self._orders:
-            found = list(self.client.iter_records(
-                "PO/POPurchaseOrders",
-                filter=f"PurchaseOrderNumber eq {odata_literal(number)}", top=2))
+            found = list(self._records(
+                ORDERS, top=2,
+                filter=f"{self._field(ORDERS, 'PurchaseOrderNumber')} eq {odata_literal(number)}"))
             self._orders[number] = found[0] if found else None
         return self._orders[number]
 
@@ -127,7 +149,7 @@ class SageCompany:
             fields = ["UnformattedAccount", "AccountNumber", "Description", "Status",
                       self.cost_center_field]
             try:
-                records = list(self.client.iter_records("GL/GLAccounts", select=fields))
+                records = list(self._records(ACCOUNTS, select=fields))
             except Sage300Error as exc:
                 if exc.status == 404:
                     raise CompanyNotFound(
@@ -161,9 +183,17 @@ class SageCompany:
     def _load_connector_batches(self) -> None:
         """Index the connector's not-yet-posted batches by source id and vendor + document."""
         self._by_source = {}
-        query = f"startswith(Description,{odata_literal(BATCH_PREFIX)}) and {UNPOSTED}"
-        for batch in self.client.iter_records("AP/APInvoiceBatches", filter=query):
+        query = (f"startswith({self._field(BATCHES, 'Description')},"
+                 f"{odata_literal(BATCH_PREFIX)}) and {self._unposted}")
+        for batch in self._records(BATCHES, filter=query):
             self._remember_batch(batch)
+
+    @property
+    def _unposted(self) -> str:
+        """Batches whose entries are documents in Sage (posted ones are found in
+        APPostedDocuments)."""
+        status = self._field(BATCHES, "BatchStatus")
+        return f"{status} ne 'Posted' and {status} ne 'Deleted'"
 
     def documents_in(self, batch: dict[str, Any]) -> list[tuple[DocumentRef, tuple[str, str]]]:
         """Each entry of a batch as Sage answered it: where it is, and its (vendor, document
@@ -209,9 +239,9 @@ class SageCompany:
             self._load_connector_batches()
         found = {key: self._by_document[key] for key in documents if key in self._by_document}
         asked = list(dict.fromkeys(key for key in documents if key not in found))
-        for chunk in _filter_chunks(asked):
-            query = " or ".join(_document_clause(key) for key in chunk)
-            for posted in self.client.iter_records("AP/APPostedDocuments", filter=query):
+        for chunk in _filter_chunks(asked, self.names):
+            query = " or ".join(_document_clause(key, self.names) for key in chunk)
+            for posted in self._records(POSTED, filter=query):
                 key = ((posted.get("VendorNumber") or "").strip(),
                        (posted.get("DocumentNumber") or "").strip())
                 if key in chunk and key not in found:
@@ -224,7 +254,7 @@ class SageCompany:
         found = self.find_by_document(vendor, document)
         if found:
             return found
-        for batch in self.client.iter_records("AP/APInvoiceBatches", filter=UNPOSTED):
+        for batch in self._records(BATCHES, filter=self._unposted):
             for invoice in batch.get("Invoices") or []:
                 if ((invoice.get("VendorNumber") or "").strip() == vendor
                         and (invoice.get("DocumentNumber") or "").strip() == document):
@@ -235,16 +265,18 @@ class SageCompany:
     # -- writes ------------------------------------------------------------------------------
 
     def batch_by_description(self, description: str) -> dict[str, Any] | None:
-        found = list(self.client.iter_records(
-            "AP/APInvoiceBatches", filter=f"Description eq {odata_literal(description)}"))
+        found = list(self._records(
+            BATCHES,
+            filter=f"{self._field(BATCHES, 'Description')} eq {odata_literal(description)}"))
         return found[0] if found else None
 
     def create_batch(self, payload: dict[str, Any]) -> dict[str, Any]:
         """POST one batch; UnknownOutcome on a timeout (the caller reconciles)."""
-        return self.writer.create("AP/APInvoiceBatches", payload)
+        created = self.writer.create(BATCHES, self.names.to_wire(BATCHES, payload))
+        return self.names.from_wire(BATCHES, created)
 
     def post_batch(self, batch: int) -> dict[str, Any] | None:
         """Post one ready batch; the batch as Sage holds it afterwards."""
-        self.writer.process("AP/APPostInvoices", {
-            "ProcessAllBatches": "Donotpostallbatches", "FromBatch": batch, "ToBatch": batch})
-        return self.client.get_entity("AP/APInvoiceBatches", batch)
+        self.writer.process("AP/APPostInvoices", self.names.to_wire("AP/APPostInvoices", {
+            "ProcessAllBatches": "Donotpostallbatches", "FromBatch": batch, "ToBatch": batch}))
+        return self._entity(BATCHES, batch)

@@ -25,11 +25,16 @@ from typing import Any
 from ml_connector_core.dryrun import CREATE, REJECT, SKIP, ledger_class
 from ml_connector_core.ledger import BASWARE_TO_SAGE, Action, Entry
 from ml_connector_core.run_summary import RunCounts
+from ml_connector_core.sage300_api import Sage300Client, Sage300Error
+from ml_connector_core.sage300_fields import Finding, InstallMismatch, verify_install
 from ml_connector_core.settings import (
+    METADATA_CHECK_OFF,
     configured_ledger_url,
     cost_center_field,
     dry_run_report,
+    metadata_check,
     sage300_client,
+    sage300_field_names,
     sage300_retry_policy,
 )
 from ml_connector_core.systems import sage300_system
@@ -38,8 +43,8 @@ from .client import DocumentRef, SageCompany
 from .coding import MAX_REASON, shorten
 from .contract import STREAM
 from .run_keys import InvoiceRunKeys
+from .sage_fields import PLUGIN, field_uses, left_out
 
-PLUGIN = "target-sage300"
 WRITE_TIMEOUT = 120  # seconds for a batch POST or a posting run
 
 
@@ -81,11 +86,29 @@ def flat_timeouts(config: dict[str, Any]) -> dict[str, Any]:
                          if old.get(name) is not None}}
 
 
+def check_install(config: dict[str, Any], client: Sage300Client,
+                  logger: logging.Logger) -> list[Finding]:
+    """Every field this target uses, against the install's $metadata (``client``'s company):
+    a missing one fails the run (InstallMismatch) before anything is written; a missing
+    optional one is a warning, and the batches leave it out (sage_fields.left_out)."""
+    if metadata_check(config) == METADATA_CHECK_OFF:
+        return []
+    uses = field_uses(config, cost_center_field(config))
+    findings = verify_install(client, uses, sage300_field_names(config))
+    for finding in findings:
+        log = logger.error if finding.severity == "error" else logger.warning
+        log("%s", finding.message())
+    if any(finding.severity == "error" for finding in findings):
+        raise InstallMismatch(PLUGIN, findings, str(config["base_url"]))
+    return findings
+
+
 class InvoiceRun:
     """Run-level state shared by every sink of the target (a schema change makes a new sink)."""
 
     def __init__(self, config: dict[str, Any], logger: logging.Logger,
-                 secrets: list[str]) -> None:
+                 secrets: list[str], install_findings: list[Finding] | None = None) -> None:
+        """``install_findings``: the install's check, when the target made it already."""
         self.config = config
         self.logger = logger
         # A dry run judges every invoice like a real run, creates nothing and records nothing.
@@ -105,6 +128,10 @@ class InvoiceRun:
         self.failed_count = 0  # invoices caught in a technical failure
         self.keys = InvoiceRunKeys()  # source ids and vendor documents already in this run
         self._companies: dict[str, SageCompany] = {}
+        self.field_names = sage300_field_names(config)
+        self.install_findings = install_findings  # None: checked with the first company
+        # Optional fields the install lacks: the batches go without them.
+        self.left_out = left_out(install_findings or [])
         self._batch_numbers: Counter[str] = Counter()
         timeouts = flat_timeouts(config)
         self.read_policy = sage300_retry_policy(timeouts)
@@ -117,14 +144,28 @@ class InvoiceRun:
     def company(self, company: str) -> SageCompany:
         if company not in self._companies:
             reader = sage300_client(self.config, company, policy=self.read_policy)
+            if self.install_findings is None:
+                self.check_install(reader)
             # Batch POSTs and posting runs are slow on a cold IIS pool: a longer read timeout.
             writer = sage300_client(self.config, company, policy=self.write_policy,
                                     session=reader.session)
             self._companies[company] = SageCompany(
                 reader, writer,
                 idempotency_field=self.config.get("idempotency_field") or "BWINVID",
-                cost_center_field=cost_center_field(self.config))
+                cost_center_field=cost_center_field(self.config), names=self.field_names)
         return self._companies[company]
+
+    def check_install(self, client: Sage300Client) -> None:
+        """Once per run, before the first look-up (unless the target did it before reading
+        its input): see :func:`check_install`. A company Sage does not know (404) is left
+        to reject its invoices as such; the install is checked through the next one."""
+        try:
+            self.install_findings = check_install(self.config, client, self.logger)
+        except Sage300Error as exc:
+            if exc.status != 404:
+                raise
+            return
+        self.left_out = left_out(self.install_findings)
 
     def system(self, company: str | None) -> str | None:
         """The Sage 300 database (Web API + company) an invoice of `company` goes to."""

@@ -23,16 +23,26 @@ from singer_sdk.target_base import Target
 from ml_connector_core.outcome_handover import with_run
 from ml_connector_core.redaction import install_log_redaction
 from ml_connector_core.run_summary import RunCounts
+from ml_connector_core.sage300_api import Sage300Error
+from ml_connector_core.sage300_fields import Finding, install_report
 from ml_connector_core.settings import (
+    METADATA_CHECK_OFF,
+    METADATA_CHECK_ONLY,
+    cost_center_field,
     dry_run_properties,
     ledger_properties,
+    metadata_check,
+    sage300_client,
     sage300_connection_properties,
+    sage300_field_names,
+    sage300_install_properties,
     timeout_property,
     warn_if_sage300_tls_off,
 )
 
 from .contract import STREAM
-from .run import WRITE_TIMEOUT, InvoiceRun
+from .run import WRITE_TIMEOUT, InvoiceRun, check_install
+from .sage_fields import field_uses
 from .sinks import APInvoicesSink
 
 
@@ -56,6 +66,7 @@ class TargetSage300(Target):
 
     config_jsonschema = th.PropertiesList(
         *sage300_connection_properties(),
+        *sage300_install_properties(),
         timeout_property("write_timeout", WRITE_TIMEOUT,
                          "Seconds to wait for Sage 300's answer to a batch POST or a posting "
                          "run; a timeout there is an unknown outcome, reconciled by lookup"),
@@ -93,6 +104,7 @@ class TargetSage300(Target):
         # draining in the main thread keeps signals, logs and the run state simple.
         self.max_parallelism = 1
         self._invoice_run: InvoiceRun | None = None
+        self._install_findings: list[Finding] | None = None  # the install's check, if made
         self._record_seq = 0  # records prepared so far (all ap_invoices sinks)
         self._states: list[tuple[int, dict[str, Any]]] = []  # (records before it, tap state)
         self._last_written: dict[str, Any] | None = None
@@ -113,7 +125,8 @@ class TargetSage300(Target):
     def invoice_run(self) -> InvoiceRun:
         """The run (ledger, Sage companies, outcomes), opened with the first record."""
         if self._invoice_run is None:
-            self._invoice_run = InvoiceRun(dict(self.config), self.logger, self._secrets)
+            self._invoice_run = InvoiceRun(dict(self.config), self.logger, self._secrets,
+                                           self._install_findings)
         return self._invoice_run
 
     def get_sink_class(self, stream_name: str) -> type[Sink]:
@@ -203,12 +216,45 @@ class TargetSage300(Target):
         self.write_checkpoint()  # also when the tap sent no STATE at all
 
     def listen(self, file_input: Any = None) -> None:
+        mode = metadata_check(self.config)
+        if mode == METADATA_CHECK_ONLY:
+            self._report_install()
+            return
         try:
+            if mode != METADATA_CHECK_OFF:
+                self._check_install_first()
             super().listen(file_input)
         except BaseException:
             self._finish("failed")
             raise
         self._finish("success")
+
+    def _check_install_first(self) -> None:
+        """Before reading any input, so that a missing field stops the run before the tap has
+        handed over (and acknowledged) invoices: through the first mapped company."""
+        companies = self._mapped_companies()
+        if not companies:
+            return  # checked with the first company an invoice names
+        client = sage300_client(self.config, companies[0])
+        try:
+            self._install_findings = check_install(dict(self.config), client, self.logger)
+        except Sage300Error as exc:
+            if exc.status != 404:  # no such company: the first real one is checked instead
+                raise
+
+    def _mapped_companies(self) -> list[str]:
+        mapped = (self.config.get("stream_map_config") or {}).get("companies")
+        return [str(c) for c in mapped.values()] if isinstance(mapped, dict) else []
+
+    def _report_install(self) -> None:
+        """`metadata_check: only` (``ml-connector check``): the fields this target uses,
+        checked against the install's $metadata, as one JSON line on stdout; no input is
+        read, nothing is written."""
+        companies = self._mapped_companies() or ["-"]
+        uses = field_uses(self.config, cost_center_field(self.config))
+        client = sage300_client(self.config, str(companies[0]))
+        print(install_report(self.name, client, uses, sage300_field_names(self.config)),
+              flush=True)
 
     def _finish(self, status: str) -> None:
         run = self._invoice_run
