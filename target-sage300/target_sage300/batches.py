@@ -105,7 +105,7 @@ def invoice_payload(ready: Ready, idempotency_field: str,
     body["InvoiceOptionalFields"] = [{"OptionalField": idempotency_field,
                                       "Value": invoice.source_id}]
     for name in left_out:
-        parent, _, child = name.rpartition(".")
+        parent, _, child = name.rpartition("/")
         for holder in (body[parent] if parent else [body]):
             holder.pop(child, None)
     return body

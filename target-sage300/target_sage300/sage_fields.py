@@ -92,6 +92,6 @@ def field_uses(config: Mapping[str, Any], cost_center_field: str) -> list[FieldU
 
 def left_out(findings: list[Any]) -> frozenset[str]:
     """The optional entry fields (``OPTIONAL_ENTRY_FIELDS`` names) the install lacks."""
-    prefix = _INVOICES + "."
+    prefix = _INVOICES + "/"
     return frozenset(f.use.name[len(prefix):] for f in findings
                      if f.severity == "warning" and f.use.name.startswith(prefix))
