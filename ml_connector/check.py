@@ -35,6 +35,7 @@ from ml_connector.project_config import (  # the noqa ones: check.X for `ml-conn
     active_environment,  # noqa: F401
     add_project_arguments,
     as_bool,
+    as_list,
     find_project_root,  # noqa: F401
     meltano_config,  # noqa: F401
     meltano_executable,  # noqa: F401
@@ -125,9 +126,7 @@ class BaswareConnection:
 
 
 def _company_ids(config: dict[str, Any]) -> list[str]:
-    ids = config.get("company_ids") or []
-    if isinstance(ids, str):  # a comma list typed into an env var
-        ids = json.loads(ids) if ids.strip().startswith("[") else ids.split(",")
+    ids = as_list(config.get("company_ids"))
     if config.get("company_id"):
         ids = [*ids, config["company_id"]]
     # target-sage300 names its companies in the Basware company code -> Sage company map.

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ml_connector.check_result import Check
-from ml_connector.project_config import MeltanoError, as_bool, run_meltano
+from ml_connector.project_config import MeltanoError, as_bool, as_list, run_meltano
 
 SAGE_PLUGINS = ("tap-sage300", "target-sage300")
 # `meltano invoke` starts the plugin's own virtualenv and reads 4 modules' $metadata.
@@ -81,42 +81,43 @@ def _plugin_fields(root: Path, environment: str | None, plugin: str,
 def company_checks(configs: dict[str, dict[str, Any] | None]) -> list[Check]:
     """The Sage company <-> Basware company code maps against the companies read."""
     results: list[Check] = []
-    tap_sage = configs.get("tap-sage300") or {}
-    target_basware = configs.get("target-basware") or {}
-    tap_basware = configs.get("tap-basware") or {}
-    target_sage = configs.get("target-sage300") or {}
-    to_basware = _map(target_basware, "company_codes")  # Sage company -> Basware code
-    to_sage = _map(target_sage, "companies")  # Basware code -> Sage company
-
+    tap_sage, target_basware = configs.get("tap-sage300"), configs.get("target-basware")
+    tap_basware, target_sage = configs.get("tap-basware"), configs.get("target-sage300")
+    to_basware = _map(target_basware or {}, "company_codes")  # Sage company -> Basware code
+    to_sage = _map(target_sage or {}, "companies")  # Basware code -> Sage company
     if tap_sage and target_basware:
-        unmapped = [c for c in _list(tap_sage.get("company_ids")) if c not in to_basware]
-        results.append(Check(
-            "meltano", "master-data companies", not unmapped,
-            f"Sage companies {', '.join(unmapped)} have no Basware company code: every record "
-            "of theirs would be rejected. Fix: add them to target-basware's stream_map_config "
-            "company_codes, e.g. {\"SAMINC\": \"US01\"}." if unmapped else
-            "every Sage company read has a Basware company code ("
-            + ", ".join(f"{k} -> {v}" for k, v in to_basware.items()) + ")"))
+        results.append(_mapped("master-data companies", as_list(tap_sage.get("company_ids")),
+                               to_basware, "Sage companies", "Basware company code",
+                               "target-basware's stream_map_config company_codes",
+                               '{"SAMINC": "US01"}'))
     if tap_basware and target_sage:
-        unmapped = [c for c in _list(tap_basware.get("company_codes")) if c not in to_sage]
+        results.append(_mapped("invoice companies", as_list(tap_basware.get("company_codes")),
+                               to_sage, "Basware company codes", "Sage company",
+                               "target-sage300's stream_map_config companies",
+                               '{"US01": "SAMINC"}'))
+    disagree = [f"{code} -> {company} (but {company} -> {to_basware[company]})"
+                for code, company in to_sage.items()
+                if company in to_basware and to_basware[company] != code]
+    if disagree:
         results.append(Check(
-            "meltano", "invoice companies", not unmapped,
-            f"Basware company codes {', '.join(unmapped)} are read but have no Sage company: "
-            "their invoices would be rejected. Fix: add them to target-sage300's "
-            "stream_map_config companies, e.g. {\"US01\": \"SAMINC\"}." if unmapped else
-            "every Basware company code read has a Sage company ("
-            + ", ".join(f"{k} -> {v}" for k, v in to_sage.items()) + ")"))
-    if to_basware and to_sage:
-        disagree = [f"{code} -> {company} (but {company} -> {to_basware.get(company)})"
-                    for code, company in to_sage.items()
-                    if company in to_basware and to_basware[company] != code]
-        if disagree:
-            results.append(Check(
-                "meltano", "company maps agree", False,
-                "target-sage300's and target-basware's company maps disagree: "
-                + "; ".join(disagree) + ". Invoices would go to another company than the one "
-                "their POs and vendors came from. Fix: make the two maps each other's inverse."))
+            "meltano", "company maps agree", False,
+            "target-sage300's and target-basware's company maps disagree: "
+            + "; ".join(disagree) + ". Invoices would go to another company than the one "
+            "their POs and vendors came from. Fix: make the two maps each other's inverse."))
     return results
+
+
+def _mapped(what: str, read: list[str], mapping: dict[str, str], kind: str, target: str,
+            where: str, example: str) -> Check:
+    """Whether every company a plugin reads has its counterpart in the next plugin's map."""
+    unmapped = [company for company in read if company not in mapping]
+    if unmapped:
+        return Check("meltano", what, False,
+                     f"{kind} {', '.join(unmapped)} are read but have no {target}: every "
+                     f"record of theirs would be rejected. Fix: add them to {where}, e.g. "
+                     f"{example}.")
+    return Check("meltano", what, True, f"every one of the {kind} read has a {target} ("
+                 + ", ".join(f"{k} -> {v}" for k, v in mapping.items()) + ")")
 
 
 def acknowledge_check(configs: dict[str, dict[str, Any] | None]) -> list[Check]:
@@ -155,12 +156,6 @@ def run_folder_check(root: Path) -> list[Check]:
 def _map(config: dict[str, Any], name: str) -> dict[str, str]:
     value = (config.get("stream_map_config") or {}).get(name)
     return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
-
-
-def _list(value: Any) -> list[str]:
-    if isinstance(value, str):
-        value = json.loads(value) if value.strip().startswith("[") else value.split(",")
-    return [str(item).strip() for item in value or [] if str(item).strip()]
 
 
 def install_checks(root: Path, environment: str | None,

@@ -151,3 +151,11 @@ def as_bool(value: Any, default: bool) -> bool:
     if isinstance(value, str):
         return value.strip().lower() in ("1", "true", "yes", "on")
     return bool(value)
+
+
+def as_list(value: Any) -> list[str]:
+    """A list setting as Meltano may hand it over: a list, or JSON / a comma list typed into an
+    environment variable; items stripped, empty ones dropped."""
+    if isinstance(value, str):
+        value = json.loads(value) if value.strip().startswith("[") else value.split(",")
+    return [str(item).strip() for item in value or [] if str(item).strip()]

@@ -243,7 +243,7 @@ def test_unknown_company_id(fresh_sandbox: Sandbox) -> None:
     failures = failed(report)
     assert list(failures) == ["sage300 company SAMXYZ", "meltano master-data companies"]
     assert "no company 'SAMXYZ'" in failures["sage300 company SAMXYZ"]
-    assert "SAMXYZ have no Basware company code" in failures["meltano master-data companies"]
+    assert "SAMXYZ are read but have no Basware company code" in failures["meltano master-data companies"]
     assert by_what(report)["sage300 company SAMINC"]["status"] == "PASS"
 
 
@@ -453,7 +453,7 @@ def test_company_maps_and_acknowledge_are_checked(fresh_sandbox: Sandbox) -> Non
 
     assert code == 1
     problems = failed(report)
-    assert "Sage companies SAMGBR have no Basware company code" in problems[
+    assert "Sage companies SAMGBR are read but have no Basware company code" in problems[
         "meltano master-data companies"]
     assert "Basware company codes GB01 are read but have no Sage company" in problems[
         "meltano invoice companies"]
