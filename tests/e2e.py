@@ -22,6 +22,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -81,16 +82,32 @@ class RunningJob:
         return self.process.poll() is not None
 
 
+def project_copy(tmp_path: Path) -> Path:
+    """A copy of the Meltano project for a test that changes it (`meltano config set`,
+    `meltano select`, `.env`): meltano.yml and its own `.meltano/` (system database, run files,
+    state); the venv and the installed plugin environments shared as `meltano install`
+    built them."""
+    project = tmp_path / "ml-connector"
+    (project / ".meltano").mkdir(parents=True)
+    (project / ".meltano").chmod(0o755)  # as `meltano install` leaves it (umask 022)
+    shutil.copy(ROOT / "meltano.yml", project / "meltano.yml")
+    (project / ".venv").symlink_to(ROOT / ".venv")
+    for kind in ("extractors", "loaders"):
+        (project / ".meltano" / kind).symlink_to(ROOT / ".meltano" / kind)
+    return project
+
+
 @dataclass
 class Project:
     sandbox: Sandbox
     workdir: Path
     env: dict[str, str]
     runs: list[JobRun] = field(default_factory=list)
+    root: Path = ROOT  # the Meltano project the commands run in (project_copy for another)
 
     @classmethod
     def create(cls, sandbox: Sandbox, workdir: Path,
-               extra_env: dict[str, str] | None = None) -> Project:
+               extra_env: dict[str, str] | None = None, root: Path = ROOT) -> Project:
         """A Meltano system directory of its own under `workdir`, sharing the installed
         plugin environments: meltano runs elsewhere in the project cannot collide with it."""
         system_dir = workdir / "meltano"
@@ -118,7 +135,7 @@ class Project:
             "TARGET_SAGE300_BASE_URL": f"{sage}/Sage300WebApi/v1.0/-",
             **(extra_env or {}),
         }
-        return cls(sandbox, workdir, env)
+        return cls(sandbox, workdir, env, root=root)
 
     @property
     def ledger_url(self) -> str:
@@ -130,7 +147,7 @@ class Project:
     def meltano(self, *args: str, timeout: float = RUN_TIMEOUT
                 ) -> subprocess.CompletedProcess[str]:
         """Any meltano command in this project (check=False: the caller judges)."""
-        return subprocess.run([MELTANO, *args], cwd=ROOT, env=self.env, capture_output=True,
+        return subprocess.run([MELTANO, *args], cwd=self.root, env=self.env, capture_output=True,
                               text=True, timeout=timeout, check=False)
 
     def run(self, *task: str, force: bool = False, name: str | None = None,
@@ -150,7 +167,7 @@ class Project:
         log = self._log(name)
         handle = log.open("w")
         args = [MELTANO, "run", *(["--force"] if force else []), *task]
-        process = subprocess.Popen(args, cwd=ROOT, env=self.env, stdout=handle,
+        process = subprocess.Popen(args, cwd=self.root, env=self.env, stdout=handle,
                                    stderr=subprocess.STDOUT, text=True, start_new_session=True)
         handle.close()  # the child holds its own copy
         return RunningJob(process, " ".join(task), log, time.monotonic())

@@ -3,25 +3,24 @@
 The Sage simulator's ``version: older`` (sage300_schema.py, "Versions") lacks the vendors' fax
 number and web site and the invoice lines' description, and calls the PO line's expense
 account ``GLExpenseAccount``. Both jobs must stop before they write anything, naming what is
-missing and its fix; once the fixes `ml-connector check` names are set (field_names, two
-fields deselected), both jobs end exactly where a run against a current install ends.
+missing and its fix; once the fixes the messages name are typed as written (`meltano
+config set ... field_names`, `meltano --no-environment select ... --exclude`), both jobs end
+exactly where runs against a current install end.
 """
 
 from __future__ import annotations
 
-import json
+import re
+import shlex
 from pathlib import Path
 
 import requests
-from e2e import SEQUENCE, Project, Snapshot, differences, request_log, snapshot
+from e2e import SEQUENCE, Project, Snapshot, differences, project_copy, request_log, snapshot
 
 from mlc_sandbox.serve import Sandbox
 
-FIELD_NAMES = json.dumps({"PO/POPurchaseOrders/PurchaseOrderLines/ExpenseAccount":
-                          "GLExpenseAccount"})
-SELECT = json.dumps(["gl_accounts.*", "cost_centers.*", "payment_terms.*", "vendors.*",
-                     "!vendors.FaxNumber", "!vendors.WebSite", "purchase_orders.*",
-                     "purchase_order_lines.*"])
+#: The name the fix leaves to the installer ("<its name>"): the one the message offers.
+INSTALLS_NAME = "GLExpenseAccount"
 
 
 def writes(base_url: str, since: int = 0) -> list[str]:
@@ -30,21 +29,37 @@ def writes(base_url: str, since: int = 0) -> list[str]:
             if r["method"] != "GET" and not r["path"].endswith("/tokens")]
 
 
+def fixes(output: str) -> list[list[str]]:
+    """The commands a failed run's messages tell the installer to type, as argument lists:
+    `meltano --no-environment select ...` quoted in the message, and `meltano config set <plugin> field_names
+    <json>` for "set <plugin>'s field_names to {...}" with the install's name filled in."""
+    commands = [shlex.split(command) for command in
+                dict.fromkeys(re.findall(r"`(meltano --no-environment select tap-sage300 --exclude vendors "
+                                         r"\w+)`", output))]
+    for plugin, setting in dict.fromkeys(re.findall(
+            r"set ([\w-]+)'s field_names to (\{\"[^}]*ExpenseAccount\": \"<its name>\"\})",
+            output)):
+        commands.append(["meltano", "config", "set", plugin, "field_names",
+                         setting.replace("<its name>", INSTALLS_NAME)])
+    return commands
+
+
 def test_an_older_install_stops_both_jobs_before_they_write_until_its_names_are_set(
         fresh_sandbox: Sandbox, tmp_path: Path, baseline: Snapshot) -> None:
     sage, basware = fresh_sandbox.sage300.base_url, fresh_sandbox.basware.base_url
     requests.patch(f"{sage}/_sandbox/settings", json={"version": "older"},
                    timeout=10).raise_for_status()
-    project = Project.create(fresh_sandbox, tmp_path)
+    # The fixes change meltano.yml: a copy of the project.
+    project = Project.create(fresh_sandbox, tmp_path, root=project_copy(tmp_path))
 
     master = project.run("master-data", name="older-master-data")
     assert not master.ok
     for missing in ("vendors: AP/APVendors has no property FaxNumber",
                     "has no property WebSite",
                     "PurchaseOrderLines has no property ExpenseAccount",
+                    f"(similar names in this install: {INSTALLS_NAME})",
                     "nothing was read or written"):
         assert missing in master.output, master.output[-3000:]
-    assert "(similar names in this install: GLExpenseAccount)" in master.output
     assert writes(basware) == []
     # Sage was asked for its $metadata and for nothing else.
     assert {r["path"].rsplit("/", 1)[-1] for r in request_log(sage)} == {"$metadata"}
@@ -55,11 +70,14 @@ def test_an_older_install_stops_both_jobs_before_they_write_until_its_names_are_
             and "has no property ExpenseAccount" in invoices.output)
     assert writes(sage) == []
 
-    # The fixes the check names: the install's name of the expense account, and the two
-    # vendor fields deselected (here as Meltano reads them from the environment).
-    project.env.update({"TAP_SAGE300_FIELD_NAMES": FIELD_NAMES,
-                        "TARGET_SAGE300_FIELD_NAMES": FIELD_NAMES,
-                        "TAP_SAGE300__SELECT": SELECT})
+    # What the messages tell the installer to type, typed as written.
+    commands = fixes(master.output + invoices.output)
+    assert [command[:3] for command in commands] == [
+        ["meltano", "--no-environment", "select"], ["meltano", "--no-environment", "select"],
+        ["meltano", "config", "set"], ["meltano", "config", "set"]], commands
+    for command in commands:
+        done = project.meltano(*command[1:])
+        assert done.returncode == 0, done.stderr[-2000:]
     for job in SEQUENCE:
         run = project.run(job, name=f"mapped-{job}")
         assert run.ok, run.output[-4000:]

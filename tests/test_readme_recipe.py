@@ -26,14 +26,20 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import yaml
-from e2e import RUN_TIMEOUT, basware_tenant, duplicates, planted_secrets, snapshot
+from e2e import (
+    RUN_TIMEOUT,
+    basware_tenant,
+    duplicates,
+    planted_secrets,
+    project_copy,
+    snapshot,
+)
 
 from mlc_sandbox.data import BASWARE_CLIENT_ID, SAGE_PASSWORD, build_dataset
 from mlc_sandbox.serve import Sandbox
@@ -78,19 +84,6 @@ def steps(recipe: str) -> dict[int, str]:
     numbered = {int(number): text for number, text in zip(parts[1::2], parts[2::2], strict=True)}
     assert list(numbered) == [1, 2, 3, 4, 5], list(numbered)
     return numbered
-
-
-def project_copy(tmp_path: Path) -> Path:
-    """meltano.yml and its own `.meltano/` (system database, run files, state); the venv and
-    the installed plugin environments shared as `meltano install` built them."""
-    project = tmp_path / "ml-connector"
-    (project / ".meltano").mkdir(parents=True)
-    (project / ".meltano").chmod(0o755)  # as `meltano install` leaves it (umask 022)
-    shutil.copy(ROOT / "meltano.yml", project / "meltano.yml")
-    (project / ".venv").symlink_to(ROOT / ".venv")
-    for kind in ("extractors", "loaders"):
-        (project / ".meltano" / kind).symlink_to(ROOT / ".meltano" / kind)
-    return project
 
 
 def operator_env(home: Path) -> dict[str, str]:

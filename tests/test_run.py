@@ -17,7 +17,6 @@ import json
 import os
 import re
 import secrets
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -39,6 +38,7 @@ from e2e import (
     connector_batches,
     kill,
     planted_secrets,
+    project_copy,
     set_faults,
     snapshot,
     wait_until,
@@ -385,12 +385,7 @@ def test_the_cron_lines_of_the_docs_run_as_written(fresh_sandbox: Sandbox,
     lines = [line for line in block.splitlines() if line.strip() and not line.startswith("#")]
     assert len(lines) == 2
 
-    project = tmp_path / "ml-connector"
-    (project / ".meltano").mkdir(parents=True)
-    shutil.copy(ROOT / "meltano.yml", project / "meltano.yml")
-    (project / ".venv").symlink_to(ROOT / ".venv")
-    for kind in ("extractors", "loaders"):  # the plugins `meltano install` built
-        (project / ".meltano" / kind).symlink_to(ROOT / ".meltano" / kind)
+    project = project_copy(tmp_path)
     sage = f"{fresh_sandbox.sage300.base_url}/Sage300WebApi/v1.0/-"
     basware = fresh_sandbox.basware.base_url
     (project / ".env").write_text("\n".join([

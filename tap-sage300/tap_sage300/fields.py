@@ -37,6 +37,21 @@ def schema_kind(schema: Mapping[str, Any]) -> str:
     return "any"
 
 
+#: `select` in a Meltano environment replaces the plugin's list instead of adding to it: a
+#: deselection typed with an environment active would deselect everything else.
+SELECT = "meltano --no-environment select tap-sage300"
+
+
+def stream_off_fix(stream: str) -> str:
+    return (f"turn the stream off (`{SELECT} --rm {stream} '*'`) or upgrade Sage 300 to a "
+            "version that offers it")
+
+
+def deselect_fix(stream: str, *fields: str) -> str:
+    commands = ", ".join(f"`{SELECT} --exclude {stream} {field}`" for field in fields)
+    return f"deselect {' and '.join(fields)} ({commands})"
+
+
 def _property_uses(stream: Sage300Stream, path: tuple[str, ...], schema: Mapping[str, Any],
                    fix: str) -> Iterable[FieldUse]:
     yield FieldUse(PLUGIN, f"stream {stream.name}", stream.resource, path, schema_kind(schema),
@@ -49,13 +64,12 @@ def _property_uses(stream: Sage300Stream, path: tuple[str, ...], schema: Mapping
 def stream_uses(stream: Sage300Stream) -> list[FieldUse]:
     """The entity set, the selected fields and the filter fields of one stream."""
     role = f"stream {stream.name}"
-    off = (f"turn the stream off (`meltano select tap-sage300 --rm {stream.name} '*'`) or "
-           "upgrade Sage 300 to a version that offers it")
+    off = stream_off_fix(stream.name)
     uses = [FieldUse(PLUGIN, role, stream.resource, fix=off)]
     properties = stream.schema["properties"]
     for name in stream.shape.fields:
-        fix = (f"deselect it (`meltano select tap-sage300 --exclude {stream.name} {name}`)"
-               if name not in (stream.primary_keys or ()) else off)
+        fix = deselect_fix(stream.name, name) if name not in (stream.primary_keys or ()) \
+            else off
         uses.extend(_property_uses(stream, (name,), properties[name], fix))
     if stream.replication_key:
         uses.append(FieldUse(PLUGIN, f"{role} (its incremental filter)", stream.resource,

@@ -19,7 +19,13 @@ from singer_sdk.helpers.types import Context
 from ml_connector_core.sage300_api import odata_literal
 from ml_connector_core.sage300_fields import FieldUse
 from tap_sage300.client import Problem, RecordCounter, RecordShape, Sage300Stream
-from tap_sage300.fields import PLUGIN, gl_lookup_uses, schema_kind
+from tap_sage300.fields import (
+    PLUGIN,
+    deselect_fix,
+    gl_lookup_uses,
+    schema_kind,
+    stream_off_fix,
+)
 
 STATUS = ["Active", "Inactive"]
 YES_NO = ["No", "Yes"]
@@ -377,8 +383,7 @@ class PurchaseOrderLinesStream(Sage300Stream):
         """The lines come inside their PO (``PurchaseOrderLines``); the derived fields need
         the line's expense account and completion, and the GL account it is coded to."""
         role = f"stream {self.name}"
-        off = (f"turn the stream off (`meltano select tap-sage300 --rm {self.name} '*'`) or "
-               "upgrade Sage 300 to a version that offers it")
+        off = stream_off_fix(self.name)
         lines = ("PurchaseOrderLines",)
         uses = [FieldUse(PLUGIN, role, self.resource, lines, "details", fix=off)]
         properties = self.line_shape.fields
@@ -393,9 +398,7 @@ class PurchaseOrderLinesStream(Sage300Stream):
                                 "the PO)", ("gl_account", "gl_account_formatted",
                                             "cost_center")),
                             "Completed": ("", ("completed",))}.get(name, ("", (name,)))
-            fix = "deselect " + " and ".join(derived) + " (" + ", ".join(
-                f"`meltano select tap-sage300 --exclude {self.name} {field}`"
-                for field in derived) + ")"
+            fix = deselect_fix(self.name, *derived)
             uses.append(FieldUse(PLUGIN, role + why, self.resource, (*lines, name), kind,
                                  fix=fix))
         if self.line_shape.fields and "ExpenseAccount" in self.line_shape.fields \
