@@ -19,7 +19,16 @@ from mlc_sandbox.serve import Sandbox, start_sandbox
 
 
 @pytest.fixture
-def other(fresh_sandbox: Sandbox) -> Iterator[Sandbox]:
+def first() -> Iterator[Sandbox]:
+    """The systems the install starts with: simulators of this test's own (not the session's
+    shared pair), so the request logs below hold only this test's requests."""
+    running = start_sandbox(data="demo", seed=0)
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def other() -> Iterator[Sandbox]:
     """A second pair of simulators: another Basware tenant, another Sage 300 install."""
     running = start_sandbox(data="demo", seed=0)
     yield running
@@ -43,8 +52,7 @@ def last_seq(base_url: str) -> int:
 
 
 def test_a_new_basware_tenant_gets_all_master_data_and_the_old_one_nothing_twice(
-        fresh_sandbox: Sandbox, other: Sandbox, tmp_path: Path) -> None:
-    first = fresh_sandbox
+        first: Sandbox, other: Sandbox, tmp_path: Path) -> None:
     project = Project.create(first, tmp_path)
     assert project.run("master-data", name="tenant-a").ok
     delivered = snapshot(first).master_data
@@ -73,12 +81,11 @@ def test_a_new_basware_tenant_gets_all_master_data_and_the_old_one_nothing_twice
 
 
 def test_another_sage_database_starts_from_nothing(
-        fresh_sandbox: Sandbox, other: Sandbox, tmp_path: Path) -> None:
+        first: Sandbox, other: Sandbox, tmp_path: Path) -> None:
     """The invoice pipeline moved to another Sage 300 install and Basware tenant whose queue
     holds invoices with the same ids: they are created there (not "already in Sage" because
     the ledger saw them go to the first install), each answered with the batch and entry the
     new install holds; the first install gets nothing more."""
-    first = fresh_sandbox
     project = Project.create(first, tmp_path)
     assert project.run("invoices", name="sage-a").ok
     before = snapshot(first).ap_invoices
@@ -112,14 +119,14 @@ def test_another_sage_database_starts_from_nothing(
 
 
 def test_another_sage_install_is_read_from_its_start(
-        fresh_sandbox: Sandbox, other: Sandbox, tmp_path: Path) -> None:
+        first: Sandbox, other: Sandbox, tmp_path: Path) -> None:
     """Bookmarks read from one Sage 300 install say nothing about another: tap-sage300 reads
     every stream of the new one from its start."""
-    project = Project.create(fresh_sandbox, tmp_path)
+    project = Project.create(first, tmp_path)
     assert project.run("master-data", name="sage-a").ok
     again = project.run("master-data", name="sage-a-again")
     assert again.ok
-    filtered = [r for r in request_log(fresh_sandbox.sage300.base_url)
+    filtered = [r for r in request_log(first.sage300.base_url)
                 if "/AP/APVendors" in r["path"] and date_filtered(r)]
     assert filtered  # the re-run was incremental
 
