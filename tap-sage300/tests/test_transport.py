@@ -103,7 +103,11 @@ def test_next_link_is_read_from_the_end_of_the_raw_body(body: bytes, link: str |
 
 def run_in_process(config: dict[str, Any], capsysbinary: pytest.CaptureFixture[bytes]
                    ) -> list[dict[str, Any]]:
-    TapSage300(config=config).sync_all()
+    tap = TapSage300(config=config)
+    try:
+        tap.sync_all()
+    finally:  # what a failed run buffered goes out now, not at the interpreter's exit
+        tap.message_writer.flush()
     out = capsysbinary.readouterr().out.decode()
     return [m["record"] for m in map(json.loads, out.splitlines())
             if m["type"] == "RECORD" and m["stream"] == "vendors"]
