@@ -17,8 +17,11 @@ $(BIN)/.installed: $(PYPROJECTS) requirements-dev.txt
 install: $(BIN)/.installed
 
 # Meltano's own plugin virtualenvs (under .meltano/), used by `meltano run` in the demo and e2e tests.
+# The folder is its owner's only: Meltano writes each plugin's config, secrets included, under
+# .meltano/run/ while a job runs.
 .meltano/.installed: $(BIN)/.installed meltano.yml $(PYPROJECTS)
 	$(BIN)/meltano install
+	chmod 700 .meltano
 	touch $@
 
 meltano-install: .meltano/.installed
