@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 import requests
+from e2e import project_copy
 
 from mlc_sandbox.serve import Sandbox
 
@@ -466,3 +467,17 @@ def test_version() -> None:
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0
     assert re.fullmatch(r"ml-connector \d+\.\d+\.\d+\S*\n", result.stdout), result.stdout
+
+
+def test_a_project_folder_open_to_other_users_is_a_warning(fresh_sandbox: Sandbox,
+                                                           tmp_path: Path) -> None:
+    """Meltano writes every plugin's configuration, secrets included, under .meltano/run/
+    while a job runs: a folder other users can read passes with a warning naming the fix."""
+    project = project_copy(tmp_path)  # .meltano/ as `meltano install` leaves it: 0755
+    result = run_check(plugin_env(fresh_sandbox), "--json", "--system", "sage300",
+                       "--project-root", str(project))
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    secrets_at_rest = by_what(json.loads(result.stdout))["meltano secrets at rest"]
+    assert secrets_at_rest["status"] == "WARN"
+    assert f"Fix: chmod 700 {project / '.meltano'}" in secrets_at_rest["detail"]
