@@ -10,15 +10,28 @@ without an optional field is fixed by deselecting it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Protocol
 
 from ml_connector_core.sage300_fields import FieldUse
 
-if TYPE_CHECKING:
-    from tap_sage300.client import Sage300Stream
-
 PLUGIN = "tap-sage300"
+
+
+class ReadStream(Protocol):
+    """What these uses take from a stream (tap_sage300.client.Sage300Stream)."""
+
+    name: str
+    resource: str
+    replication_key: str | None
+    primary_keys: Sequence[str] | None
+    filter_fields: tuple[str, ...]
+
+    @property
+    def schema(self) -> dict[str, Any]: ...
+
+    @property
+    def shape(self) -> Any: ...  # RecordShape: the selected fields, in ``fields``
 
 
 def schema_kind(schema: Mapping[str, Any]) -> str:
@@ -52,7 +65,7 @@ def deselect_fix(stream: str, *fields: str) -> str:
     return f"deselect {' and '.join(fields)} ({commands})"
 
 
-def _property_uses(stream: Sage300Stream, path: tuple[str, ...], schema: Mapping[str, Any],
+def _property_uses(stream: ReadStream, path: tuple[str, ...], schema: Mapping[str, Any],
                    fix: str) -> Iterable[FieldUse]:
     yield FieldUse(PLUGIN, f"stream {stream.name}", stream.resource, path, schema_kind(schema),
                    fix=fix)
@@ -61,7 +74,7 @@ def _property_uses(stream: Sage300Stream, path: tuple[str, ...], schema: Mapping
         yield from _property_uses(stream, (*path, name), child, fix)
 
 
-def stream_uses(stream: Sage300Stream) -> list[FieldUse]:
+def stream_uses(stream: ReadStream) -> list[FieldUse]:
     """The entity set, the selected fields and the filter fields of one stream."""
     role = f"stream {stream.name}"
     off = stream_off_fix(stream.name)
