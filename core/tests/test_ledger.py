@@ -425,7 +425,8 @@ def test_bulk_outcomes_agree_with_the_per_key_helpers(ledger: Ledger) -> None:
         Entry(run.run_id, "vendors", "V1", Action.READ, payload_hash=h[2]),  # not an outcome
         Entry(run.run_id, "vendors", "V2", Action.CREATED, payload_hash=h[1], target_key="BW-2"),
         Entry(run.run_id, "vendors", "V2", Action.FAILED, payload_hash=h[2], target_key="BW-2"),
-        Entry(run.run_id, "vendors", "V3", Action.REJECTED, payload_hash=h[3]),
+        Entry(run.run_id, "vendors", "V3", Action.REJECTED, payload_hash=h[3],
+              error="Basware: Currency EUR is not active in P2P", basware_request_id="R-3"),
         Entry(run.run_id, "vendors", "V4", Action.READ, payload_hash=h[3]),
         Entry(run.run_id, "accounts", "V1", Action.UPDATED, payload_hash=h[0], target_key="A"),
     ])
@@ -441,6 +442,10 @@ def test_bulk_outcomes_agree_with_the_per_key_helpers(ledger: Ledger) -> None:
     assert found["V1"].delivered_as(h[1]) and not found["V1"].delivered_as(h[2])
     assert not found["V2"].delivered_as(h[2])  # the latest outcome failed
     assert found["V2"].target_key == "BW-2" and found["V3"].target_key is None
+    # The latest outcome's reason and Basware import come along (target-basware's re-reads).
+    assert (found["V3"].error, found["V3"].basware_request_id) == (
+        "Basware: Currency EUR is not active in P2P", "R-3")
+    assert (found["V1"].error, found["V1"].basware_request_id) == (None, None)
 
 
 def test_every_outcome_is_about_one_system(ledger: Ledger) -> None:

@@ -116,11 +116,15 @@ class Entry:
 @dataclass(frozen=True)
 class KeyOutcome:
     """Where one key stands (`Ledger.outcomes`): its latest outcome and payload hash, and the
-    target key of its latest successful write (None if it was never written)."""
+    target key of its latest successful write (None if it was never written). `error` and
+    `basware_request_id` are those of the latest outcome (e.g. the Basware import whose
+    requestStatus rejected the record, and Basware's reason)."""
 
     action: Action
     payload_hash: str | None
     target_key: str | None = None
+    error: str | None = None
+    basware_request_id: str | None = None
 
     def delivered_as(self, payload_hash: str) -> bool:
         """True if the latest outcome is a success for exactly this payload (`was_delivered`)."""
@@ -429,9 +433,12 @@ class Ledger:
                 where = (c.stream == stream, c.source_key.in_(chunk), *_about(system))
                 latest = (select(func.max(c.id)).where(*where, c.action != Action.READ.value)
                           .group_by(c.source_key))
-                for row in conn.execute(select(c.source_key, c.action, c.payload_hash)
+                for row in conn.execute(select(c.source_key, c.action, c.payload_hash, c.error,
+                                               c.basware_request_id)
                                         .where(c.id.in_(latest))):
-                    found[row.source_key] = KeyOutcome(Action(row.action), row.payload_hash)
+                    found[row.source_key] = KeyOutcome(
+                        Action(row.action), row.payload_hash, error=row.error,
+                        basware_request_id=row.basware_request_id)
                 written = (select(func.max(c.id)).where(
                     *where, c.target_key.is_not(None),
                     c.action.in_([a.value for a in SUCCESS])).group_by(c.source_key))
