@@ -11,6 +11,12 @@ whose payment term, an order whose vendor, or a line whose order it has not proc
 
 Records are confirmed (and the Singer STATE that follows them may be emitted) only once their
 requestStatus item is final and written to the ledger.
+
+An item `NotProcessed` is not an outcome: Basware says it already holds exactly this record
+(the answer to an earlier POST of it was lost, or that POST's run was killed before reading
+its requestStatus), not how P2P took it. The outcome is then looked up in Basware's
+requestStatus history (`_settle_not_processed`): the record's latest import that P2P did
+process decides, so a record P2P refused ends `rejected` with Basware's reason.
 """
 
 from __future__ import annotations
@@ -21,7 +27,8 @@ import time
 import uuid
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ml_connector_core.basware_api import BaswareClient, BaswareError, error_messages
@@ -49,6 +56,14 @@ MAX_IN_FLIGHT = 20
 # batch is sent at the next checkpoint instead of waiting for the end of the run.
 STALE_AFTER = 1000
 FINAL_REQUEST_STATES = frozenset({"Success", "Error", "AcknowledgedSuccess", "AcknowledgedError"})
+# Item statuses that say nothing about how P2P took a record: an identical re-post, and one
+# overtaken by a newer version before it was processed.
+NOT_DECIDED = frozenset({"NotProcessed", "RecordExpired"})
+# Entries per page when looking up imports in Basware's requestStatus history (its maximum).
+LOOKUP_PAGE_SIZE = 500
+# Looking up this run's own imports starts this long before the run did (seconds): room for
+# the clocks of this machine and Basware to run at slightly different rates.
+LOOKUP_MARGIN = 300
 REFERENCES = "references"  # the RunKeys kind: reference keys that arrived in this run
 
 
@@ -122,6 +137,8 @@ class Summary:
     posts: int = 0
     request_status_polls: int = 0
     received: int = 0  # records the sinks handed over, bad ones included
+    settled: int = 0  # records answered NotProcessed whose outcome was looked up in Basware
+    lookup_pages: int = 0  # pages of Basware's requestStatus history read for them
 
     def add(self, stream: str, outcome: str, n: int = 1) -> None:
         self.counts.setdefault(stream, Counter())[outcome] += n
@@ -150,13 +167,19 @@ class Summary:
 
     def as_dict(self) -> dict[str, Any]:
         return {"streams": {s: dict(sorted(c.items())) for s, c in sorted(self.counts.items())},
-                "posts": self.posts, "rejected": self.rejected, "failed": self.failed}
+                "posts": self.posts, "rejected": self.rejected, "failed": self.failed,
+                **({"settled_by_lookup": self.settled, "lookup_pages": self.lookup_pages}
+                   if self.settled else {})}
 
     def lines(self) -> list[str]:
         lines = [f"{stream}: " + ", ".join(f"{n} {outcome}" for outcome, n in sorted(c.items()))
                  for stream, c in sorted(self.counts.items())]
         lines.append(f"{self.posts} POST(s) to Basware; {self.rejected} record(s) rejected, "
                      f"{self.failed} failed (details in the ledger)")
+        if self.settled:
+            lines.append(f"{self.settled} record(s) answered NotProcessed (Basware already held "
+                         "them: an earlier answer was lost) settled from Basware's requestStatus "
+                         f"history ({self.lookup_pages} page(s) read)")
         return lines
 
 
@@ -190,6 +213,7 @@ class Delivery:
         self.in_flight: list[_Request] = []  # POSTed, requestStatus not followed to the end
         self.summary = Summary()
         self._entries: list[Entry] = []  # ledger entries not yet written
+        self._started = time.monotonic()  # where a look-up of this run's own imports begins
         self.dry_run = dry_run  # set: verdicts instead of POSTs (ml_connector_core.dryrun)
 
     @property
@@ -255,6 +279,9 @@ class Delivery:
         record.known = latest is not None and latest.target_key is not None
         record.refused_before = (latest is not None and latest.action == Action.REJECTED
                                  and latest.payload_hash == record.payload_hash)
+        if record.refused_before and latest is not None and latest.basware_request_id:
+            self._still_refused(record, latest)
+            return
         if record.closed and not record.known:
             # Only open orders and lines matter for matching; a closed one Basware never had
             # stays out. One it has is sent, closed, so invoices stop matching against it.
@@ -274,6 +301,25 @@ class Delivery:
             del queue[record.key]
             self.summary.add(record.stream, "merged duplicate")
         queue[record.key] = record
+
+    def _still_refused(self, record: Prepared, latest: KeyOutcome) -> None:
+        """P2P refused exactly this payload (its requestStatus said Error): an identical re-send
+        is NotProcessed and never reaches P2P (Basware's FAQ: change the record to resend), so
+        it is not sent. It stays rejected, with Basware's reason, for audit and replay."""
+        reason = latest.error or "Basware rejected this record"
+        logger.warning("%s record %s rejected: %s (not sent again: Basware refused exactly this "
+                       "record in request %s and does not process an identical re-send; fix "
+                       "the cause, then change the record in the source)", record.stream,
+                       record.key, reason, latest.basware_request_id)
+        self.summary.add(record.stream, "rejected")
+        if self.dry_run:
+            self.dry_run.add(record.stream, record.key, REJECT,
+                             f"Basware rejected exactly this payload before: {reason}",
+                             record.source_key)
+        self._entries.append(self._entry(
+            record.stream, record.source_key, Action.REJECTED, payload=record.record,
+            payload_hash=record.payload_hash, error=reason, target_key=record.key,
+            basware_request_id=latest.basware_request_id))
 
     def has_pending(self) -> bool:
         self._resolve_intake()
@@ -420,8 +466,8 @@ class Delivery:
         for record in records:
             record.confirmed = True
             if record.refused_before:
-                # Basware answers an identical re-send of a refused record NotProcessed,
-                # which the real run records as rejected (see _finish_success).
+                # Refused by Basware's validation (HTTP 400) with exactly this payload; a
+                # refusal by P2P is not even sent (_still_refused).
                 verdict, reason = REJECT, ("Basware rejected exactly this payload before and "
                                            "does not process an identical re-send")
             else:
@@ -472,7 +518,7 @@ class Delivery:
         while waiting:
             still = []
             for request in waiting:
-                status = self._request_status(request)
+                status = self._request_status(request.basware_request_id)
                 if status is not None and status.get("requestStatus") in FINAL_REQUEST_STATES:
                     self._record_outcomes(request, status)
                     self.in_flight.remove(request)
@@ -496,13 +542,13 @@ class Delivery:
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
 
-    def _request_status(self, request: _Request) -> dict[str, Any] | None:
-        response = self.client.request("GET", f"/v1/requestStatus/{request.basware_request_id}")
+    def _request_status(self, request_id: str) -> dict[str, Any] | None:
+        response = self.client.request("GET", f"/v1/requestStatus/{request_id}")
         self.summary.request_status_polls += 1
         if response.status_code == 404:
             return None  # not visible yet
         if response.status_code != 200:
-            raise BaswareError(f"GET requestStatus {request.basware_request_id} failed with "
+            raise BaswareError(f"GET requestStatus {request_id} failed with "
                                f"HTTP {response.status_code}: {error_messages(response)}",
                                status=response.status_code)
         body = response.json()
@@ -512,54 +558,143 @@ class Delivery:
         return statuses if isinstance(statuses, dict) else None
 
     def _record_outcomes(self, request: _Request, status: dict[str, Any]) -> None:
-        items: dict[str, list[dict[str, Any]]] = {}
-        for system in status.get("systems") or []:
-            for item in system.get("items") or []:
-                items.setdefault(str(item.get("externalCode")), []).append(item)
+        items = _items_by_code(status)
         overall = status.get("requestStatus")
+        held: list[Prepared] = []  # NotProcessed: Basware already held exactly this record
         for record in request.records:
             found = items.get(record.key)
             if not found:
                 if overall in ("Success", "AcknowledgedSuccess"):
-                    self._finish_success(record, request, "Success")
+                    self._finish_success(record, request)
                 else:
                     self._finish(record, Action.REJECTED, request=request,
                                  error=f"Basware reported request {request.basware_request_id} "
                                        f"as {overall} without an item for this record")
                 continue
             item_states = [i.get("status") for i in found]
-            errors = [e.get("message") for i in found for e in i.get("errors") or []
-                      if e.get("message")]
-            if "Error" in item_states:
-                self._finish(record, Action.REJECTED, request=request,
-                             error="Basware: " + ("; ".join(errors) or "Error"))
-            elif any(s in ("RecordExpired", "Unpublished", "InProgress") for s in item_states):
-                state = next(s for s in item_states
-                             if s in ("RecordExpired", "Unpublished", "InProgress"))
-                self._finish(record, Action.FAILED, request=request,
-                             error=f"Basware item status {state}"
-                                   + (": " + "; ".join(errors) if errors else ""))
-            elif all(s == "NotProcessed" for s in item_states):
-                self._finish_success(record, request, "NotProcessed")
-            else:  # Success / Warning
-                self._finish_success(record, request, "Success",
-                                     warning="; ".join(errors) or None)
+            if all(s == "NotProcessed" for s in item_states):
+                held.append(record)
+            else:
+                self._finish_item(record, request, found)
+        if held:
+            self._settle_not_processed(request, held, status)
         self.flush_ledger()
 
-    def _finish_success(self, record: Prepared, request: _Request, item_status: str,
+    def _finish_item(self, record: Prepared, request: _Request,
+                     found: list[dict[str, Any]]) -> None:
+        """The outcome of a record from its requestStatus item(s) (one per Basware system)."""
+        item_states = [i.get("status") for i in found]
+        errors = [e.get("message") for i in found for e in i.get("errors") or []
+                  if e.get("message")]
+        if "Error" in item_states:
+            self._finish(record, Action.REJECTED, request=request,
+                         error="Basware: " + ("; ".join(errors) or "Error"))
+        elif any(s in ("RecordExpired", "Unpublished", "InProgress") for s in item_states):
+            state = next(s for s in item_states
+                         if s in ("RecordExpired", "Unpublished", "InProgress"))
+            self._finish(record, Action.FAILED, request=request,
+                         error=f"Basware item status {state}"
+                               + (": " + "; ".join(errors) if errors else ""))
+        else:  # Success / Warning (a NotProcessed beside them adds nothing)
+            self._finish_success(record, request, warning="; ".join(errors) or None)
+
+    def _settle_not_processed(self, request: _Request, records: list[Prepared],
+                              status: dict[str, Any]) -> None:
+        """Records Basware answered NotProcessed: it holds exactly this payload already, from
+        an import whose answer this connector never read (the POST's answer was lost and the
+        retry re-sent it, or the run that sent it was killed first). How P2P took *that*
+        import is the record's outcome, so it is looked up, never assumed: the record's latest
+        import in Basware's requestStatus history that P2P did process (`_latest_imports`).
+        Found Error: rejected with Basware's reason; Success or Warning: delivered; not found
+        (Basware no longer lists it): failed, so the record stays visible and is sent again."""
+        spec = request.stream
+        imports = self._latest_imports(spec, {record.key for record in records},
+                                       since=self._basware_time_of_start(status))
+        for record in records:
+            found = imports.get(record.key)
+            self.summary.settled += 1
+            if found is None:
+                self._finish(record, Action.FAILED, request=request, error=(
+                    f"Basware answered NotProcessed (it holds exactly this record) but lists no "
+                    f"{spec.entity_type} import of it in requestStatus that says how P2P took "
+                    "it; change the record in the source to send it again"))
+                continue
+            decided_by, items = found
+            logger.info("%s record %s: NotProcessed in request %s; Basware processed it in "
+                        "request %s, whose answer this run never read: %s", record.stream,
+                        record.key, request.basware_request_id, decided_by,
+                        ", ".join(str(i.get("status")) for i in items))
+            self._finish_item(record, replace(request, basware_request_id=decided_by), items)
+
+    def _latest_imports(self, spec: StreamSpec, keys: set[str], since: str | None
+                        ) -> dict[str, tuple[str, list[dict[str, Any]]]]:
+        """Each key's latest import that P2P decided (items neither NotProcessed nor
+        RecordExpired), as (Basware request id, its items for the key). Looked up in
+        `GET /v1/requestStatus?entityType=` (oldest first, so the last one seen is the
+        latest): first among the entries since this run started (`since`), then, for keys not
+        found there (their import was made by an earlier run, e.g. one that was killed), in
+        all of them. An import still InProgress is followed until Basware has processed it."""
+        found = self._scan_imports(spec, keys, since) if since else {}
+        rest = keys - found.keys()
+        if rest:
+            found.update(self._scan_imports(spec, rest, None))
+        settled: dict[str, tuple[str, list[dict[str, Any]]]] = {}
+        for key, candidates in found.items():
+            while candidates:
+                request_id, items = candidates.pop()
+                if any(i.get("status") == "InProgress" for i in items):
+                    final = self._await_request(request_id)
+                    if final is not None:
+                        items = _items_by_code(final).get(key, items)
+                if all(i.get("status") in NOT_DECIDED for i in items):
+                    continue  # processed after all as a re-post: the one before decides
+                settled[key] = (request_id, items)
+                break
+        return settled
+
+    def _scan_imports(self, spec: StreamSpec, keys: set[str], since: str | None
+                      ) -> dict[str, list[tuple[str, list[dict[str, Any]]]]]:
+        """Per key, every import of the entity type (since `since`, a Basware timestamp)
+        whose items for the key are not all NotProcessed or RecordExpired, oldest first."""
+        params: dict[str, Any] = {"entityType": spec.entity_type, "pageSize": LOOKUP_PAGE_SIZE}
+        if since:
+            params["lastUpdated"] = since
+        found: dict[str, list[tuple[str, list[dict[str, Any]]]]] = {}
+        for page in self.client.get_pages("/v1/requestStatus", params, "requestStatus"):
+            self.summary.lookup_pages += 1
+            for entry in page:
+                for key, items in _items_by_code(entry).items():
+                    if key in keys and not all(i.get("status") in NOT_DECIDED for i in items):
+                        found.setdefault(key, []).append((str(entry.get("requestId")), items))
+        return found
+
+    def _await_request(self, request_id: str) -> dict[str, Any] | None:
+        """Poll one request until Basware has processed it; None if not by the timeout."""
+        deadline = time.monotonic() + self.request_status_timeout
+        delay = 0.05
+        while True:
+            status = self._request_status(request_id)
+            if status is not None and status.get("requestStatus") in FINAL_REQUEST_STATES:
+                return status
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    def _basware_time_of_start(self, status: dict[str, Any]) -> str | None:
+        """When this run started, on Basware's clock: the requestStatus just read says what
+        time it is there (its lastUpdated is at most now), less the time this run has taken
+        by this machine's monotonic clock and a margin. No clock is compared with another."""
+        stamp = _parse_stamp(status.get("lastUpdated"))
+        if stamp is None:
+            return None
+        elapsed = time.monotonic() - self._started + LOOKUP_MARGIN
+        start = stamp - timedelta(seconds=elapsed)
+        return start.strftime("%Y-%m-%dT%H:%M:%S.") + f"{start.microsecond // 1000:03d}Z"
+
+    def _finish_success(self, record: Prepared, request: _Request,
                         warning: str | None = None) -> None:
-        if item_status == "NotProcessed" and record.refused_before:
-            # Basware processes a record only when it changes (its FAQ): the identical re-send
-            # of a record it refused is NotProcessed, and P2P still does not have it.
-            self._finish(record, Action.REJECTED, request=request, error=(
-                "Basware did not process this identical re-send of a record it rejected "
-                "before (it only processes changed records); fix the cause, then change the "
-                "record in the source so it is sent again"))
-            return
-        if item_status == "NotProcessed":
-            action = Action.UNCHANGED
-        else:
-            action = Action.UPDATED if record.known else Action.CREATED
+        action = Action.UPDATED if record.known else Action.CREATED
         self._finish(record, action, request=request,
                      error=f"warning: {warning}" if warning else None)
 
@@ -593,6 +728,23 @@ class Delivery:
             # The contract is the SCHEMA `audit replay` sends; only failures are replayed.
             schema=spec.contract if action in FAILURE else None,
         )
+
+
+def _items_by_code(status: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """A requestStatus entry's items by externalCode, across its systems."""
+    items: dict[str, list[dict[str, Any]]] = {}
+    for system in status.get("systems") or []:
+        for item in system.get("items") or []:
+            items.setdefault(str(item.get("externalCode")), []).append(item)
+    return items
+
+
+def _parse_stamp(value: Any) -> datetime | None:
+    try:
+        stamp = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
 
 
 def _errors_by_code(response: Any) -> dict[str, list[str]]:
