@@ -92,8 +92,11 @@ def assert_exactly_once_and_answered(sandbox: Sandbox,
         assert entry["batch"]["BatchStatus"] == "ReadyToPost"
         assert entry["VendorNumber"] == invoice["supplierCode"]
         assert entry["DocumentNumber"] == invoice["invoiceNumber"]
-        assert entry["DocumentType"] == ("CreditNote" if invoice["invoiceTypeCode"] == "381"
-                                         else "Invoice")
+        # The amounts give the sign (Basware's credit notes are negative), checked against the
+        # type code; Sage enters every document with positive totals.
+        credit = invoice["grossSum"] < 0
+        assert entry["DocumentType"] == ("CreditNote" if credit else "Invoice")
+        assert credit == (invoice["invoiceTypeCode"] == "381")
         assert entry["DocumentTotalIncludingTax"] == pytest.approx(abs(invoice["grossSum"]))
         rows = invoice["codingRows"]
         assert len(entry["InvoiceDetails"]) == len(rows)
@@ -103,7 +106,9 @@ def assert_exactly_once_and_answered(sandbox: Sandbox,
                 assert detail["GLAccount"] == line["ExpenseAccount"]
             else:  # its own coding, separators removed
                 assert detail["GLAccount"] == row["accountCode"].replace("-", "")
-            assert detail["DistributedAmount"] == pytest.approx(abs(row["netTotal"]))
+            # Signed relative to the document: a credit note's lines are negated with it.
+            assert detail["DistributedAmount"] == pytest.approx(
+                -row["netTotal"] if credit else row["netTotal"])
 
         assert answered["processingStatus"] == "Transferred", invoice_id
         assert last["success"] is True

@@ -67,7 +67,7 @@ class Ready:
 
 
 def _money(value: Any) -> float:
-    return float(round(value, 2))
+    return float(round(value, 2)) + 0.0  # + 0.0: a zero line of a credit note is 0.0, not -0.0
 
 
 def _day(value: date) -> str:
@@ -189,7 +189,7 @@ class BatchWriter:
                 raise RuntimeError(f"Sage 300 created batch {number} in {self.sage.company} "
                                    f"but its answer lacks invoice {invoice.source_id}")
             self.run.created(invoice.source_id, ref, ready.prepared.payload,
-                             invoice.document_number)
+                             invoice.document_number, note=invoice.type_note)
             self.finished(ready.prepared)
         self.logger.info("Created AP invoice batch %s in %s with %d invoice(s), ready to post",
                          number, self.sage.company, len(invoices))

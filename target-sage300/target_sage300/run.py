@@ -193,9 +193,13 @@ class InvoiceRun:
                      **fields)
 
     def created(self, source_id: str, ref: DocumentRef, payload: Any, document: str,
-                message: str | None = None) -> Outcome:
+                message: str | None = None, note: str | None = None) -> Outcome:
+        """``note``: how the document type was decided, when the amounts decided it (told to
+        the source with the outcome: "...; a credit note: type code '380' (an invoice) with
+        negative amounts")."""
+        message = message or created_message(ref)
         outcome = Outcome(source_id, ref.company, Action.CREATED,
-                          message or created_message(ref), ref.batch, ref.entry)
+                          f"{message}; {note}" if note else message, ref.batch, ref.entry)
         self._settle(outcome, self._entry(
             source_id, Action.CREATED, payload, ref.company, target_key=ref.target_key,
             sage_batch=str(ref.batch), sage_entry=str(ref.entry), sage_document=document))

@@ -1,6 +1,8 @@
 """The ap_invoices sink: contract check per record, then Sage 300 AP invoice batches.
 
-hotglue's split: :meth:`preprocess_record` checks the contract with no I/O;
+hotglue's split: :meth:`preprocess_record` maps and checks the contract with no I/O (line
+renames, type code, signs: ``contract.py``), so a record that cannot be mapped is rejected
+alone with its field;
 :meth:`process_batch` does the lookups (cached for the run), the exactly-once check and the
 writes, recording one outcome per invoice.
 """
@@ -16,7 +18,15 @@ from ml_connector_core.ledger import to_jsonable
 from .batches import BatchWriter, Prepared, Ready
 from .client import CompanyNotFound, DocumentRef, SageCompany
 from .coding import Rejected, code_invoice
-from .contract import STREAM, APInvoice, ContractViolation, parse_invoice, source_id_of
+from .contract import (
+    MAX_REPORTED,
+    STREAM,
+    APInvoice,
+    ContractViolation,
+    parse_invoice,
+    source_id_of,
+)
+from .mapping import MappingFailed
 
 if TYPE_CHECKING:
     from .target import TargetSage300
@@ -56,11 +66,17 @@ class APInvoicesSink(BatchSink):
     def preprocess_record(self, record: dict, context: dict) -> dict:
         """Check the contract (no I/O); the outcome is settled in process_batch."""
         seq, number = self.target.next_record_number()
-        try:
-            invoice: APInvoice | None = parse_invoice(record)
-            violation = None
-        except ContractViolation as exc:
-            invoice, violation = None, str(exc)
+        contract = self.target.contract
+        invoice: APInvoice | None = None
+        if isinstance(record, MappingFailed):
+            violation = "; ".join(
+                f"field {contract.label(name)}: the stream map expression failed on this "
+                f"record ({why})" for name, why in record.failures[:MAX_REPORTED])
+        else:
+            try:
+                invoice, violation = parse_invoice(record, contract), None
+            except ContractViolation as exc:
+                violation = str(exc)
         prepared = Prepared(seq=seq, number=number, payload=_jsonable(record),
                             source_id=source_id_of(record), invoice=invoice,
                             violation=violation)

@@ -16,12 +16,14 @@ import math
 from typing import Any
 
 from singer_sdk import typing as th
+from singer_sdk.exceptions import ConfigValidationError
 from singer_sdk.mapper import RemoveRecordTransform
 from singer_sdk.sinks import RecordSink, Sink
 from singer_sdk.target_base import Target
 
 from ml_connector_core.outcome_handover import with_run
 from ml_connector_core.redaction import install_log_redaction
+from ml_connector_core.run_files import PrivateConfigFiles
 from ml_connector_core.run_summary import RunCounts
 from ml_connector_core.sage300_api import Sage300Error
 from ml_connector_core.sage300_fields import Finding, install_report
@@ -40,7 +42,14 @@ from ml_connector_core.settings import (
     warn_if_sage300_tls_off,
 )
 
-from .contract import STREAM
+from .contract import (
+    DEFAULT_TYPE_CODES,
+    STREAM,
+    ContractSettings,
+    settings_problems,
+    source_fields_of,
+)
+from .mapping import guard
 from .run import WRITE_TIMEOUT, InvoiceRun, check_install
 from .sage_fields import field_uses
 from .sinks import APInvoicesSink
@@ -58,7 +67,7 @@ class DroppedStreamSink(RecordSink):
         return None
 
 
-class TargetSage300(Target):
+class TargetSage300(PrivateConfigFiles, Target):
     """Creates Sage 300 AP invoice batches (ready to post) from the ap_invoices stream."""
 
     name = "target-sage300"
@@ -82,6 +91,22 @@ class TargetSage300(Target):
                     description="GL account of a line without PO -> Sage 300 account "
                                 "(unformatted or formatted), e.g. {\"6300\": \"6300-100\"}. "
                                 "Unlisted codes are used as they are."),
+        th.Property("line_fields", th.ObjectType(additional_properties=th.StringType),
+                    default={},
+                    description="How the source's invoice lines name the contract's line "
+                                "fields: {\"<contract line field>\": \"<the source's field>\"}, "
+                                "e.g. for Basware coding rows {\"amount\": \"netTotal\", "
+                                "\"gl_account\": \"accountCode\"}; the lines' other fields "
+                                "are ignored. Empty: the lines carry the contract's names. "
+                                "Lines are renamed here, not in stream maps: a list built in a "
+                                "stream map stops the whole run on one bad row."),
+        th.Property("document_type_codes", th.ObjectType(additional_properties=th.StringType),
+                    default=dict(DEFAULT_TYPE_CODES),
+                    description="The source's document type code (document_type_code) -> "
+                                "invoice, credit_note or debit_note (UN/CEFACT by default: 380 "
+                                "invoice, 381 credit note, 383 debit note). Negative amounts "
+                                "are a credit note whatever the code; a code not listed, or "
+                                "none, lets the amounts decide (invoice when positive)."),
         th.Property("batch_size", th.IntegerType, default=50,
                     description="Most invoices per AP invoice batch (batches are per company "
                                 "and run)."),
@@ -110,6 +135,17 @@ class TargetSage300(Target):
         self._last_written: dict[str, Any] | None = None
         self.unfinished: set[int] = set()  # prepared records without an outcome yet
         warn_if_sage300_tls_off(self.config, self.logger)
+        line_fields = self.config.get("line_fields") or {}
+        type_codes = self.config.get("document_type_codes")
+        type_codes = dict(DEFAULT_TYPE_CODES) if type_codes is None else type_codes
+        problems = settings_problems(line_fields, type_codes)
+        if problems:
+            raise ConfigValidationError("target-sage300 settings: " + "; ".join(problems),
+                                        errors=problems)
+        self.contract = ContractSettings(
+            line_fields=dict(line_fields),
+            type_codes={str(code).strip(): kind for code, kind in type_codes.items()},
+            source_fields=source_fields_of(self.config.get("stream_maps")))
 
     # -- settings ----------------------------------------------------------------------------
 
@@ -145,6 +181,10 @@ class TargetSage300(Target):
 
     def _process_record_message(self, message_dict: dict) -> None:
         maps = self.mapper.stream_maps.get(message_dict.get("stream")) or []
+        if maps and maps[0].stream_alias == STREAM:
+            # A map expression that fails on this record rejects it alone (mapping.py); the
+            # maps are rebuilt with every new SCHEMA, so they are checked at each record.
+            guard(maps, self.config.get("stream_maps"))
         if not isinstance(message_dict.get("record"), dict) and maps \
                 and maps[0].stream_alias == STREAM:
             # Not a JSON object: the stream maps cannot look inside it (the SDK would stop the

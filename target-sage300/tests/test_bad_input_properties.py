@@ -2,12 +2,14 @@
 
 test_contract_properties.py shows the contract check never crashes on any value. This module
 pushes whole runs through the real target against the Sage 300 simulator over HTTP: a mix of
-good invoices (non-ASCII text, document numbers with characters that mean something in OData
-and URLs: parentheses, `+`, `*`, `$`, `,`, `;`, `=`, `@`, blanks, `eq`/`or`) and bad ones of
-every kind: a missing field, a wrong type, a huge string, a control character, NaN/Infinity,
-a negative or absurd amount, quotes, slashes or `%` in a key, an unknown or inactive vendor,
-an unknown or inactive GL account, a PO line coded to an inactive account, another currency,
-an unknown company, a source id or a vendor document number twice in the run.
+good invoices (credit notes with either sign, negative invoices, discount and zero-amount
+lines, each checked in Sage by document type, total and line amounts; non-ASCII text;
+document numbers with characters that mean something in OData and URLs: parentheses, `+`,
+`*`, `$`, `,`, `;`, `=`, `@`, blanks, `eq`/`or`) and bad ones of every kind: a missing field,
+a wrong type, a huge string, a control character, NaN/Infinity, an absurd amount, totals
+whose signs disagree, quotes, slashes or `%` in a key, an unknown or inactive vendor, an
+unknown or inactive GL account, a PO line coded to an inactive account, another currency, an
+unknown company, a source id or a vendor document number twice in the run.
 
 What must hold, judged by the simulator's state, the ledger and the log:
 - the run does not fail;
@@ -60,6 +62,8 @@ class Expected:
     rejected_because: str | None = None
     answerable: bool = True  # its source_id is a usable key (an outcome goes upstream)
     repeated: bool = False  # the same invoice twice in the run: the second is rejected
+    # Good records: (DocumentType, DocumentTotalIncludingTax, DistributedAmounts) in Sage.
+    sage: tuple[str, float, list[float]] = ("Invoice", 105.0, [100.0])
 
     @property
     def source_id(self) -> Any:
@@ -105,16 +109,32 @@ VIOLATIONS: list[tuple[dict[str, Any], str]] = [
         {"amount": 1e13, "gl_account": "6300-100"}]}, "field net_total:"),
     ({"gross_total": 999.0}, "field gross_total:"),  # totals that do not add up
     ({"vendor_numbr": "1200"}, "field vendor_numbr:"),  # a misspelled field
+    # Totals of one sign with a tax of the other; totals of two signs.
+    ({"net_total": -100.0, "gross_total": -95.0, "lines": [
+        {"amount": -100.0, "gl_account": "6300-100"}]}, "field tax_total:"),
+    ({"net_total": -10.0, "tax_total": 30.0, "gross_total": 20.0, "lines": [
+        {"amount": -10.0, "gl_account": "6300-100"}]}, "field net_total:"),
 ]
-REQUIRED = ["company", "vendor_number", "document_number", "document_type", "document_date",
-            "currency", "net_total", "gross_total", "lines"]
+REQUIRED = ["company", "vendor_number", "document_number", "document_date", "currency",
+            "net_total", "gross_total", "lines"]
+# Signed documents that Sage takes: (type code, net, tax, line amounts, what Sage holds).
+SIGNED: list[tuple[str | None, float, float, list[float], tuple[str, float, list[float]]]] = [
+    ("381", -80.0, -4.0, [-80.0], ("CreditNote", 84.0, [80.0])),  # Basware's credit note
+    ("381", 80.0, 4.0, [80.0], ("CreditNote", 84.0, [80.0])),  # UN/CEFACT's credit note
+    ("380", -100.0, -5.0, [-100.0], ("CreditNote", 105.0, [100.0])),  # a negative invoice
+    ("380", 250.0, 12.5, [300.0, -50.0], ("Invoice", 262.5, [300.0, -50.0])),  # a discount
+    ("380", 100.0, 5.0, [100.0, 0.0], ("Invoice", 105.0, [100.0, 0.0])),  # a zero line
+    ("383", 60.0, 3.0, [60.0], ("DebitNote", 63.0, [60.0])),
+    (None, -40.0, 0.0, [-50.0, 10.0], ("CreditNote", 40.0, [50.0, -10.0])),  # no code
+]
 
 
 @st.composite
 def cases(draw: st.DrawFn) -> Any:
     """One good or bad invoice (two for a repeat), as a function of (plan, n)."""
     kind = draw(st.sampled_from([
-        "good_query_characters", "good_non_ascii", "good_po", "missing", "violation", "huge",
+        "good_query_characters", "good_non_ascii", "good_po", "good_signed", "missing",
+        "violation", "huge",
         "control", "bad_key", "no_source_id", "unknown_vendor", "inactive_vendor",
         "unknown_account", "inactive_account", "inactive_po_account", "unknown_po",
         "other_currency", "unknown_company", "repeated_source_id", "repeated_document",
@@ -138,6 +158,13 @@ def cases(draw: st.DrawFn) -> Any:
             return [Expected(record)]
         if kind == "good_po":
             return [Expected(_po_invoice(plan, n, 1000 if which % 2 else 2000))]
+        if kind == "good_signed":
+            code, net, tax, amounts, sage = SIGNED[which % len(SIGNED)]
+            del record["document_type"]
+            record.update(document_type_code=code, net_total=net, tax_total=tax,
+                          gross_total=net + tax,
+                          lines=[{"amount": a, "gl_account": "6300-100"} for a in amounts])
+            return [Expected(record, sage=sage)]
         if kind == "missing":
             name = REQUIRED[which % len(REQUIRED)]
             del record[name]
@@ -236,7 +263,7 @@ def sandbox(fresh_sandbox: Sandbox) -> Sandbox:
     return fresh_sandbox
 
 
-@settings(max_examples=20, deadline=None,
+@settings(max_examples=40, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(plan=runs())
 def test_bad_invoices_are_rejected_alone_and_good_ones_arrive(
@@ -258,6 +285,10 @@ def test_bad_invoices_are_rejected_alone_and_good_ones_arrive(
         assert [e["DocumentNumber"] for e in found] == [
             expected.record["document_number"].strip()], expected
         assert found[0]["InvoiceDescription"] == expected.record["description"][:60]
+        document_type, total, amounts = expected.sage
+        assert found[0]["DocumentType"] == document_type, expected
+        assert found[0]["DocumentTotalIncludingTax"] == total, expected
+        assert [d["DistributedAmount"] for d in found[0]["InvoiceDetails"]] == amounts
         assert run.outcomes[expected.source_id]["success"] is True
     for expected in plan.bad():
         if expected.answerable and not expected.repeated:
