@@ -17,7 +17,8 @@ paymentTerms, matchingOrders or matchingOrderLines):
   ``GET /_s3/exports/{key}?X-Amz-...``), ``POST /v1/accountingDocuments/{id}/acknowledge``,
   ``POST /v1/accountingDocuments/{id}/transferResponses``
 - ``GET|POST|DELETE /v1/subscriptions``, ``GET /v1/tasks``, ``GET /v1/tasks/{taskId}``
-- admin: ``POST /_sandbox/invoices`` (new approved invoice, notifies webhooks),
+- admin: ``POST /_sandbox/invoices`` (new approved invoice, notifies webhooks; ``_set`` and
+  ``_remove`` make bad data for bad-input tests),
   ``POST /_sandbox/invoices/{invoiceId}/retransfer`` (TransferFailed -> WaitingForTransfer),
   plus the generic ``/_sandbox/`` endpoints of :class:`~.http.SimulatorServer`.
 

@@ -306,6 +306,8 @@ def _apply_transfer(invoice: dict[str, Any], response: dict[str, Any], stamp: st
 
 _FIXED_FIELDS = {"companyCode", "supplierCode", "orderNumber", "invoiceId", "processingStatus",
                  "transferResponses", "lastUpdated"}
+_QUEUE_FIELDS = {"invoiceId", "companyCode", "processingStatus", "transferResponses",
+                 "lastUpdated"}
 
 
 def create_invoice(sim: BaswareSimulator, tenant: Tenant, body: dict[str, Any]) -> dict:
@@ -314,6 +316,11 @@ def create_invoice(sim: BaswareSimulator, tenant: Tenant, body: dict[str, Any]) 
     ``companyCode`` (default US01), ``supplierCode`` and ``orderNumber`` pick what it is for;
     with an ``orderNumber`` it is matched line by line to that Sage PO. Any other field given
     overrides the generated value. The same seed and call sequence give the same invoices.
+
+    For data a P2P user should not be able to make (tests of bad input): ``_set`` overrides
+    any field with any JSON value after generation (``supplierCode`` too) and ``_remove``
+    lists fields to leave out; the queue's own fields (``invoiceId``, ``companyCode``,
+    ``processingStatus``, ``lastUpdated``, ``transferResponses``) stay the simulator's.
     """
     dataset = sim.dataset
     company = next((c for c in dataset.companies
@@ -339,7 +346,16 @@ def create_invoice(sim: BaswareSimulator, tenant: Tenant, body: dict[str, Any]) 
         vendor = _vendor(vendors, body.get("supplierCode") or active[0]["VendorNumber"])
         row = _coding_row(rng, "6300-100", EXPENSES["6300"], "100", round(rng.uniform(80, 2500), 2))
         invoice = _invoice(rng, company, vendor, [row], [])
-    invoice.update({k: v for k, v in body.items() if k not in _FIXED_FIELDS})
+    raw = body.get("_set") or {}
+    remove = body.get("_remove") or []
+    if not isinstance(raw, dict) or not isinstance(remove, list):
+        raise ValueError("_set must be an object and _remove a list of field names")
+    invoice.update({k: v for k, v in body.items()
+                    if k not in _FIXED_FIELDS and k not in ("_set", "_remove")})
+    invoice.update({k: v for k, v in raw.items() if k not in _QUEUE_FIELDS})
+    for name in remove:
+        if name not in _QUEUE_FIELDS:
+            invoice.pop(name, None)
     invoice["lastUpdated"] = sim.clock.stamp()
     tenant.invoices[invoice["invoiceId"]] = invoice
     tenant.invoice_index.add(invoice)

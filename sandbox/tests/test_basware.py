@@ -942,6 +942,25 @@ def test_admin_creates_deterministic_po_matched_invoices(bw: Bw, server: Simulat
     assert non_po["companyCode"] == "CA01" and non_po["orderNumbers"] == []
 
 
+def test_admin_makes_bad_invoices_for_bad_input_tests(bw: Bw) -> None:
+    """_set writes any JSON value into any field (supplierCode too), _remove leaves fields
+    out; the queue's own fields stay the simulator's, and the invoice is in the queue as is."""
+    created = requests.post(f"{bw.admin}/invoices", json={
+        "_set": {"netSum": "125.00", "codingRows": [None], "supplierCode": ["1200"],
+                 "invoiceId": "mine", "processingStatus": "Transferred"},
+        "_remove": ["grossSum", "companyCode"]}, timeout=10)
+    assert created.status_code == 201, created.text
+    invoice = created.json()
+    assert invoice["netSum"] == "125.00" and invoice["codingRows"] == [None]
+    assert invoice["supplierCode"] == ["1200"] and "grossSum" not in invoice
+    assert invoice["invoiceId"] != "mine" and invoice["companyCode"] == "US01"
+    assert invoice["processingStatus"] == "WaitingForTransfer"
+    listed = {d["invoiceId"]: d for d in waiting_invoices(bw)}
+    assert listed[invoice["invoiceId"]]["netSum"] == "125.00"
+    assert requests.post(f"{bw.admin}/invoices", json={"_remove": "grossSum"},
+                         timeout=10).status_code == 400
+
+
 def _invoice(server: SimulatorServer, invoice_id: str) -> dict[str, Any]:
     state = requests.get(f"{server.base_url}/_sandbox/state", timeout=10).json()
     invoices = state["tenants"][CID]["invoices"]
