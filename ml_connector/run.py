@@ -51,6 +51,7 @@ from ml_connector.project_config import (
     project_from_args,
 )
 from ml_connector_core.redaction import Redactor
+from ml_connector_core.run_files import RUN_FOLDER, make_private, remove_stale_config_files
 
 #: A live Meltano run writes its heartbeat every second; this much silence means it is dead
 #: (Meltano itself waits 5 minutes, for runs it cannot know are dead).
@@ -337,7 +338,20 @@ class JobRun:
         skipped = self._clear_records(runs, state_ids, previous)
         if skipped:
             return 0
+        self._private_run_files(runs.sys_dir)
         return self._run_meltano(lock, run_id)
+
+    def _private_run_files(self, sys_dir: Path) -> None:
+        """Before Meltano writes the plugins' configuration (secrets included) under
+        `<system dir>/run/`: the folder its owner's only, and the configuration files killed
+        runs left there removed, when no Meltano process of the system directory is alive
+        (ml_connector_core.run_files; docs/decisions.md, "Secrets at rest")."""
+        run_folder = sys_dir / RUN_FOLDER
+        make_private(run_folder, create=True)
+        removed = remove_stale_config_files(sys_dir)
+        if removed:
+            self.say(f"removed {len(removed)} plugin configuration file(s) that killed runs "
+                     f"left in {run_folder}")
 
     def _clear_records(self, runs: MeltanoRuns, state_ids: list[str],
                        previous: Holder | None) -> bool:

@@ -30,6 +30,7 @@ from ml_connector_core.outcome_handover import (
     pending_runs,
 )
 from ml_connector_core.redaction import Redactor, install_log_redaction
+from ml_connector_core.run_files import PrivateConfigFiles
 from ml_connector_core.settings import (
     SOURCE_SYSTEM,
     basware_client,
@@ -50,7 +51,7 @@ class LedgerMismatch(RuntimeError):
     """The state names target-sage300 runs this tap's ledger does not hold."""
 
 
-class TapBasware(Tap):
+class TapBasware(PrivateConfigFiles, Tap):
     """Basware's approved-invoice queue with coding rows, vendors and request statuses."""
 
     name = PLUGIN

@@ -16,6 +16,7 @@ from singer_sdk import typing as th
 
 from ml_connector_core.httppolicy import HttpSession, RetryPolicy
 from ml_connector_core.redaction import Redactor, install_log_redaction
+from ml_connector_core.run_files import PrivateConfigFiles
 from ml_connector_core.sage300_api import Sage300Auth
 from ml_connector_core.sage300_fields import (
     FieldNames,
@@ -60,7 +61,7 @@ STREAM_TYPES: list[type[streams.Sage300Stream]] = [
 ]
 
 
-class TapSage300(Tap):
+class TapSage300(PrivateConfigFiles, Tap):
     """Sage 300 Web API (on-premises, OData v4) for every configured company: vendors,
     purchase orders and their lines (with GL account and cost center), GL accounts, cost
     centers, payment terms, customers and AP invoice batches."""

@@ -24,6 +24,7 @@ from ml_connector_core.basware_api import BaswareClient
 from ml_connector_core.dryrun import ledger_class
 from ml_connector_core.ledger import to_jsonable
 from ml_connector_core.redaction import Redactor, install_log_redaction
+from ml_connector_core.run_files import PrivateConfigFiles
 from ml_connector_core.settings import (
     basware_client,
     basware_connection_properties,
@@ -53,7 +54,7 @@ class UnknownStreamError(Exception):
     """A stream target-basware has no contract for: never dropped silently."""
 
 
-class TargetBasware(Target):
+class TargetBasware(PrivateConfigFiles, Target):
     """Upserts vendors, GL accounts, cost centers, payment terms and matching orders."""
 
     name = "target-basware"
