@@ -10,8 +10,10 @@ Shared by the root e2e tests (put on sys.path by tests/conftest.py) and `bench/s
   one in its own process group so it can be SIGKILLed whole.
 - :func:`snapshot` reduces both simulators' `/_sandbox/state` to what the pipelines are
   answerable for, without volatile fields (timestamps, request ids, batch and entry numbers),
-  so a run under faults can be compared with a fault-free run of the same data seed.
-  :func:`duplicates`, :func:`missing` and :func:`differences` say how two snapshots differ.
+  and, given the project's ledger, each record's latest outcome there, so a run under faults
+  can be compared with a fault-free run of the same data seed. :func:`duplicates`,
+  :func:`missing` and :func:`differences` say how two snapshots differ;
+  :func:`hidden_rejections` names records Basware refused that the ledger calls delivered.
 - :func:`chaos_faults` is the per-seed fault configuration of each simulator.
 """
 
@@ -36,6 +38,7 @@ from typing import Any
 import requests
 
 from ml_connector_core.httppolicy import DEFAULT_MAX_TRIES
+from ml_connector_core.ledger import FAILURE, Action, normalize_cause
 from mlc_sandbox.data import BASWARE_CLIENT_ID, SAGE_PASSWORD, SAGE_USER
 from mlc_sandbox.serve import Sandbox
 
@@ -374,6 +377,14 @@ def chaos_faults(seed: int, profile: str = "default"
 
 # -- snapshots ---------------------------------------------------------------------------------
 
+#: Which plugins' ledger entries each job writes (Snapshot.only).
+JOB_PLUGINS = {"master-data": ("tap-sage300", "target-basware"),
+               "invoices": ("tap-basware", "target-sage300")}
+#: target-basware's stream for each Basware entity type.
+ENTITY_STREAMS = {"Vendor": "vendors", "Account": "accounts", "CostCenter": "cost_centers",
+                  "PaymentTerm": "payment_terms", "MatchingOrder": "matching_orders",
+                  "MatchingOrderLine": "matching_order_lines"}
+
 # Fields that change from run to run whatever the connector does.
 _VOLATILE = frozenset({"lastUpdated", "DateLastMaintained", "requestId", "LastMaintained"})
 
@@ -401,6 +412,11 @@ class Snapshot:
       batch status; batch and entry numbers are left out (they depend on run history).
     - ``invoices``: Basware invoice id -> processing status and transfer responses, each
       response's voucher numbers replaced by the Sage entry they name (its key and BWINVID).
+    - ``outcomes`` (when the snapshot was given the ledger): (plugin, stream, key) -> the
+      key's latest outcome in the ledger, as (action, cause: the error's first line with
+      numbers and ids collapsed, for failures only). target-basware's keys are Basware's
+      externalCodes, as in ``master_status``. Only failures are compared (:func:`rejections`):
+      whether a delivered record reads created, updated or unchanged depends on run history.
     """
 
     master_data: dict[str, dict[str, Any]]
@@ -408,20 +424,25 @@ class Snapshot:
     p2p: dict[str, int]
     ap_invoices: dict[tuple[str, str, str], list[dict[str, Any]]]
     invoices: dict[str, dict[str, Any]]
+    outcomes: dict[tuple[str, str, str], tuple[str, str | None]] = field(default_factory=dict)
 
     def only(self, jobs: tuple[str, ...]) -> Snapshot:
         """The parts the given jobs write (the jobs are independent of each other)."""
         master, invoices = "master-data" in jobs, "invoices" in jobs
+        plugins = {plugin for job in jobs for plugin in JOB_PLUGINS.get(job, ())}
         return Snapshot(self.master_data if master else {},
                         self.master_status if master else {}, self.p2p if master else {},
                         self.ap_invoices if invoices else {},
-                        self.invoices if invoices else {})
+                        self.invoices if invoices else {},
+                        {k: v for k, v in self.outcomes.items() if k[0] in plugins})
 
     def counts(self) -> dict[str, int]:
         return {**{f"basware {k}": len(v) for k, v in sorted(self.master_data.items())},
+                "basware refused": sum(s == "Error" for s in self.master_status.values()),
                 "sage ap invoices": sum(len(v) for v in self.ap_invoices.values()),
                 "basware invoices answered": sum(1 for i in self.invoices.values()
-                                                 if i["responses"])}
+                                                 if i["responses"]),
+                "ledger failures": len(rejections(self))}
 
 
 def canonical_message(message: str) -> str:
@@ -433,7 +454,9 @@ def canonical_message(message: str) -> str:
                   r"Created in \1 (ready to post)", message)
 
 
-def snapshot(sandbox: Sandbox) -> Snapshot:
+def snapshot(sandbox: Sandbox, ledger_url: str | None = None) -> Snapshot:
+    """Both simulators' end state and, with `ledger_url`, each record's latest outcome in the
+    ledger (compare two snapshots taken the same way)."""
     basware = basware_tenant(sandbox)
     sage = sandbox_get(sandbox.sage300.base_url, "state")["companies"]
 
@@ -488,7 +511,52 @@ def snapshot(sandbox: Sandbox) -> Snapshot:
                               "sage_entry": named})
         invoices[invoice["invoiceId"]] = {"status": invoice["processingStatus"],
                                           "responses": responses}
-    return Snapshot(master_data, master_status, dict(basware["p2p"]), ap_invoices, invoices)
+    return Snapshot(master_data, master_status, dict(basware["p2p"]), ap_invoices, invoices,
+                    ledger_outcomes(ledger_url) if ledger_url else {})
+
+
+def ledger_outcomes(ledger_url: str) -> dict[tuple[str, str, str], tuple[str, str | None]]:
+    """(plugin, stream, key) -> (latest outcome, its cause if a failure), for every key with an
+    outcome (a `read` is not one). target-basware's keys are externalCodes (the target key)."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(ledger_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text(
+                "SELECT plugin, stream, source_key, target_key, action, error "
+                "FROM ledger_entries WHERE id IN (SELECT max(id) FROM ledger_entries "
+                "WHERE action != 'read' GROUP BY plugin, stream, source_key, system)")).all()
+    finally:
+        engine.dispose()
+    found: dict[tuple[str, str, str], tuple[str, str | None]] = {}
+    for plugin, stream, source_key, target_key, action, error in rows:
+        key = target_key if plugin == "target-basware" and target_key else source_key
+        failed = Action(action) in FAILURE
+        found[(plugin, stream, key)] = (action, normalize_cause(error) if failed else None)
+    return found
+
+
+def rejections(snap: Snapshot) -> dict[tuple[str, str, str], tuple[str, str | None]]:
+    """The records whose latest ledger outcome is a failure (rejected or failed): what
+    `ml-connector audit failures` lists and `audit replay --failed` offers."""
+    return {key: outcome for key, outcome in snap.outcomes.items()
+            if Action(outcome[0]) in FAILURE}
+
+
+def hidden_rejections(snap: Snapshot) -> list[str]:
+    """Records Basware's P2P refused (their last effective import ended Error) that the
+    ledger does not call failed: no `audit failures`, no replay; the operator never learns."""
+    found = []
+    for (entity_type, code), status in sorted(snap.master_status.items()):
+        if status != "Error":
+            continue
+        outcome = snap.outcomes.get(("target-basware", ENTITY_STREAMS.get(entity_type, ""),
+                                     code))
+        if outcome is None or Action(outcome[0]) not in FAILURE:
+            found.append(f"Basware refused {entity_type} {code}; the ledger says "
+                         f"{outcome[0] if outcome else 'nothing'}")
+    return found
 
 
 def duplicates(snap: Snapshot) -> list[str]:
@@ -516,8 +584,11 @@ def missing(expected: Snapshot, actual: Snapshot) -> list[str]:
 
 
 def differences(expected: Snapshot, actual: Snapshot, limit: int = 20) -> list[str]:
-    """Every way `actual` differs from `expected` (duplicates and losses included), as text."""
+    """Every way `actual` differs from `expected` (duplicates, losses and hidden rejections
+    included), as text."""
     found = duplicates(actual) + missing(expected, actual)
+    if actual.outcomes:
+        found += hidden_rejections(actual)
     for endpoint in sorted(set(expected.master_data) | set(actual.master_data)):
         want, got = expected.master_data.get(endpoint, {}), actual.master_data.get(endpoint, {})
         found += [f"Basware {endpoint} {code} unexpected" for code in got if code not in want]
@@ -540,10 +611,22 @@ def differences(expected: Snapshot, actual: Snapshot, limit: int = 20) -> list[s
         want, got = expected.invoices.get(invoice_id), actual.invoices.get(invoice_id)
         if want != got:
             found.append(f"Basware invoice {invoice_id}: {got} instead of {want}")
+    failed_want, failed_got = rejections(expected), rejections(actual)
+    for key in sorted(set(failed_want) | set(failed_got)):
+        if failed_want.get(key) != failed_got.get(key):
+            found.append(f"ledger {' '.join(key)}: {_outcome(actual.outcomes.get(key))} "
+                         f"instead of {_outcome(expected.outcomes.get(key))}")
     unique = list(dict.fromkeys(found))
     if len(unique) > limit:
         unique = [*unique[:limit], f"... and {len(unique) - limit} more"]
     return unique
+
+
+def _outcome(outcome: tuple[str, str | None] | None) -> str:
+    if outcome is None:
+        return "no outcome"
+    action, cause = outcome
+    return f"{action} ({cause})" if cause else action
 
 
 def _diff(want: Any, got: Any) -> str:

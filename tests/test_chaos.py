@@ -10,7 +10,8 @@ transfer responses); and an outage long enough to exhaust the retry policy, so a
 and is run again. master-data, invoices and the answering invoices run are each repeated
 until they succeed (a scheduler would), and the simulators must then hold what the
 fault-free baseline holds: the same Basware records and import outcomes, the same AP invoices
-in Sage (none twice, none missing), every Basware invoice answered once.
+in Sage (none twice, none missing), every Basware invoice answered once, and the same
+failures in the ledger (every record Basware refused rejected there, none hidden).
 
 The sequence of faults is deterministic per seed; exactly which request meets which fault
 can vary slightly between runs (Basware's requestStatus polling depends on timing).
@@ -68,5 +69,5 @@ def test_chaos_ends_where_a_fault_free_run_ends(seed: int, fresh_sandbox: Sandbo
     assert any(not run.ok for run in project.runs), \
         [(run.name, run.returncode) for run in project.runs]
 
-    assert differences(baseline, snapshot(fresh_sandbox)) == []
+    assert differences(baseline, snapshot(fresh_sandbox, project.ledger_url)) == []
     assert secrets_in(outputs(project), planted_secrets(fresh_sandbox)) == []

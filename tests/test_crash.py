@@ -77,7 +77,7 @@ def test_master_data_killed_between_bulk_post_and_request_status(
 
     assert final.ok, final.output[-4000:]
     assert differences(baseline.only(("master-data",)),
-                       snapshot(fresh_sandbox).only(("master-data",))) == []
+                       snapshot(fresh_sandbox, project.ledger_url).only(("master-data",))) == []
 
 
 def test_invoices_killed_after_sage_create_and_after_a_transfer_response(
@@ -117,7 +117,7 @@ def test_invoices_killed_after_sage_create_and_after_a_transfer_response(
     assert "'already_answered': 1" in answer.output
 
     assert differences(baseline.only(("invoices",)),
-                       snapshot(sandbox).only(("invoices",))) == []
+                       snapshot(sandbox, project.ledger_url).only(("invoices",))) == []
     # The invoices of the killed run's batch are answered with that batch's number.
     killed_ids = {o["Value"] for e in killed_batch["Invoices"]
                   for o in e["InvoiceOptionalFields"] if o["OptionalField"] == "BWINVID"}
@@ -138,4 +138,4 @@ def test_killed_at_random_points(seed: int, fresh_sandbox: Sandbox, tmp_path: Pa
         project.run_killed_after(job, rng.randint(1, REQUESTS_PER_STEP[step]))
         project.run_until_success(job, max_attempts=3)
 
-    assert differences(baseline, snapshot(fresh_sandbox)) == []
+    assert differences(baseline, snapshot(fresh_sandbox, project.ledger_url)) == []

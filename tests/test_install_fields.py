@@ -83,7 +83,7 @@ def test_an_older_install_stops_both_jobs_before_they_write_until_its_names_are_
         assert run.ok, run.output[-4000:]
     assert "DistributionDescription in this install's $metadata. The connector goes on " \
            "without it" in project.runs[-1].output
-    assert differences(baseline, snapshot(fresh_sandbox)) == []
+    assert differences(baseline, snapshot(fresh_sandbox, project.ledger_url)) == []
     state = requests.get(f"{sage}/_sandbox/state", timeout=60).json()
     details = [detail for company in state["companies"].values()
                for batch in company["AP/APInvoiceBatches"] for entry in batch["Invoices"]

@@ -3,8 +3,10 @@ simulators on free ports. Needs `make test`'s set-up (`meltano install`).
 
 Checks the done-when of the master-data pipeline: every active Sage vendor, GL account, cost
 center, payment term and open PO line is in Basware with the right fields and requestStatus
-Success; inactive vendors arrive with active:false; one vendor changed in Sage means exactly
-one vendor re-posted; nothing changed means no POST at all.
+Success, but for the demo's records P2P refuses (mlc_sandbox.data.P2P_REFUSALS), which are
+rejected in the ledger with Basware's reason; inactive vendors arrive with active:false; one
+vendor changed in Sage means exactly one vendor re-posted; nothing changed means no POST at
+all.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import requests
 from e2e import Project, basware_tenant, request_log
 
 from ml_connector_core.ledger import Action, Ledger
-from mlc_sandbox.data import build_dataset
+from mlc_sandbox.data import P2P_REFUSALS, build_dataset
 from mlc_sandbox.serve import Sandbox
 
 COMPANY_CODES = {"SAMINC": "US01", "SAMLTD": "CA01"}
@@ -108,10 +110,27 @@ def test_master_data_pipeline(fresh_sandbox: Sandbox, project: Project) -> None:
                 assert coding["accountCode"] == f"{account[:4]}-{account[4:]}"
                 assert coding["costCenterCode"] == account[4:]
 
-    items = [item for entry in tenant["request_status"] for system in entry["systems"]
-             for item in system["items"]]
-    assert items and {item["status"] for item in items} == {"Success"}
+    items = {(entry["entityType"], item["externalCode"]): (
+        item["status"], [error["message"] for error in item["errors"]])
+        for entry in tenant["request_status"] for system in entry["systems"]
+        for item in system["items"]}
     assert len(items) == sum(len(by_code(tenant, e)) for e in tenant["master_data"])
+    # P2P took every record but the demo's refusals, and refused those with their reasons.
+    assert {key: item for key, item in items.items() if item[0] != "Success"} == {
+        key: ("Error", reasons) for key, reasons in P2P_REFUSALS.items()}
+    assert "5 rejected, 0 failed" in first.output
+
+    # Each refusal is rejected in the ledger with Basware's reason: `audit failures` lists
+    # it, `audit replay --failed` offers it.
+    streams = {"Vendor": "vendors", "MatchingOrder": "matching_orders",
+               "MatchingOrderLine": "matching_order_lines"}
+    with Ledger.open(project.ledger_url) as ledger:
+        failed = {(e.stream, e.target_key): (e.action, e.error)
+                  for e in ledger.replayable(failed_only=True).entries}
+        grouped = sum(group.keys for group in ledger.failures())
+    assert failed == {(streams[kind], code): (Action.REJECTED, "Basware: " + "; ".join(reasons))
+                      for (kind, code), reasons in P2P_REFUSALS.items()}
+    assert grouped == len(P2P_REFUSALS)
 
     # One key traces a record from its read in Sage to its outcome in Basware.
     with Ledger.open(project.ledger_url) as ledger:

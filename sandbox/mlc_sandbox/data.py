@@ -6,7 +6,8 @@ reference vendors, purchase orders and PO lines that really exist in Sage 300.
 - ``demo``: two companies (SAMINC, US warehouses; SAMLTD, Canada), tens of vendors each,
   hundreds of POs with lines, a GL chart whose second segment is the cost center (department),
   payment terms, and approved invoices in Basware: PO-matched, non-PO, a credit note and one
-  coded to a GL account Sage does not have.
+  coded to a GL account Sage does not have. A few SAMLTD records are ones Basware's P2P
+  refuses (see :data:`P2P_REFUSALS`).
 - ``large``: the demo plus 100,000 vendors and 20,000 open POs with 100,000 lines in SAMINC.
 - an integer N: the demo plus N vendors and N/5 POs with N lines in SAMINC.
 - ``invoices-N``: the demo plus N more approved invoices waiting in Basware's export queue,
@@ -138,7 +139,82 @@ def build_dataset(data: str = "demo", seed: int = 0) -> Dataset:
     if invoice_count:
         # Drawn after everything else, so the demo part is the same as in plain ``demo``.
         dataset.basware_invoices += _bulk_invoices(rng, dataset, invoice_count)
+    _add_p2p_refusals(dataset.sage["SAMLTD"])
     return dataset
+
+
+# -- records Basware's P2P refuses ---------------------------------------------------------
+#
+# Valid in Sage 300, refused by P2P when the connector imports them into Basware (the Basware
+# simulator's active currencies are USD and CAD; see basware_state's business rules). Added to
+# SAMLTD after every random draw, with no draw of their own, so the rest of the data (and
+# every invoice) is the same as without them; maintained long before the newest records, so
+# no incremental read's bookmark day re-reads them.
+FOREIGN_CURRENCY = "EUR"  # not active in the Basware tenant
+EUR_VENDOR = "1600"  # paid in EUR by wire transfer
+EUR_PO = "PO200161"  # the EUR vendor's open PO, in EUR, two lines
+LAPSED_TERMS = "N90"  # a terms code Sage no longer has (removed after vendors were set up)
+LAPSED_TERMS_VENDOR = "1610"  # still on those terms
+#: What P2P answers for each refused record, by Basware entity type and the connector's
+#: externalCode (<Sage company>-<Sage key>), in the simulator's words.
+P2P_REFUSALS: dict[tuple[str, str], list[str]] = {
+    ("Vendor", f"SAMLTD-{EUR_VENDOR}"): [f"Currency {FOREIGN_CURRENCY} is not active in P2P"],
+    ("Vendor", f"SAMLTD-{LAPSED_TERMS_VENDOR}"): [
+        f"Payment term {LAPSED_TERMS} does not exist for company CA01"],
+    ("MatchingOrder", f"SAMLTD-{EUR_PO}"): [
+        f"Supplier {EUR_VENDOR} does not exist for company CA01",
+        f"Currency {FOREIGN_CURRENCY} is not active in P2P"],
+    **{("MatchingOrderLine", f"SAMLTD-{EUR_PO}-{line}"): [
+        f"Matching order with externalCode SAMLTD-{EUR_PO} does not exist"]
+       for line in (1000, 2000)},
+}
+
+
+def _add_p2p_refusals(records: dict[str, list[dict[str, Any]]]) -> None:
+    maintained = sage_date(date(2025, 5, 20))
+    vendors = records["AP/APVendors"]
+    template = {
+        "GroupCode": "INV", "Status": "Active", "InactiveDate": None, "OnHold": "NotOnHold",
+        "DateLastMaintained": maintained, "StartDate": sage_date(date(2021, 3, 1)),
+        "AddressLine2": "", "City": "Toronto", "StateProvince": "ON", "ZipPostalCode": "M5H 2N2",
+        "Country": "Canada", "CurrencyCode": "CAD", "AccountSet": "CAN", "TaxGroup": "BCTAX",
+        "DuplicateAmountCode": "None", "DuplicateDateCode": "None",
+    }
+    vendors.append({
+        **template, "VendorNumber": EUR_VENDOR, "ShortName": "RHEINLAND",
+        "VendorName": "Rheinland Industrietechnik GmbH", "AddressLine1": "200 Bay St, Suite 1400",
+        "ContactName": "Jonas Becker", "PhoneNumber": "4165550190",
+        "Email": f"ap@rheinland{EUR_VENDOR}.example.com", "CurrencyCode": FOREIGN_CURRENCY,
+        "PaymentCode": "WIRE", "Terms": "N30", "TaxRegistrationCode1": "812345670",
+    })
+    vendors.append({
+        **template, "VendorNumber": LAPSED_TERMS_VENDOR, "ShortName": "LAKESHORE",
+        "VendorName": "Lakeshore Pallet Recovery Ltd.", "AddressLine1": "88 Commissioners St",
+        "ContactName": "Dana Fox", "PhoneNumber": "4165550127",
+        "Email": f"ap@lakeshore{LAPSED_TERMS_VENDOR}.example.com", "Terms": LAPSED_TERMS,
+        "TaxRegistrationCode1": "823456781",
+    })
+    orders = records["PO/POPurchaseOrders"]
+    sequence = orders[-1]["PurchaseOrderSequenceKey"] + 1
+    lines = [{
+        "PurchaseOrderSequenceKey": sequence, "LineNumber": number, "ItemNumber": item,
+        "ItemDescription": description, "Location": "EAST", "UnitOfMeasure": "Each",
+        "QuantityOrdered": quantity, "QuantityReceived": 0, "UnitCost": cost,
+        "ExtendedCost": round(quantity * cost, 2), "ExpenseAccount": "6300200",
+        "Completed": "No",
+    } for number, item, description, quantity, cost in (
+        (1000, "HY-5120", "Hydraulic hose 3/8in", 20, 38.5),
+        (2000, "FS-6001", "Hex bolt M10, box", 50, 12.8))]
+    ordered = date(2025, 9, 3)
+    orders.append({
+        "PurchaseOrderSequenceKey": sequence, "PurchaseOrderNumber": EUR_PO,
+        "Vendor": EUR_VENDOR, "VendorName": vendors[-2]["VendorName"],
+        "PurchaseOrderDate": sage_date(ordered), "DateLastMaintained": sage_date(ordered),
+        "Description": f"Spare parts {EUR_PO}", "Reference": f"REQ-{sequence}",
+        "CurrencyCode": FOREIGN_CURRENCY, "TermsCode": "N30", "Completed": "No",
+        "ExtendedCostTotal": round(sum(line["ExtendedCost"] for line in lines), 2),
+        "PurchaseOrderLines": lines,
+    })
 
 
 def _day(rng: random.Random, start: date = date(2025, 6, 1), span: int = 500) -> date:
