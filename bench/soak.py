@@ -10,10 +10,12 @@ requests. The end state is compared with a fault-free run of the same data.
 
 One line per seed and profile: runs needed per step, requests made, fault responses seen
 (each one a retry, a re-read or a failed run for the connector), token expiries (401s),
-duplicates, records lost, other differences from the fault-free end state, and files or logs
-holding a planted secret (run logs, Meltano state, the ledger, both request logs). Exits 1
-if any seed has a duplicate, a loss, a difference, a secret, or a step that did not succeed
-within --max-attempts runs.
+duplicates, records lost, hidden rejections (a record Basware's P2P refused that the ledger
+does not call failed, so `audit failures` and replay never show it; the demo data holds
+records P2P refuses), other differences from the fault-free end state (the ledger's failures
+included), and files or logs holding a planted secret (run logs, Meltano state, the ledger,
+both request logs). Exits 1 if any seed has a duplicate, a loss, a hidden rejection, a
+difference, a secret, or a step that did not succeed within --max-attempts runs.
 
     .venv/bin/python bench/soak.py --seeds 50 --start-seed 1 --rates default
     .venv/bin/python bench/soak.py --seeds 10 --rates light,heavy --kills
@@ -48,6 +50,7 @@ from e2e import (  # noqa: E402  (the shared e2e harness)
     chaos_faults,
     differences,
     duplicates,
+    hidden_rejections,
     injected_faults,
     missing,
     outputs,
@@ -73,14 +76,16 @@ class SeedResult:
     token_expiries: int = 0
     duplicates: list[str] = field(default_factory=list)
     lost: list[str] = field(default_factory=list)
-    other: list[str] = field(default_factory=list)  # differences beyond dups and losses
+    hidden: list[str] = field(default_factory=list)  # refused by Basware, not failed in the ledger
+    other: list[str] = field(default_factory=list)  # differences beyond the above
     secrets: list[str] = field(default_factory=list)
     error: str = ""  # a step that never succeeded
     seconds: float = 0.0
 
     @property
     def ok(self) -> bool:
-        return not (self.duplicates or self.lost or self.other or self.secrets or self.error)
+        return not (self.duplicates or self.lost or self.hidden or self.other or self.secrets
+                    or self.error)
 
 
 def baseline_of(sandbox: Sandbox, data_seed: int, workdir: Path) -> Snapshot:
@@ -91,7 +96,7 @@ def baseline_of(sandbox: Sandbox, data_seed: int, workdir: Path) -> Snapshot:
         run = project.run(job, name=f"baseline-{job}")
         if not run.ok:
             raise SystemExit(f"the fault-free {job} run failed; see {workdir / 'baseline'}")
-    return snapshot(sandbox)
+    return snapshot(sandbox, project.ledger_url)
 
 
 def soak_one(sandbox: Sandbox, baseline: Snapshot, seed: int, profile: str, data_seed: int,
@@ -123,10 +128,11 @@ def soak_one(sandbox: Sandbox, baseline: Snapshot, seed: int, profile: str, data
     result.requests = sum(requests_served(url) for url in servers) - served_before
     result.token_expiries = sum(1 for r in request_log(sandbox.basware.base_url)
                                 if r["status"] == 401)
-    end, baseline = snapshot(sandbox).only(jobs), baseline.only(jobs)
+    end, baseline = snapshot(sandbox, project.ledger_url).only(jobs), baseline.only(jobs)
     result.duplicates = duplicates(end)
     result.lost = missing(baseline, end)
-    known = set(result.duplicates) | set(result.lost)
+    result.hidden = hidden_rejections(end)
+    known = set(result.duplicates) | set(result.lost) | set(result.hidden)
     result.other = [d for d in differences(baseline, end, limit=1000) if d not in known]
     result.secrets = secrets_in(outputs(project), planted_secrets(sandbox))
     result.seconds = time.monotonic() - started
@@ -134,7 +140,8 @@ def soak_one(sandbox: Sandbox, baseline: Snapshot, seed: int, profile: str, data
 
 
 HEADER = (f"{'seed':>5} {'rates':<8} {'runs':<8} {'requests':>8} {'faults':>6} {'401s':>5} "
-          f"{'dups':>4} {'lost':>4} {'diffs':>5} {'secrets':>7} {'seconds':>7}  faults by kind")
+          f"{'dups':>4} {'lost':>4} {'hidden':>6} {'diffs':>5} {'secrets':>7} {'seconds':>7}  "
+          "faults by kind")
 
 
 def line(r: SeedResult) -> str:
@@ -142,11 +149,12 @@ def line(r: SeedResult) -> str:
     runs = "/".join(map(str, r.runs)) + ("!" if r.error else "")
     return (f"{r.seed:>5} {r.profile:<8} {runs:<8} {r.requests:>8} {sum(r.faults.values()):>6} "
             f"{r.token_expiries:>5} {len(r.duplicates):>4} {len(r.lost):>4} "
-            f"{len(r.other):>5} {len(r.secrets):>7} {r.seconds:>7.0f}  {kinds}")
+            f"{len(r.hidden):>6} {len(r.other):>5} {len(r.secrets):>7} {r.seconds:>7.0f}  "
+            f"{kinds}")
 
 
 def totals(results: list[SeedResult]) -> str:
-    rows = [HEADER.split("  faults by kind")[0], "-" * 78]
+    rows = [HEADER.split("  faults by kind")[0], "-" * 85]
     for profile in dict.fromkeys(r.profile for r in results):
         group = [r for r in results if r.profile == profile]
         runs = [sum(r.runs) for r in group]
@@ -156,6 +164,7 @@ def totals(results: list[SeedResult]) -> str:
             f"{sum(sum(r.faults.values()) for r in group):>6} "
             f"{sum(r.token_expiries for r in group):>5} "
             f"{sum(len(r.duplicates) for r in group):>4} {sum(len(r.lost) for r in group):>4} "
+            f"{sum(len(r.hidden) for r in group):>6} "
             f"{sum(len(r.other) for r in group):>5} {sum(len(r.secrets) for r in group):>7} "
             f"{sum(r.seconds for r in group):>7.0f}")
     failed_runs = sum(sum(r.runs) - len(r.runs) for r in results)
@@ -206,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
                 results.append(result)
                 print(line(result), flush=True)
                 for problem in [result.error, *result.duplicates, *result.lost,
-                                *result.other[:5], *result.secrets]:
+                                *result.hidden, *result.other[:5], *result.secrets]:
                     if problem:
                         print(f"      {problem}", flush=True)
                 if result.ok and not args.keep:
@@ -216,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     print(totals(results))
     bad = [r for r in results if not r.ok]
     print(f"{'FAILED' if bad else 'OK'}: {len(bad)} of {len(results)} seed runs with a "
-          f"duplicate, loss, difference, secret or unfinished step; files under {root}")
+          f"duplicate, loss, hidden rejection, difference, secret or unfinished step; files "
+          f"under {root}")
     return 1 if bad else 0
 
 
