@@ -25,6 +25,7 @@ if TYPE_CHECKING:
         Replay,
         Report,
         Run,
+        Written,
         normalize_cause,
         payload_hash,
         to_jsonable,
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
 _MODULES = {
     **dict.fromkeys(["BASWARE_TO_SAGE", "FAILURE", "SAGE_TO_BASWARE", "SUCCESS", "Action",
                      "Entry", "FailureGroup", "KeyOutcome", "Ledger", "Replay", "Report", "Run",
-                     "normalize_cause", "payload_hash", "to_jsonable"], "_ledger"),
+                     "Written", "normalize_cause", "payload_hash", "to_jsonable"], "_ledger"),
     **dict.fromkeys(["LATEST_VERSION", "LedgerVersionError", "migrate"], "_schema"),
 }
 
@@ -61,6 +62,7 @@ __all__ = [
     "Replay",
     "Report",
     "Run",
+    "Written",
     "LEDGER_URL_ENV",
     "default_ledger_url",
     "migrate",

@@ -8,7 +8,7 @@ import math
 import os
 import re
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
@@ -50,10 +50,12 @@ class Action(StrEnum):
     FAILED = "failed"
     ACKNOWLEDGED = "acknowledged"
     RESPONDED = "responded"
+    #: Sent inactive (closed, for orders and lines) because the source deleted the record.
+    DEACTIVATED = "deactivated"
 
 
 SUCCESS = frozenset({Action.CREATED, Action.UPDATED, Action.UNCHANGED, Action.ACKNOWLEDGED,
-                     Action.RESPONDED})
+                     Action.RESPONDED, Action.DEACTIVATED})
 FAILURE = frozenset({Action.REJECTED, Action.FAILED})
 
 
@@ -129,6 +131,16 @@ class KeyOutcome:
     def delivered_as(self, payload_hash: str) -> bool:
         """True if the latest outcome is a success for exactly this payload (`was_delivered`)."""
         return self.action in SUCCESS and self.payload_hash == payload_hash
+
+
+@dataclass(frozen=True)
+class Written:
+    """A key that was written successfully (`Ledger.written`): its latest outcome, and the
+    payload of its latest successful write that kept one (what the destination holds)."""
+
+    source_key: str
+    outcome: KeyOutcome
+    payload: Any
 
 
 @dataclass(frozen=True)
@@ -448,6 +460,92 @@ class Ledger:
                     if outcome is not None:
                         found[row.source_key] = replace(outcome, target_key=row.target_key)
         return found
+
+    def written(self, stream: str, system: str | None = None,
+                source_keys: Iterable[str] | None = None) -> Iterator[Written]:
+        """The keys of `stream` (all of them, or those in `source_keys`) that were written
+        successfully in `system` with a payload kept, each with its latest outcome and that
+        payload: what a target delivered and where it stands now. A few queries per 500 keys;
+        a target compares them with what the source still has (deletions)."""
+        c = entries.c
+        success = [a.value for a in SUCCESS]
+        chunks: Iterable[list[str] | None] = [None]
+        if source_keys is not None:
+            keys = list(dict.fromkeys(str(key) for key in source_keys))
+            chunks = [keys[i:i + _BULK_KEYS] for i in range(0, len(keys), _BULK_KEYS)]
+        with self.engine.connect() as conn:
+            for chunk in chunks:
+                where = [c.stream == stream, *_about(system)]
+                if chunk is not None:
+                    where.append(c.source_key.in_(chunk))
+                kept = (select(func.max(c.id)).where(
+                    *where, c.action.in_(success), c.target_key.is_not(None),
+                    c.payload.is_not(None)).group_by(c.source_key))
+                payloads = {row.source_key: (row.target_key, _loads(row.payload)) for row in
+                            conn.execute(select(c.source_key, c.target_key, c.payload)
+                                         .where(c.id.in_(kept)))}
+                if not payloads:
+                    continue
+                latest = (select(func.max(c.id)).where(*where, c.action != Action.READ.value)
+                          .group_by(c.source_key))
+                for row in conn.execute(select(c.source_key, c.action, c.payload_hash,
+                                               c.error, c.basware_request_id)
+                                        .where(c.id.in_(latest)).order_by(c.source_key)):
+                    kept_row = payloads.get(row.source_key)
+                    if kept_row is None:
+                        continue
+                    yield Written(row.source_key, KeyOutcome(
+                        Action(row.action), row.payload_hash, target_key=kept_row[0],
+                        error=row.error, basware_request_id=row.basware_request_id),
+                        kept_row[1])
+
+    def payload_history(self, stream: str, source_keys: Iterable[str],
+                        system: str | None = None) -> dict[str, list[Any]]:
+        """Every payload the keys' outcomes in `system` kept, oldest first (read entries
+        left out): e.g. each version of an order's list of lines a target was given."""
+        keys = list(dict.fromkeys(str(key) for key in source_keys))
+        c = entries.c
+        found: dict[str, list[Any]] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(keys), _BULK_KEYS):
+                chunk = keys[start:start + _BULK_KEYS]
+                for row in conn.execute(
+                        select(c.source_key, c.payload)
+                        .where(c.stream == stream, c.source_key.in_(chunk), *_about(system),
+                               c.action != Action.READ.value, c.payload.is_not(None))
+                        .order_by(c.id)):
+                    found.setdefault(row.source_key, []).append(_loads(row.payload))
+        return found
+
+    def latest_entry(self) -> tuple[int, str] | None:
+        """The id and run of the newest entry (of any plugin), or None in an empty ledger: a
+        mark that later entries are newer than (`new_keys`)."""
+        c = entries.c
+        with self.engine.connect() as conn:
+            row = conn.execute(select(c.id, c.run_id).order_by(c.id.desc()).limit(1)).first()
+        return None if row is None else (int(row.id), str(row.run_id))
+
+    def entry_run(self, entry_id: int) -> str | None:
+        """The run that wrote entry `entry_id`, None if this ledger has no such entry (a mark
+        from another ledger, or from before a restore, is recognised as such)."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(entries.c.run_id)
+                                .where(entries.c.id == int(entry_id))).scalar()
+
+    def new_keys(self, plugin: str, stream: str, system: str | None, after_id: int) -> int:
+        """How many keys `plugin` wrote its first entry of `stream` (about `system`) for after
+        entry `after_id`: e.g. the records a tap saw for the first time since a mark."""
+        c = entries.c
+        older = entries.alias("older")
+        earlier = (select(older.c.id).where(
+            older.c.stream == stream, older.c.source_key == c.source_key,
+            older.c.plugin == plugin, older.c.id <= after_id,
+            *(() if system is None else (older.c.system == system,))).exists())
+        with self.engine.connect() as conn:
+            return int(conn.execute(
+                select(func.count(c.source_key.distinct()))
+                .where(c.id > after_id, c.plugin == plugin, c.stream == stream,
+                       *_about(system), ~earlier)).scalar() or 0)
 
     def claim_unassigned(self, plugin: str, system: Any) -> int:
         """Assign `plugin`'s entries written before ledger schema v5 (which did not record
