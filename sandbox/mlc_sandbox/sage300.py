@@ -29,7 +29,10 @@ legacy install, the password must arrive UPPERCASED; True: compared exactly),
 VERSION_RENAMED).
 
 Admin extra: ``POST /_sandbox/touch`` ``{"company", "resource", "key", "changes"}`` changes a
-record as a Sage user would (``DateLastMaintained`` = today).
+record as a Sage user would (``DateLastMaintained`` = today). ``changes`` may replace a detail
+collection whole, rows as a GET returns them: ``{"PurchaseOrderLines": [...]}`` with a line
+left out is a line removed from the PO in PO Entry (POPurchaseOrders has no PUT, PATCH or
+DELETE in the Web API); the PO's ``ExtendedCostTotal`` follows its lines.
 
 Guesses beyond the reference (see also odata.py, sage300_schema.py, sage300_store.py and
 sage300_ap.py, which list theirs):
@@ -304,6 +307,9 @@ class Sage300Simulator(Simulator):
         if set(changes) & set(key_fields):
             raise ValueError(f"touch cannot change the key fields {key_fields}")
         updated = {**copy.deepcopy(record), **changes}
+        if table.spec.path == "PO/POPurchaseOrders" and "PurchaseOrderLines" in changes:
+            updated["ExtendedCostTotal"] = money(sum(
+                (dec(line["ExtendedCost"]) for line in updated["PurchaseOrderLines"]), dec(0)))
         if table.spec.maintained:
             updated["DateLastMaintained"] = self.today()
         table.put(updated)

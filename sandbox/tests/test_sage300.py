@@ -1132,6 +1132,23 @@ def test_touch_changes_a_record_as_a_sage_user_would(sage: Sage) -> None:
     assert rekey.status_code == 400
 
 
+def test_touch_removes_a_po_line_as_po_entry_would(sage: Sage) -> None:
+    # POPurchaseOrders has no PUT/PATCH/DELETE: the admin touch is how a test removes a line.
+    sage.settings(today="2027-06-30")
+    po = sage.get("PO/POPurchaseOrders(10001)").json()
+    kept = [line for line in po["PurchaseOrderLines"] if line["LineNumber"] != 4000]
+    assert len(kept) == len(po["PurchaseOrderLines"]) - 1
+
+    touched = sage.touch("PO/POPurchaseOrders", 10001, {"PurchaseOrderLines": kept})
+
+    after = sage.get("PO/POPurchaseOrders(10001)").json()
+    assert [line["LineNumber"] for line in after["PurchaseOrderLines"]] == [
+        line["LineNumber"] for line in kept]
+    assert after["DateLastMaintained"] == touched["DateLastMaintained"] == "2027-06-30T00:00:00Z"
+    assert after["ExtendedCostTotal"] == round(sum(line["ExtendedCost"] for line in kept), 2)
+    assert after["ExtendedCostTotal"] < po["ExtendedCostTotal"]
+
+
 def test_settings_are_validated_and_reset_restores_everything(sage: Sage) -> None:
     for bad in [{"page_size": 0}, {"offset": "EST"}, {"today": "tomorrow"},
                 {"forbidden_modules": "PO"}, {"password_case_sensitive": "yes"}, {"nope": 1},
