@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -295,6 +295,14 @@ class Sage300Stream(RESTStream[ParseResult | None]):
     derived_fields: ClassVar[frozenset[str]] = frozenset({"company_id"})
     #: Extra ``$filter`` terms every request of the stream carries.
     static_filter: ClassVar[str | None] = None
+    #: Every run reads the whole entity set for every company: after a complete read the
+    #: stream sends Singer's ACTIVATE_VERSION (its records carry the version), so a target
+    #: knows a record it has from an earlier version and not in this one was deleted in Sage.
+    #: Only for streams read whole; never for purchase_order_lines (it follows its POs'
+    #: bookmark: a line not read again was not deleted).
+    activate_version: ClassVar[bool] = False
+    #: Records go into the ledger as `read` entries (when there is one).
+    audited: ClassVar[bool] = True
 
     # Sage's default order is key order and $orderby is undocumented (reference §3.2), so no
     # stream claims to be sorted: the SDK keeps the new bookmark as a progress marker and
@@ -584,6 +592,23 @@ class Sage300Stream(RESTStream[ParseResult | None]):
             if connection is not None:
                 connection.close()
 
+    def _sync_records(self, context: Context | None = None, *, write_messages: bool = True
+                      ) -> Iterator[dict[str, Any]]:
+        """The SDK's sync of every company, with the ACTIVATE_VERSION of a stream read whole
+        (``activate_version``) once all companies are read completely: a failed or cut-short
+        read raises before it, and says nothing about deletions."""
+        versioned = (context is None and write_messages and self.selected
+                     and self.activate_version)
+        if versioned:
+            self._stream_version = self._initialized_at // 1000  # as the SDK numbers them
+        yield from super()._sync_records(context, write_messages=write_messages)
+        if versioned and self.version_complete():
+            self._write_activate_version_message(self._stream_version)
+
+    def version_complete(self) -> bool:
+        """Whether this run's records are the whole entity set (ACTIVATE_VERSION is sent)."""
+        return True
+
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
         if self.parent_stream_type is None and context is not None:
             # A checkpoint between companies: the partition just finished has committed its
@@ -635,7 +660,7 @@ class Sage300Stream(RESTStream[ParseResult | None]):
             error = f"{self.name} {key}: " + "; ".join(map(str, problems))
             self.logger.warning(error)
             audit.add(self, key, record, READ, error)
-        elif audit.enabled and self._emitted:
+        elif audit.enabled and self._emitted and self.audited:
             audit.add(self, self.source_key(record), record, READ)
         return record
 

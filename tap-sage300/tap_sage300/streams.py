@@ -8,17 +8,20 @@ members the reference documents; a value outside them is nulled and reported, ne
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from decimal import Decimal
 from functools import cached_property
 from typing import Any, ClassVar
 
 from singer_sdk import metrics
 from singer_sdk import typing as th
+from singer_sdk.helpers._util import utc_now
 from singer_sdk.helpers.types import Context
 
 from ml_connector_core.sage300_api import odata_literal
 from ml_connector_core.sage300_fields import FieldUse
 from tap_sage300.client import Problem, RecordCounter, RecordShape, Sage300Stream
+from tap_sage300.deletions import STATE_KEY
 from tap_sage300.fields import (
     PLUGIN,
     deselect_fix,
@@ -85,6 +88,74 @@ class VendorsStream(Sage300Stream):
         text("DistributionCode"), text("DuplicateAmountCode"), text("DuplicateDateCode"),
     ).to_dict()
 
+    #: Vendor numbers of a company read whole in this run (no date filter), for vendor_keys.
+    _whole: bytearray | None = None
+
+    def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
+        # A read without a date filter (the first run, --full-refresh) is every vendor: the
+        # vendor_keys list of the company comes from it at no cost (tap_sage300.deletions).
+        keys = self._tap.streams.get(VendorKeysStream.name)
+        whole = (context is not None and keys is not None and keys.selected
+                 and self.get_starting_timestamp(context) is None)
+        self._whole = bytearray() if whole else None
+        try:
+            yield from super().get_records(context)
+            if self._whole is not None and context is not None:
+                self._tap.vendor_key_plan.read_whole(context["company_id"], bytes(self._whole))
+        finally:
+            self._whole = None
+
+    def post_process(self, row: dict[str, Any], context: Context | None = None
+                     ) -> dict[str, Any] | None:
+        record = super().post_process(row, context)
+        if record is not None and self._whole is not None:
+            self._whole += record["VendorNumber"].encode() + b"\n"
+        return record
+
+
+class VendorKeysStream(Sage300Stream):
+    """Every vendor number in Sage, when a vendor may have been deleted since the last run.
+
+    `vendors` is incremental, so a deleted vendor is simply never read again. This list is
+    the whole set (ACTIVATE_VERSION follows it): what a target delivered and is not listed
+    was deleted. It is sent only when the vendor counts say a deletion may have happened
+    (tap_sage300.deletions: one keys-only request per company otherwise), and then for every
+    company. Not in the ledger: `vendors` records what was read.
+    """
+
+    name = "vendor_keys"
+    resource = "AP/APVendors"
+    primary_keys: ClassVar[list[str]] = ["company_id", "VendorNumber"]
+    activate_version = True
+    audited = False
+    schema = th.PropertiesList(COMPANY, text("VendorNumber", required=True)).to_dict()
+
+    def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
+        plan = self._tap.vendor_key_plan
+        plan.decide()
+        if plan.send and context is not None:
+            self._extracted_at = utc_now()
+            for number in plan.numbers(context["company_id"]):
+                yield {"VendorNumber": number}
+
+    def post_process(self, row: dict[str, Any], context: Context | None = None
+                     ) -> dict[str, Any] | None:
+        return self.accept({"company_id": context["company_id"],
+                            "VendorNumber": row["VendorNumber"]}, [])
+
+    def version_complete(self) -> bool:
+        return self._tap.vendor_key_plan.send
+
+    def _sync_records(self, context: Context | None = None, *, write_messages: bool = True
+                      ) -> Iterator[dict[str, Any]]:
+        yield from super()._sync_records(context, write_messages=write_messages)
+        if context is None and write_messages:
+            # The counts of this run, for the next run's check; in a STATE after the list
+            # and its ACTIVATE_VERSION, so the target confirms those first.
+            self._tap.state[STATE_KEY] = self._tap.vendor_key_plan.state()
+            self.state_manager.is_flushed = False
+            self._write_state_message()
+
 
 class CustomersStream(Sage300Stream):
     name = "customers"
@@ -106,6 +177,8 @@ class CustomersStream(Sage300Stream):
 class PaymentTermsStream(Sage300Stream):
     """APTerms has no maintenance date: full table (downstream detects change by hash)."""
 
+    activate_version = True  # read whole every run: ACTIVATE_VERSION after it
+
     name = "payment_terms"
     resource = "AP/APTerms"
     primary_keys: ClassVar[list[str]] = ["company_id", "TermsCode"]
@@ -125,6 +198,8 @@ class PaymentTermsStream(Sage300Stream):
 
 class GLAccountsStream(Sage300Stream):
     """The chart of accounts; GLAccounts has no maintenance date, so full table."""
+
+    activate_version = True  # read whole every run: ACTIVATE_VERSION after it
 
     name = "gl_accounts"
     resource = "GL/GLAccounts"
@@ -176,6 +251,8 @@ class GLAccountsStream(Sage300Stream):
 class CostCentersStream(Sage300Stream):
     """Codes of the GL segment that is the cost center (``cost_center_segment``)."""
 
+    activate_version = True  # read whole every run: ACTIVATE_VERSION after it
+
     name = "cost_centers"
     resource = "GL/GLSegmentCodes"
     primary_keys: ClassVar[list[str]] = ["company_id", "SegmentNumber", "SegmentCodeKey"]
@@ -210,7 +287,12 @@ class PurchaseOrdersStream(Sage300Stream):
         text("VendorName"), day("PurchaseOrderDate"), day("DateLastMaintained"),
         text("Description"), text("Reference"), text("Comment"), text("CurrencyCode"),
         text("TermsCode"), choice("Completed", YES_NO), amount("ExtendedCostTotal"),
+        th.Property("line_keys", th.ArrayType(th.StringType), description=(
+            "The keys of every line the PO has now, as purchase_order_lines keys them "
+            "(company_id/PurchaseOrderSequenceKey/LineNumber): a line on an earlier version "
+            "of the PO and not listed here was removed in Sage")),
     ).to_dict()
+    derived_fields = frozenset({"company_id", "line_keys"})
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -248,18 +330,52 @@ class PurchaseOrdersStream(Sage300Stream):
     def _lines_wanted(self) -> bool:
         return any(child.selected for child in self.child_streams)
 
+    @cached_property
+    def _lines_listed(self) -> bool:
+        return self.is_selected("line_keys")
+
     def select_fields(self) -> list[str]:
         fields = super().select_fields()
-        return [*fields, "PurchaseOrderLines"] if self._lines_wanted() else fields
+        if self._lines_wanted() or self._lines_listed:
+            return [*fields, "PurchaseOrderLines"]
+        return fields
+
+    def field_uses(self) -> list[FieldUse]:
+        uses = super().field_uses()
+        if self._lines_listed:  # line_keys: the number of every line in the response
+            fix = deselect_fix(self.name, "line_keys")
+            uses += [FieldUse(PLUGIN, f"stream {self.name} (line_keys)", self.resource, path,
+                              kind, fix=fix)
+                     for path, kind in ((("PurchaseOrderLines",), "details"),
+                                        (("PurchaseOrderLines", "LineNumber"), "integer"))]
+        return uses
 
     def post_process(self, row: dict[str, Any], context: Context | None = None
                      ) -> dict[str, Any] | None:
         lines = row.pop("PurchaseOrderLines", None)
-        record = super().post_process(row, context)
+        problems: list[Problem] = []
+        record = self.shape.apply(row, problems, trim=self.page_padded)
+        record["company_id"] = context["company_id"]
+        record["line_keys"] = self._line_keys(record, lines) if self._lines_listed else None
+        record = self.accept(record, problems)
         if record is not None and self._lines_wanted():
             key = (record["company_id"], record["PurchaseOrderSequenceKey"])
             self.pending_lines[key] = lines or []
         return record
+
+    @staticmethod
+    def _line_keys(record: dict[str, Any], lines: list[dict[str, Any]] | None) -> list[str]:
+        """Each line's key as purchase_order_lines gives it (Sage300Stream.source_key); a
+        line without a usable number is left out (that stream rejects it)."""
+        head = f"{record['company_id']}/{record['PurchaseOrderSequenceKey']}/"
+        keys = []
+        for line in lines or ():
+            number = line.get("LineNumber")
+            if isinstance(number, Decimal | float) and number == int(number):
+                number = int(number)
+            if isinstance(number, int) and not isinstance(number, bool):
+                keys.append(f"{head}{number}")
+        return keys
 
     def get_child_context(self, record: dict[str, Any], context: Context | None
                           ) -> dict[str, Any]:

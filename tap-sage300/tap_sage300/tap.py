@@ -45,6 +45,8 @@ from ml_connector_core.settings import (
 from ml_connector_core.systems import READ_FROM_KEY, read_from, sage300_base
 from tap_sage300 import streams
 from tap_sage300.audit import ReadAudit
+from tap_sage300.deletions import STATE_KEY as VENDOR_COUNTS
+from tap_sage300.deletions import VendorKeyPlan
 from tap_sage300.output import BufferedSingerWriter
 from tap_sage300.prefetch import PageConnection, tls_context
 
@@ -54,6 +56,7 @@ STREAM_TYPES: list[type[streams.Sage300Stream]] = [
     streams.CostCentersStream,
     streams.PaymentTermsStream,
     streams.VendorsStream,
+    streams.VendorKeysStream,  # after vendors: a whole read there gives its list for free
     streams.PurchaseOrdersStream,
     streams.PurchaseOrderLinesStream,
     streams.CustomersStream,
@@ -116,7 +119,8 @@ class TapSage300(PrivateConfigFiles, Tap):
         if earlier is not None and earlier != source:
             self.logger.warning("The saved state's bookmarks were read from %s, not from %s: "
                                 "reading every stream from its start", earlier, source)
-            state = {key: value for key, value in state.items() if key != "bookmarks"}
+            state = {key: value for key, value in state.items()
+                     if key not in ("bookmarks", VENDOR_COUNTS)}
         super().load_state(state)
         for key, value in state.items():
             if key != "bookmarks":
@@ -124,6 +128,11 @@ class TapSage300(PrivateConfigFiles, Tap):
         self.state[READ_FROM_KEY] = source
 
     # -- what the streams share ------------------------------------------------------------------
+
+    @cached_property
+    def vendor_key_plan(self) -> VendorKeyPlan:
+        """This run's decision on the vendor_keys list (tap_sage300.deletions)."""
+        return VendorKeyPlan(self)
 
     @cached_property
     def retry_policy(self) -> RetryPolicy:
