@@ -511,22 +511,29 @@ class Delivery:
         return self._post(spec, rest) if rest else []
 
     def _follow(self, sent: list[_Request]) -> None:
-        """Poll each request's status until Basware has processed it, then record outcomes."""
+        """Poll each request's status until Basware has processed it, then record outcomes.
+        Records answered NotProcessed are settled together once all are processed (one
+        look-up per entity type, not one per request); their requests stay in flight (and
+        their records unconfirmed) until then."""
         deadline = time.monotonic() + self.request_status_timeout
         delay = 0.05
         waiting = list(sent)
+        held: list[tuple[_Request, list[Prepared], dict[str, Any]]] = []
         while waiting:
             still = []
             for request in waiting:
                 status = self._request_status(request.basware_request_id)
                 if status is not None and status.get("requestStatus") in FINAL_REQUEST_STATES:
-                    self._record_outcomes(request, status)
-                    self.in_flight.remove(request)
+                    not_processed = self._record_outcomes(request, status)
+                    if not_processed:
+                        held.append((request, not_processed, status))
+                    else:
+                        self.in_flight.remove(request)
                 else:
                     still.append(request)
             waiting = still
             if not waiting:
-                return
+                break
             if time.monotonic() >= deadline:
                 for request in waiting:
                     for record in request.records:
@@ -541,6 +548,10 @@ class Delivery:
                     + ", ".join(r.basware_request_id for r in waiting))
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
+        if held:
+            self._settle_not_processed(held)
+            for request, _, _ in held:
+                self.in_flight.remove(request)
 
     def _request_status(self, request_id: str) -> dict[str, Any] | None:
         response = self.client.request("GET", f"/v1/requestStatus/{request_id}")
@@ -557,7 +568,8 @@ class Delivery:
             return statuses[0] if statuses else None
         return statuses if isinstance(statuses, dict) else None
 
-    def _record_outcomes(self, request: _Request, status: dict[str, Any]) -> None:
+    def _record_outcomes(self, request: _Request, status: dict[str, Any]) -> list[Prepared]:
+        """Record each record's outcome; returns those answered NotProcessed, to settle."""
         items = _items_by_code(status)
         overall = status.get("requestStatus")
         held: list[Prepared] = []  # NotProcessed: Basware already held exactly this record
@@ -576,9 +588,8 @@ class Delivery:
                 held.append(record)
             else:
                 self._finish_item(record, request, found)
-        if held:
-            self._settle_not_processed(request, held, status)
         self.flush_ledger()
+        return held
 
     def _finish_item(self, record: Prepared, request: _Request,
                      found: list[dict[str, Any]]) -> None:
@@ -598,33 +609,45 @@ class Delivery:
         else:  # Success / Warning (a NotProcessed beside them adds nothing)
             self._finish_success(record, request, warning="; ".join(errors) or None)
 
-    def _settle_not_processed(self, request: _Request, records: list[Prepared],
-                              status: dict[str, Any]) -> None:
+    def _settle_not_processed(self, held: list[tuple[_Request, list[Prepared],
+                                                     dict[str, Any]]]) -> None:
         """Records Basware answered NotProcessed: it holds exactly this payload already, from
         an import whose answer this connector never read (the POST's answer was lost and the
         retry re-sent it, or the run that sent it was killed first). How P2P took *that*
         import is the record's outcome, so it is looked up, never assumed: the record's latest
-        import in Basware's requestStatus history that P2P did process (`_latest_imports`).
+        import in Basware's requestStatus history that P2P did process (`_latest_imports`),
+        one look-up per entity type for all the requests followed together.
         Found Error: rejected with Basware's reason; Success or Warning: delivered; not found
         (Basware no longer lists it): failed, so the record stays visible and is sent again."""
-        spec = request.stream
-        imports = self._latest_imports(spec, {record.key for record in records},
-                                       since=self._basware_time_of_start(status))
-        for record in records:
-            found = imports.get(record.key)
-            self.summary.settled += 1
-            if found is None:
-                self._finish(record, Action.FAILED, request=request, error=(
-                    f"Basware answered NotProcessed (it holds exactly this record) but lists no "
-                    f"{spec.entity_type} import of it in requestStatus that says how P2P took "
-                    "it; change the record in the source to send it again"))
-                continue
-            decided_by, items = found
-            logger.info("%s record %s: NotProcessed in request %s; Basware processed it in "
-                        "request %s, whose answer this run never read: %s", record.stream,
-                        record.key, request.basware_request_id, decided_by,
-                        ", ".join(str(i.get("status")) for i in items))
-            self._finish_item(record, replace(request, basware_request_id=decided_by), items)
+        by_stream: dict[str, list[tuple[_Request, list[Prepared], dict[str, Any]]]] = {}
+        for request, records, status in held:
+            by_stream.setdefault(request.stream.name, []).append((request, records, status))
+        for group in by_stream.values():
+            spec = group[0][0].stream
+            starts = [self._basware_time_of_start(status) for _, _, status in group]
+            imports = self._latest_imports(
+                spec, {record.key for _, records, _ in group for record in records},
+                since=None if None in starts else min(s for s in starts if s))
+            for request, records, _ in group:
+                for record in records:
+                    self._settle_one(record, request, imports.get(record.key))
+            self.flush_ledger()
+
+    def _settle_one(self, record: Prepared, request: _Request,
+                    found: tuple[str, list[dict[str, Any]]] | None) -> None:
+        self.summary.settled += 1
+        if found is None:
+            self._finish(record, Action.FAILED, request=request, error=(
+                "Basware answered NotProcessed (it holds exactly this record) but lists no "
+                f"{request.stream.entity_type} import of it in requestStatus that says how P2P "
+                "took it; change the record in the source to send it again"))
+            return
+        decided_by, items = found
+        logger.info("%s record %s: NotProcessed in request %s; Basware processed it in "
+                    "request %s, whose answer this run never read: %s", record.stream,
+                    record.key, request.basware_request_id, decided_by,
+                    ", ".join(str(i.get("status")) for i in items))
+        self._finish_item(record, replace(request, basware_request_id=decided_by), items)
 
     def _latest_imports(self, spec: StreamSpec, keys: set[str], since: str | None
                         ) -> dict[str, tuple[str, list[dict[str, Any]]]]:
