@@ -55,6 +55,8 @@ from ml_connector_core.outcome_handover import (
     missing_runs_message,
     pending_replies,
     pending_runs,
+    recoverable_runs,
+    run_ledgers,
 )
 from ml_connector_core.settings import configured_ledger_url
 
@@ -236,7 +238,16 @@ def _pending_answers(project: Project, job: Job, state: dict[str, Any]
             f"sqlite:///{(project.root / '.ml-connector' / 'ledger.sqlite').resolve()}"
         with Ledger.open(ledger_url) as ledger:
             if missing := missing_runs(ledger, runs):
-                raise PlanError(missing_runs_message(missing, ledger_url))
+                # Runs an older copy of this ledger lacks are dropped by the next run, which
+                # reads their invoices again from TransferInProgress (listed as such here).
+                lost = set(recoverable_runs(ledger, missing, state))
+                if unknown := [run_id for run_id in missing if run_id not in lost]:
+                    named = run_ledgers(state)
+                    raise PlanError(missing_runs_message(
+                        unknown, ledger_url, ":".join(filter(None, (
+                            project.environment, f"{job.tap}-to-{job.target}"))),
+                        {run_id: named[run_id] for run_id in unknown if run_id in named}))
+                runs = {run_id: cursor for run_id, cursor in runs.items() if run_id not in lost}
             for entry in pending_replies(ledger, runs):
                 count(entry.source_key, entry.reply)
     return dict(counts), answered

@@ -23,13 +23,20 @@ from ml_connector_core.basware_api import BaswareClient
 from ml_connector_core.ledger import SAGE_TO_BASWARE, Action, Entry, Ledger
 from ml_connector_core.outcome_handover import (
     INLINE_KEY,
+    LEDGERS_KEY,
     PAGE,
     RUNS_KEY,
+    invoices_state_id,
+    lost_outcomes_message,
     missing_runs,
     missing_runs_message,
     pending_runs,
+    recoverable_runs,
+    run_ledgers,
+    without_runs,
 )
 from ml_connector_core.redaction import Redactor, install_log_redaction
+from ml_connector_core.restore import LEDGER_OLDER, MARK_KEY, STATE_OLDER, check_state, read_mark
 from ml_connector_core.run_files import PrivateConfigFiles
 from ml_connector_core.settings import (
     SOURCE_SYSTEM,
@@ -95,8 +102,12 @@ class TapBasware(PrivateConfigFiles, Tap):
         super().load_state(state)
         if runs := pending_runs(state):
             self.state[RUNS_KEY] = runs
+        if ledgers := run_ledgers(state):
+            self.state[LEDGERS_KEY] = ledgers
         if outcomes := state.get(INLINE_KEY):
             self.state[INLINE_KEY] = copy.deepcopy(dict(outcomes))
+        if read_mark(state) is not None:  # checked against the ledger as the run starts
+            self.state[MARK_KEY] = copy.deepcopy(state[MARK_KEY])
 
     def write_state(self) -> None:
         """Emit the current state now (used after each transfer response)."""
@@ -189,6 +200,7 @@ class TapBasware(PrivateConfigFiles, Tap):
         run_id = self.ledger_run_id
         summary: dict[str, Any] = {}
         try:
+            self.check_state_against_ledger(summary)
             summary["transfer_responses"] = self.answer_transfer_outcomes()
             super().sync_all()
             if self.not_sent:  # every invoice was read; fail loudly for what Basware lacks
@@ -198,6 +210,27 @@ class TapBasware(PrivateConfigFiles, Tap):
             self._finish_run(run_id, "failed", summary)
             raise
         self._finish_run(run_id, "success", summary)
+
+    def check_state_against_ledger(self, summary: dict[str, Any]) -> None:
+        """Whether the state handed to this run and the ledger were restored apart
+        (ml_connector_core.restore): said in one warning and in the run's summary. The
+        states this run emits carry its own mark."""
+        mark, finding = check_state(self.ledger, self.ledger_run_id, self.state)
+        self.state[MARK_KEY] = mark.as_state()
+        if finding is None:
+            return
+        message = finding.describe(self.ledger_url or "(default)", invoices_state_id())
+        consequence = {
+            LEDGER_OLDER: " Transfer outcomes the state names and the "
+            "ledger lacks are checked next; invoices are looked up in Sage 300 before any "
+            "is created.",
+            STATE_OLDER: " Nothing to do: outcomes answered already are "
+            "refused by Basware and counted as already answered, invoices answered already "
+            "are not read again.",
+        }.get(finding.kind, " Transfer outcomes the state names and this ledger lacks are "
+                            "checked next.")
+        self.logger.warning("%s.%s", self.redactor.redact(message), consequence)
+        summary["restore"] = finding.kind
 
     def answer_transfer_outcomes(self) -> dict[str, int]:
         """Post a transfer response for every outcome the input state names (design step 1):
@@ -209,8 +242,15 @@ class TapBasware(PrivateConfigFiles, Tap):
         if not runs:
             return {}
         if missing := missing_runs(self.ledger, runs):
-            raise LedgerMismatch(self.redactor.redact(missing_runs_message(
-                missing, self.ledger_url or "(default)")))
+            self._drop_lost_runs(recoverable_runs(self.ledger, missing, self.state))
+            if unknown := missing_runs(self.ledger, self.state.get(RUNS_KEY) or {}):
+                raise LedgerMismatch(self.redactor.redact(missing_runs_message(
+                    unknown, self.ledger_url or "(default)", invoices_state_id(),
+                    {run_id: identity for run_id, identity in run_ledgers(self.state).items()
+                     if run_id in unknown})))
+            runs = self.state.get(RUNS_KEY) or {}
+            if not runs:
+                return {}
         responder = TransferResponder(
             client=self.basware, record=self.record, run_id=self.ledger_run_id,
             source_system=self.config.get("source_system") or SOURCE_SYSTEM, logger=self.logger,
@@ -230,9 +270,28 @@ class TapBasware(PrivateConfigFiles, Tap):
             self.not_sent = responder.not_sent
             if not runs:
                 self.state.pop(RUNS_KEY, None)
+            if ledgers := {r: i for r, i in run_ledgers(self.state).items() if r in runs}:
+                self.state[LEDGERS_KEY] = ledgers
+            else:
+                self.state.pop(LEDGERS_KEY, None)
             self.write_state()
         self.logger.info("Transfer responses: %s", counts)
         return counts
+
+    def _drop_lost_runs(self, lost: list[str]) -> None:
+        """Runs an older copy of this ledger lacks leave the state (outcome_handover): their
+        invoices are read again from TransferInProgress in this run and answered."""
+        if not lost:
+            return
+        self.logger.warning("%s", self.redactor.redact(lost_outcomes_message(
+            lost, self.ledger_url or "(default)", invoices_state_id())))
+        kept = without_runs(self.state, lost)
+        for key in (RUNS_KEY, LEDGERS_KEY):
+            if key in kept:
+                self.state[key] = kept[key]
+            else:
+                self.state.pop(key, None)
+        self.write_state()
 
     def _adopt_outcomes_in_state(self) -> None:
         """Outcomes an older release left in the state itself become replies in the ledger,

@@ -13,7 +13,8 @@ import requests
 from tap_basware_testkit import COMPANIES, header
 
 from ml_connector_core.ledger import BASWARE_TO_SAGE, Action, Entry, Ledger
-from ml_connector_core.outcome_handover import RUNS_KEY
+from ml_connector_core.outcome_handover import LEDGERS_KEY, RUNS_KEY
+from ml_connector_core.restore import ledger_identity
 from mlc_sandbox.data import BASWARE_SCOPES
 
 IN_PROGRESS = "TransferInProgress"
@@ -279,7 +280,37 @@ def test_a_run_the_ledger_does_not_hold_stops_the_run_and_stays_in_the_state(
     run = run_tap(config, state={**first.final_state, RUNS_KEY: {elsewhere: 7}}, check=False)
 
     assert run.returncode != 0
-    assert f"ledger run(s) {elsewhere}" in run.stderr and "must use one ledger" in run.stderr
+    assert f"ledger run(s) {elsewhere}" in run.stderr
+    assert "give both the same ledger_url" in run.stderr
+    assert "the state does not say which ledger holds them" in run.stderr
+    assert "meltano state clear --force tap-basware-to-target-sage300" in run.stderr \
+        or re.search(r"`meltano --environment=\S+ state clear --force \S+:tap-basware-to-"
+                     r"target-sage300`", run.stderr), run.stderr[-3000:]
     # No STATE at all: the job's saved state (naming the run) stays as it was.
     assert run.states == []
     assert not run.records() and basware.requests(mark) == []
+
+
+def test_a_run_an_older_copy_of_the_ledger_lacks_is_dropped_and_its_invoices_read_again(
+        basware, tap_config, run_tap, ledger_url):
+    """The state says the run is in this very ledger, which no longer holds it: the ledger
+    was restored from a backup taken before it. Its outcomes are lost; its invoices, still
+    TransferInProgress, are read again in this run (for target-sage300 to find in Sage 300
+    and answer), and the run leaves the state."""
+    config, first = acknowledged_run(basware, tap_config, run_tap)
+    lost = "5b0c3c1e-0000-4000-8000-000000000002"
+    with Ledger.open(ledger_url) as ledger:
+        identity = ledger_identity(ledger)
+    in_progress = sorted(i for i, inv in basware.invoices().items()
+                         if inv["processingStatus"] == IN_PROGRESS)
+    mark = basware.last_seq()
+
+    run = run_tap(config, state={**first.final_state, RUNS_KEY: {lost: 3},
+                                 LEDGERS_KEY: {lost: identity}})
+
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert f"does not hold target-sage300 ledger run(s) {lost}" in run.stderr
+    assert "The runs are dropped from the state" in run.stderr
+    assert sorted(r["invoiceId"] for r in run.records()) == in_progress
+    assert RUNS_KEY not in run.final_state and LEDGERS_KEY not in run.final_state
+    assert not [r for r in basware.requests(mark) if RESPONSES.match(r["path"])]  # no answer

@@ -234,7 +234,8 @@ class TargetSage300(PrivateConfigFiles, Target):
         if tap_state is None and not replies:
             return None
         state = copy.deepcopy(tap_state) if tap_state else {}
-        return with_run(state, run.run_id) if replies and run is not None else state
+        return with_run(state, run.run_id, run.ledger) if replies and run is not None \
+            else state
 
     def write_checkpoint(self) -> None:
         if self.config.get("dry_run"):

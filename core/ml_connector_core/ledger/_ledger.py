@@ -37,6 +37,9 @@ _MAX_ERROR_CHARS = 10_000
 _MAX_SCHEMAS_KEPT = 64  # distinct SCHEMA objects remembered (a run has a few streams)
 # Keys per IN (...) of a bulk look-up: well under SQLite's 999 bound parameters.
 _BULK_KEYS = 500
+#: The ledger's own bookkeeping, not records: the mark of the state each run was handed
+#: (ml_connector_core.restore). Left out of reports and replays.
+MARKS_STREAM = "state_marks"
 
 
 class Action(StrEnum):
@@ -642,7 +645,7 @@ class Ledger:
         A key whose latest outcome is a success is never replayed; it lands in `skipped`.
         """
         c = entries.c
-        candidates = select(c.stream, c.source_key).distinct()
+        candidates = select(c.stream, c.source_key).distinct().where(c.stream != MARKS_STREAM)
         if failed_only:
             candidates = candidates.where(c.action.in_([a.value for a in FAILURE]))
         if stream is not None:
@@ -725,7 +728,8 @@ class Ledger:
             if selected:
                 for row in conn.execute(
                     select(entries.c.stream, entries.c.action, func.count())
-                    .where(entries.c.run_id.in_([run.run_id for run in selected]))
+                    .where(entries.c.run_id.in_([run.run_id for run in selected]),
+                           entries.c.stream != MARKS_STREAM)
                     .group_by(entries.c.stream, entries.c.action)
                 ):
                     counts.setdefault(row[0], {})[row[1]] = row[2]
