@@ -168,6 +168,13 @@ MATCHING_ORDERS: dict[str, Any] = {
                                               "never received is not sent; one it has is "
                                               "sent closed. Default false."}),
         "sourceSystem": SOURCE_SYSTEM,
+        "lineKeys": _optional({
+            "type": "array", "items": _text(500, "A line's key."),
+            "description": "The keys (sourceKey, else externalCode) of every line the order "
+                           "has in the source now. When given, a line this target delivered "
+                           "whose key an earlier version of the order listed, and that is not "
+                           "listed now, was removed in the source: it is sent closed, once. "
+                           "Not sent to Basware."}),
     },
 }
 
@@ -203,6 +210,22 @@ MATCHING_ORDER_LINES: dict[str, Any] = {
     },
 }
 
+#: A key list: every record of a stream the source has now, one record per key, followed by
+#: ACTIVATE_VERSION. What this target delivered for the companies listed and is not in the
+#: list was deleted in the source (target_basware.deletions). Nothing is sent for the list
+#: itself. `vendor_keys` lists `vendors`.
+VENDOR_KEYS: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["externalCode", "companyCode"],
+    "properties": {
+        "externalCode": EXTERNAL_CODE,
+        "sourceKey": SOURCE_KEY,
+        "companyCode": COMPANY_CODE,
+    },
+}
+KEY_LISTS: dict[str, str] = {"vendor_keys": "vendors"}
+
 CONTRACTS: dict[str, dict[str, Any]] = {
     "payment_terms": PAYMENT_TERMS,
     "accounts": ACCOUNTS,
@@ -210,6 +233,7 @@ CONTRACTS: dict[str, dict[str, Any]] = {
     "vendors": VENDORS,
     "matching_orders": MATCHING_ORDERS,
     "matching_order_lines": MATCHING_ORDER_LINES,
+    "vendor_keys": VENDOR_KEYS,
 }
 
 _VALIDATORS = {
@@ -239,8 +263,15 @@ class QuickCheck:
         if set(schema) - handled or schema.get("type") != "object":
             self.checks = None  # not a flat object contract: always ask jsonschema
 
-    @staticmethod
-    def _compile(prop: dict[str, Any]) -> Callable[[Any], bool] | None:
+    @classmethod
+    def _compile(cls, prop: dict[str, Any]) -> Callable[[Any], bool] | None:
+        kinds = prop.get("type")
+        if kinds == ["array", "null"] and set(prop) <= {"type", "items", "description"}:
+            item = cls._compile(prop.get("items") or {})  # a list of plain values, or null
+            if item is None:
+                return None
+            return lambda value: value is None or (
+                isinstance(value, list) and all(map(item, value)))
         known = {"type", "minLength", "maxLength", "pattern", "enum", "minimum", "maximum",
                  "format", "description"}
         if set(prop) - known or prop.get("format", "date") != "date":

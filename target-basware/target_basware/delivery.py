@@ -105,6 +105,9 @@ class Prepared:
     seq: int = 0  # its number in the run's intake (Delivery.confirmed_through)
     sent: bool = False  # POSTed; its requestStatus is followed (Delivery.in_flight)
     references_arrived: bool = False  # all its references came in this run (sticky)
+    # Sent because the source deleted the record (target_basware.deletions): the reason.
+    deactivation: str | None = None
+    keep_payload: bool = False  # the ledger keeps its record even when nothing is sent
 
 
 @dataclass
@@ -213,6 +216,9 @@ class Delivery:
         self.in_flight: list[_Request] = []  # POSTed, requestStatus not followed to the end
         self.summary = Summary()
         self._entries: list[Entry] = []  # ledger entries not yet written
+        # Called with each intake before it is queued (target_basware.deletions: lines
+        # removed from the orders in it).
+        self.on_intake: Callable[[list[Prepared]], None] | None = None
         self._started = time.monotonic()  # where a look-up of this run's own imports begins
         self.dry_run = dry_run  # set: verdicts instead of POSTs (ml_connector_core.dryrun)
 
@@ -258,6 +264,8 @@ class Delivery:
     def _resolve_intake(self) -> None:
         """Skip what Basware already has with this exact payload; queue the rest."""
         intake, self._intake = self._intake, []
+        if intake and self.on_intake is not None:
+            self.on_intake(intake)
         keys: dict[str, list[str]] = {}
         for record in intake:
             keys.setdefault(record.stream, []).append(record.source_key)
@@ -274,7 +282,9 @@ class Delivery:
                                  "already delivered with this payload", record.source_key)
             self._entries.append(self._entry(record.stream, record.source_key, Action.UNCHANGED,
                                              payload_hash=record.payload_hash,
-                                             target_key=latest.target_key))
+                                             target_key=latest.target_key,
+                                             payload=record.record if record.keep_payload
+                                             else None))
             return
         record.known = latest is not None and latest.target_key is not None
         record.refused_before = (latest is not None and latest.action == Action.REJECTED
@@ -320,6 +330,14 @@ class Delivery:
             record.stream, record.source_key, Action.REJECTED, payload=record.record,
             payload_hash=record.payload_hash, error=reason, target_key=record.key,
             basware_request_id=latest.basware_request_id))
+
+    def queue_deactivation(self, record: Prepared, latest: KeyOutcome | None,
+                           seq: int | None = None) -> None:
+        """Queue a record the source deleted (target_basware.deletions), sent inactive; not
+        part of the input, numbered `seq` (default: after everything received so far), so a
+        STATE that follows it waits for its outcome."""
+        record.seq = self.received if seq is None else seq
+        self._queue(record, latest)
 
     def has_pending(self) -> bool:
         self._resolve_intake()
@@ -471,7 +489,7 @@ class Delivery:
                 verdict, reason = REJECT, ("Basware rejected exactly this payload before and "
                                            "does not process an identical re-send")
             else:
-                verdict, reason = (UPDATE if record.known else CREATE), None
+                verdict, reason = (UPDATE if record.known else CREATE), record.deactivation
             self.summary.add(record.stream, f"would {verdict}")
             self.dry_run.add(record.stream, record.key, verdict, reason, record.source_key)
 
@@ -718,8 +736,11 @@ class Delivery:
     def _finish_success(self, record: Prepared, request: _Request,
                         warning: str | None = None) -> None:
         action = Action.UPDATED if record.known else Action.CREATED
+        notes = [f"warning: {warning}" if warning else None, record.deactivation]
+        if record.deactivation:
+            action = Action.DEACTIVATED
         self._finish(record, action, request=request,
-                     error=f"warning: {warning}" if warning else None)
+                     error="; ".join(n for n in notes if n) or None)
 
     def _finish(self, record: Prepared, action: Action, *, request: _Request | None = None,
                 error: str | None = None, bw_request_id: str | None = None) -> None:

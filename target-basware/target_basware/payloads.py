@@ -145,7 +145,8 @@ def matching_order_line(record: dict[str, Any], _source_system: str) -> dict[str
         "uom": record.get("uom"),
         "isReceiptRequired": record.get("isReceiptRequired"),
         "isClosed": bool(record.get("isClosed")),
-        # Best-fit matching needs isDeleted non-null (ref §7); a deleted line is never sent.
+        # Best-fit matching needs isDeleted non-null (ref §7). A line removed in the source
+        # is sent closed (isClosed), never deleted (target_basware.deletions).
         "isDeleted": False,
     })
     if _present(record.get("accountCode")) or _present(record.get("costCenterCode")):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -20,6 +21,7 @@ from target_basware import contracts, payloads
 from target_basware.delivery import Delivery, Prepared, Rejected, StreamSpec
 
 PREPARED = "_target_basware_prepared"  # where preprocess_record leaves its result
+logger = logging.getLogger("target-basware")
 
 
 class BaswareSink(BatchSink):
@@ -118,6 +120,7 @@ class BaswareSink(BatchSink):
 
     def process_record(self, record: dict, context: dict) -> None:
         result = record[PREPARED]
+        self._target.deletions.saw(self.stream_name, result)  # the source has this key
         if isinstance(result, Rejected):
             self.delivery.reject(result)
         else:
@@ -238,6 +241,34 @@ class MatchingOrderLinesSink(BaswareSink):
             refs.append(_ref("cost_centers", record["costCenterCode"]))
         return refs
 
+
+class KeyListSink(BaswareSink):
+    """A key list (contracts.KEY_LISTS): every key a stream has in the source, followed by
+    ACTIVATE_VERSION. Each record is checked against its contract and remembered for
+    target_basware.deletions; nothing is posted and nothing of it goes into the ledger."""
+
+    endpoint = ""
+    entity_type = ""
+    post_limit = 0
+    contract = contracts.VENDOR_KEYS
+    build = staticmethod(lambda record, source_system: {})
+
+    def process_record(self, record: dict, context: dict) -> None:
+        result = record[PREPARED]
+        self._target.deletions.saw(self.stream_name, result)
+        summary = self.delivery.summary
+        summary.received += 1
+        if isinstance(result, Rejected):
+            logger.warning("%s record %s not usable: %s", self.stream_name, result.key,
+                           result.error)
+            self._target.deletions.unsure.setdefault(
+                self.stream_name, f"record {result.key} broke its contract: {result.error}")
+            summary.add(self.stream_name, "not usable")
+        else:
+            summary.add(self.stream_name, "listed")
+
+
+KEY_LIST_SINKS: dict[str, type[BaswareSink]] = {"vendor_keys": KeyListSink}
 
 # Dependency order (BRIEF decision 5): reference data, then vendors, then orders, then lines.
 SINKS: dict[str, type[BaswareSink]] = {

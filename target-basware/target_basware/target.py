@@ -36,8 +36,9 @@ from ml_connector_core.settings import (
 )
 from ml_connector_core.systems import DELIVERED_TO_KEY, basware_system, delivered_to
 from target_basware import stream_maps
+from target_basware.deletions import Deletions
 from target_basware.delivery import Delivery, Rejected
-from target_basware.sinks import SINKS, BaswareSink
+from target_basware.sinks import KEY_LIST_SINKS, SINKS, BaswareSink
 
 stream_maps.install()  # plain renames skip simpleeval (see stream_maps.py)
 
@@ -106,6 +107,12 @@ class TargetBasware(PrivateConfigFiles, Target):
             request_status_timeout=float(config.get("request_status_timeout") or 300),
             batch_size_rows=config.get("batch_size_rows"), dry_run=self.dry_run,
         )
+        # Records the source deleted, sent inactive or closed (target_basware.deletions).
+        self.deletions = Deletions(
+            delivery=self.delivery, ledger=self.ledger, system=self.system,
+            builders={name: cls.build for name, cls in SINKS.items()},
+            source_system=config.get("source_system") or "SAGE300")
+        self.delivery.on_intake = self.deletions.check_orders
         # Tap STATEs not written yet, each with the number of records received before it.
         self._received_states: list[tuple[int, dict]] = []
         self._emitted_state: dict | None = None  # latest STATE written (all before confirmed)
@@ -119,13 +126,24 @@ class TargetBasware(PrivateConfigFiles, Target):
         return basware_client(self.config, default_scopes=DEFAULT_SCOPES)
 
     def get_sink_class(self, stream_name: str) -> type[Sink]:
-        sink_class: type[BaswareSink] | None = SINKS.get(stream_name)
+        sink_class: type[BaswareSink] | None = SINKS.get(stream_name) \
+            or KEY_LIST_SINKS.get(stream_name)
         if sink_class is None:
             raise UnknownStreamError(
                 f"target-basware has no stream {stream_name!r}; it accepts "
-                f"{', '.join(SINKS)}. Rename the stream with a stream map (__alias__) or "
-                "deselect it in the tap.")
+                f"{', '.join([*SINKS, *KEY_LIST_SINKS])}. Rename the stream with a stream map "
+                "(__alias__) or deselect it in the tap.")
         return sink_class
+
+    def _process_activate_version_message(self, message_dict: dict) -> None:
+        """ACTIVATE_VERSION: the stream's records (a key list's keys) in this run are all the
+        source has: what this target delivered and is not among them was deleted there
+        (target_basware.deletions). Not the SDK's handling, which is for SQL tables."""
+        self._assert_line_requires(message_dict, requires={"stream", "version"})
+        if self.switched_from is not None:
+            return  # nothing of this run is delivered (see _tenant_changed)
+        for stream_map in self.mapper.stream_maps.get(message_dict["stream"]) or []:
+            self.deletions.complete(stream_map.stream_alias)
 
     def _process_record_message(self, message_dict: dict) -> None:
         if self.switched_from is not None:
@@ -277,6 +295,7 @@ class TargetBasware(PrivateConfigFiles, Target):
                 logging.getLogger(self.name).exception("could not close the ledger run")
             self.ledger.close()
             self.delivery.close()
+            self.deletions.close()
 
 
 if __name__ == "__main__":
