@@ -221,6 +221,9 @@ class Delivery:
         self.on_intake: Callable[[list[Prepared]], None] | None = None
         self._started = time.monotonic()  # where a look-up of this run's own imports begins
         self.dry_run = dry_run  # set: verdicts instead of POSTs (ml_connector_core.dryrun)
+        # After the ledger was restored older (or replaced): what it says was delivered may
+        # not be what Basware holds, so every record read is sent (target.py, "restore").
+        self.resend = False
 
     @property
     def client(self) -> BaswareClient:
@@ -275,7 +278,7 @@ class Delivery:
             self._queue(record, outcomes[record.stream].get(record.source_key))
 
     def _queue(self, record: Prepared, latest: KeyOutcome | None) -> None:
-        if latest is not None and latest.delivered_as(record.payload_hash):
+        if latest is not None and latest.delivered_as(record.payload_hash) and not self.resend:
             self.summary.add(record.stream, "skipped (already delivered)")
             if self.dry_run:
                 self.dry_run.add(record.stream, record.key, SKIP,

@@ -24,6 +24,14 @@ from ml_connector_core.basware_api import BaswareClient
 from ml_connector_core.dryrun import ledger_class
 from ml_connector_core.ledger import to_jsonable
 from ml_connector_core.redaction import Redactor, install_log_redaction
+from ml_connector_core.restore import (
+    LEDGER_OLDER,
+    OTHER_LEDGER,
+    Mark,
+    check_state,
+    pipeline_state_id,
+    stamped,
+)
 from ml_connector_core.run_files import PrivateConfigFiles
 from ml_connector_core.settings import (
     basware_client,
@@ -49,6 +57,11 @@ DEFAULT_SCOPES = " ".join(
                                   "matchingOrders", "matchingOrderLines")
     for access in ("write", "read")
 ) + " requestStatus.read"
+
+
+#: STATE key: the ledger was found older than the state (or replaced); the run handed it
+#: reads every record and sends it again (see TargetBasware._check_restore).
+RESEND_KEY = "resend_after_restore"
 
 
 class UnknownStreamError(Exception):
@@ -121,6 +134,12 @@ class TargetBasware(PrivateConfigFiles, Target):
         # Set when the saved state's bookmarks describe deliveries to another tenant.
         self.switched_from: str | None = None
         self._state_seen = False
+        # Restores (ml_connector_core.restore): the mark this run's states carry, and what
+        # they say about re-sending after the ledger was restored older or replaced.
+        self._mark: Mark | None = None
+        self._drop_bookmarks = False  # the next run reads everything again
+        self._resend_next = False  # ... and sends every record it reads (RESEND_KEY)
+        self._resend_handed = False  # this run is that next run
 
     def _make_client(self) -> BaswareClient:
         return basware_client(self.config, default_scopes=DEFAULT_SCOPES)
@@ -176,6 +195,7 @@ class TargetBasware(PrivateConfigFiles, Target):
         if not self._state_seen:
             self._state_seen = True
             self._tenant_changed(message_dict["value"])
+            self._check_restore(message_dict["value"])
         if self.switched_from is not None:
             return
         received = self.delivery.received
@@ -232,6 +252,54 @@ class TargetBasware(PrivateConfigFiles, Target):
             kept = {k: v for k, v in state.items() if k not in ("bookmarks", DELIVERED_TO_KEY)}
             self._write_state_message({**kept, DELIVERED_TO_KEY: self.system})
 
+    def _check_restore(self, state: Any) -> None:
+        """The tap's first STATE is the state saved by the last run: compared with the
+        ledger (ml_connector_core.restore). When the ledger is older than that state, or
+        another ledger, it may say Basware has a record with a payload Basware no longer
+        has (a record changed after the backup and changed back since): records would be
+        skipped that must be sent. So this run sends every record it reads, and its states
+        drop the bookmarks and ask the next run to do the same: that run reads everything
+        from Sage 300 and sends it (Basware answers an identical record NotProcessed), and
+        its last state, once it ends well, no longer asks. A state older than the ledger
+        only makes records be read again, which the ledger skips: said, nothing else."""
+        state = state if isinstance(state, dict) else {}
+        self._mark, finding = check_state(self.ledger, self.ledger_run.run_id, state)
+        if state.get(RESEND_KEY) is True:
+            self._resend_handed = self._resend_next = self.delivery.resend = True
+            self.logger.warning("The ledger was restored older than the state or replaced "
+                                "(see the run before this one): this run reads every record "
+                                "from Sage 300 and sends each one to Basware, even those the "
+                                "ledger says Basware has")
+        if finding is None:
+            return
+        what = finding.describe(self.ledger.redactor.redact(configured_ledger_url(self.config)
+                                                            or "(default)"),
+                                pipeline_state_id("tap-sage300", self.name))
+        if finding.kind in (LEDGER_OLDER, OTHER_LEDGER):
+            self.delivery.resend = self._drop_bookmarks = self._resend_next = True
+            self.logger.warning(
+                "%s. What the ledger says Basware has may not be what it has, so this run "
+                "sends every record it reads, and the next run reads every record from Sage "
+                "300 and sends it too (Basware answers an identical record NotProcessed); "
+                "then Basware holds what Sage 300 holds and the ledger knows it again. "
+                "Nothing to do.", what)
+        else:
+            self.logger.warning("%s. Nothing to do: this run reads again what changed since "
+                                "the older bookmarks, and the ledger skips what Basware has "
+                                "already.", what)
+
+    def _write_state_message(self, state: dict) -> None:
+        """Every STATE this run writes carries its mark and, after a restore, what the next
+        run is to do (see _check_restore)."""
+        state = stamped(state, self._mark)
+        if self._drop_bookmarks:
+            state.pop("bookmarks", None)
+        if self._resend_next:
+            state[RESEND_KEY] = True
+        else:
+            state.pop(RESEND_KEY, None)
+        super()._write_state_message(state)
+
     # -- run boundaries ----------------------------------------------------------------------
 
     def listen(self, file_input: IO[str] | None = None) -> None:  # type: ignore[misc]
@@ -268,6 +336,12 @@ class TargetBasware(PrivateConfigFiles, Target):
                 status = "failed"
                 self.delivery.fail_pending(error)
             self.delivery.flush_ledger()
+            if error is None and self._resend_handed and not self._drop_bookmarks \
+                    and self._emitted_state is not None and not self.dry_run:
+                # Everything was read and sent again: the next run is an ordinary one.
+                self._resend_next = False
+                self._write_state_message({**copy.deepcopy(self._emitted_state),
+                                           DELIVERED_TO_KEY: self.system})
         finally:
             summary = self.delivery.summary
             log = self.logger.error if error is not None else self.logger.info
