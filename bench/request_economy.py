@@ -3,13 +3,20 @@
 Least possible, per the issue:
 - Sage: per stream and company, ceil(records / Sage's PageSize) pages (at least one request
   to learn there is nothing); PO lines come inline with their POs and cost nothing.
+- Deletions (issue 16): the streams read whole and the PO lines say them at no cost; a
+  deleted vendor is never read again by the incremental read, so each run asks each company's
+  vendor count (one keys-only request, vendor_keys' first page) and only when the count says a
+  vendor may be gone, every vendor number: ceil(vendors / PageSize) keys-only pages per
+  company, the first one being that count. A run that read every vendor anyway (the first,
+  --full-refresh) has the numbers already.
 - Basware: per endpoint, ceil(records sent / the endpoint's POST limit) POSTs; none when
   nothing changed. Token calls: at most one per run. requestStatus polls are shown, not
   counted (how many depend on Basware's processing time, not on the connector).
 
 Runs, in order, on the large data: the first full sync; a re-run with nothing changed
-(incremental: only the boundary day is read again); one vendor changed in Sage; a
---full-refresh re-run with nothing changed (every record read again, none sent).
+(incremental: only the boundary day is read again); one vendor changed in Sage; one vendor
+deleted in Sage (sent inactive: one POST); a --full-refresh re-run with nothing changed
+(every record read again, none sent).
 
     .venv/bin/python bench/request_economy.py
 """
@@ -23,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import end_to_end
+import requests
 from _common import (
     COMPANIES,
     SAGE_PATH,
@@ -49,6 +57,8 @@ RESOURCES = {"gl_accounts": "GL/GLAccounts", "cost_centers": "GL/GLSegmentCodes"
 COST_CENTER_SEGMENT = "000002"  # meltano.yml's cost_center_segment (2)
 # Every run first checks the install's fields: one $metadata GET per module it reads.
 METADATA_GETS = len({resource.split("/")[0] for resource in RESOURCES.values()})
+# An incremental run asks each company's vendor count (vendor_keys' first keys-only page).
+VENDOR_COUNT_GETS = len(COMPANIES)
 ENDPOINT_OF = {name: sink.endpoint.rsplit("/", 1)[1] for name, sink in SINKS.items()}
 
 
@@ -123,7 +133,12 @@ def main() -> dict[str, bool]:
     expected = sage_records("large")
     full_minimum = sum(max(1, ceil_div(n, SAGE_PAGE)) for n in expected.values()) \
         + METADATA_GETS
-    incremental_minimum = len(expected) + METADATA_GETS  # one per stream and company
+    # One per stream and company, and the vendor counts.
+    incremental_minimum = len(expected) + VENDOR_COUNT_GETS + METADATA_GETS
+    # A vendor deleted: every company's vendor numbers, keys-only (one vendor fewer).
+    deleted_minimum = len(expected) + METADATA_GETS + sum(
+        max(1, ceil_div(n - (company == "SAMINC"), SAGE_PAGE))
+        for (stream, company), n in expected.items() if stream == "vendors")
     with Sandbox("large") as sandbox, tempfile.TemporaryDirectory() as tmp:
         economy = Economy(sandbox, MeltanoProject(sandbox, Path(tmp)))
         runs: list[tuple[str, dict[str, Any], int, bool]] = []
@@ -138,6 +153,11 @@ def main() -> dict[str, bool]:
         label = "one vendor changed"
         runs.append((label, economy.run(label, "run", "master-data"), incremental_minimum,
                      True))
+        sage = sandbox.info["sage300"]
+        requests.delete(f"{sage['base_url']}/SAMINC/AP/APVendors('V000501')", timeout=600,
+                        auth=(sage["username"], sage["password"].upper())).raise_for_status()
+        label = "one vendor deleted"
+        runs.append((label, economy.run(label, "run", "master-data"), deleted_minimum, True))
         label = "--full-refresh, nothing changed"
         runs.append((label, economy.run(label, "run", "--full-refresh", "master-data"),
                      full_minimum, False))
@@ -161,8 +181,11 @@ def main() -> dict[str, bool]:
           [f"Sage PageSize {SAGE_PAGE} (the web.config default; tap page_size 1000). "
            "Minimum Sage GETs: full read = sum over stream and company of "
            "max(1, ceil(records / PageSize)); incremental = one per stream and company "
-           f"({len(RESOURCES)} streams x {len(COMPANIES)} companies). Minimum POSTs = sum "
-           "over endpoints of ceil(records sent / POST limit). Token calls: at most 1."])
+           f"({len(RESOURCES)} streams x {len(COMPANIES)} companies) and each company's "
+           "vendor count (vendor_keys' first keys-only page); a vendor deleted = one per "
+           "stream and company and every company's vendor numbers, keys-only, max(1, "
+           "ceil(vendors / PageSize)) pages each (the first is the count). Minimum POSTs = "
+           "sum over endpoints of ceil(records sent / POST limit). Token calls: at most 1."])
 
     detail = []
     for (stream, company), n in sorted(expected.items()):
