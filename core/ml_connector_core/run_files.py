@@ -46,7 +46,8 @@ def _own(path: Path) -> os.stat_result | None:
         info = path.lstat()
     except OSError:
         return None
-    if stat.S_ISLNK(info.st_mode) or info.st_uid != os.geteuid():
+    me = os.geteuid() if hasattr(os, "geteuid") else info.st_uid  # Windows: no owners
+    if stat.S_ISLNK(info.st_mode) or info.st_uid != me:
         return None
     return info
 
@@ -158,6 +159,8 @@ def meltano_alive(system_dir: Path) -> bool | None:
     """Whether a `meltano` process of this user that uses `system_dir` is alive (a run, an
     invoke, `ml-connector plan` or `check`); None when this cannot be told (no psutil, a
     process that cannot be read): then nothing is removed."""
+    if os.name != "posix":
+        return None
     try:
         import psutil  # Meltano's own dependency
     except ImportError:
@@ -172,7 +175,7 @@ def meltano_alive(system_dir: Path) -> bool | None:
         info = process.info
         if info["pid"] == me or not info.get("cmdline") or not info.get("uids"):
             continue
-        if info["uids"].real != os.getuid() or not _meltano_program(info["cmdline"]):
+        if info["uids"].real != os.getuid() or not _meltano_program(info["cmdline"]):  # POSIX
             continue
         try:
             if _system_dir_of(process) in (target, None):
