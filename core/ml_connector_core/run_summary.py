@@ -14,7 +14,9 @@ the same way:
 - extra outcomes a target has (e.g. a record superseded by a later one with the same key)
   follow, when non-zero.
 
-On a successful run received = written + unchanged + rejected + failed + the extras.
+On a successful run received = written + unchanged + rejected + failed + the extras, less
+what a target sends on its own, not having received it: target-basware's `deactivated`, records
+the source deleted, sent inactive (its README, "Deletions").
 """
 
 from __future__ import annotations
