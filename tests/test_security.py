@@ -12,6 +12,9 @@ Where the rest of the security requirements are tested:
   (test_untrusted_tls_certificate, test_trusted_tls_but_not_the_web_api).
 - Redaction itself (shapes, spellings, precision, log records, ledger bytes on disk):
   core/tests/test_redaction.py, core/tests/test_secrets.py.
+- Secrets at rest (Meltano's per-run plugin configuration files, after a SIGKILL too: no file
+  holding a secret readable by other users): test_secrets_at_rest.py,
+  core/tests/test_run_files.py.
 
 The simulators accept only their demo credentials, so those are the planted secrets, with
 every spelling a leak could take (uppercased as Sage gets it, Basic-auth base64, URL- and
