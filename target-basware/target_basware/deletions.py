@@ -75,6 +75,7 @@ class Deletions:
         self.companies: dict[str, set[str]] = {}  # stream -> companyCodes its records name
         self.unsure: dict[str, str] = {}  # stream -> why its list cannot be trusted this run
         self.queued = 0
+        self._sent: set[tuple[str, str]] = set()  # (stream, key) deactivated in this run
 
     # -- what the source has --------------------------------------------------------------
 
@@ -168,8 +169,9 @@ class Deletions:
             return
         digest = payload_hash(entity)
         latest: KeyOutcome = written.outcome
-        if latest.delivered_as(digest):
-            return  # Basware has it inactive (closed) already: sent once
+        if latest.delivered_as(digest) or (stream, written.source_key) in self._sent:
+            return  # Basware has it inactive (closed) already, or will in this run: once
+        self._sent.add((stream, written.source_key))
         key = str(record.get("externalCode") or latest.target_key)
         logger.info("%s record %s: %s; sending it %s", stream, key, reason,
                     "closed" if field == "isClosed" else "inactive")
