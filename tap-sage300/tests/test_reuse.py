@@ -69,6 +69,12 @@ def test_tap_into_target_jsonl_and_incremental_rerun_from_its_state(sage: SageSa
     for stream in ("gl_accounts", "cost_centers", "payment_terms", "purchase_orders",
                    "customers"):
         assert read_jsonl(out / f"{stream}.jsonl"), stream
+    # The deletion signals are plain Singer: target-jsonl takes the ACTIVATE_VERSION messages
+    # (it has no use for them) and writes vendor_keys and line_keys like any other field.
+    assert sorted((v["company_id"], v["VendorNumber"])
+                  for v in read_jsonl(out / "vendor_keys.jsonl")) == sorted(
+        (v["company_id"], v["VendorNumber"]) for v in vendors)
+    assert all(po["line_keys"] for po in read_jsonl(out / "purchase_orders.jsonl"))
     state = states[-1]
     assert "vendors" in state["bookmarks"]
 
