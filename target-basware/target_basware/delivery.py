@@ -678,10 +678,16 @@ class Delivery:
         latest): first among the entries since this run started (`since`), then, for keys not
         found there (their import was made by an earlier run, e.g. one that was killed), in
         all of them. An import still InProgress is followed until Basware has processed it."""
-        found = self._scan_imports(spec, keys, since) if since else {}
-        rest = keys - found.keys()
+        settled = self._decide(self._scan_imports(spec, keys, since)) if since else {}
+        rest = keys - settled.keys()
         if rest:
-            found.update(self._scan_imports(spec, rest, None))
+            settled.update(self._decide(self._scan_imports(spec, rest, None)))
+        return settled
+
+    def _decide(self, found: dict[str, list[tuple[str, list[dict[str, Any]]]]]
+                ) -> dict[str, tuple[str, list[dict[str, Any]]]]:
+        """Per key, the latest of its imports (oldest first) that P2P decided; one still
+        InProgress is followed by its id first."""
         settled: dict[str, tuple[str, list[dict[str, Any]]]] = {}
         for key, candidates in found.items():
             while candidates:
