@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -170,8 +171,10 @@ def test_an_early_request_for_another_page_than_the_paginator_names_is_dropped(
     skips = [parse_qs(r["query"]).get("$skip", ["0"])[0] for r in sage.requests()
              if r["path"].endswith("SAMINC/AP/APVendors")]
     # Each wrong early request reached Sage, but its answer was never read: the right page
-    # was asked for next, on a new connection.
-    assert skips == ["0", "17", "7", "10", "117", "17", "20", "127", "27", "30"]
+    # was asked for next, on a new connection. (Sage may log a dropped request after the
+    # one that replaced it: its thread is not told the client went away.)
+    assert Counter(skips) == Counter(["0", "17", "7", "10", "117", "17", "20", "127", "27",
+                                      "30"])
 
 
 @pytest.mark.parametrize("next_link", [True, False])
