@@ -293,6 +293,20 @@ def connector_batches(sandbox: Sandbox) -> list[dict[str, Any]]:
             if str(batch.get("Description", "")).startswith("ml-connector")]
 
 
+def sage_entries(sandbox: Sandbox) -> dict[str, list[dict[str, Any]]]:
+    """Every AP invoice entry in both Sage companies by its BWINVID, with its ``company`` and
+    ``batch`` (a list per id: a duplicate shows)."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for company, tables in sandbox_get(sandbox.sage300.base_url, "state")["companies"].items():
+        for batch in tables["AP/APInvoiceBatches"]:
+            for entry in batch["Invoices"]:
+                for optional in entry["InvoiceOptionalFields"]:
+                    if optional["OptionalField"] == "BWINVID":
+                        found.setdefault(optional["Value"], []).append(
+                            {**entry, "company": company, "batch": batch})
+    return found
+
+
 def basware_tenant(sandbox: Sandbox) -> dict[str, Any]:
     return sandbox_get(sandbox.basware.base_url, "state")["tenants"][BASWARE_CLIENT_ID]
 

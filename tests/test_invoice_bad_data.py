@@ -33,7 +33,7 @@ from typing import Any
 
 import pytest
 import requests
-from e2e import ROOT, Project, basware_tenant, sandbox_get
+from e2e import ROOT, Project, basware_tenant, sage_entries
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -144,19 +144,6 @@ def queue(sandbox: Sandbox, cases: list[Case]) -> None:
                                  json=case.body, timeout=30)
         assert response.status_code == 201, response.text
         case.invoice_id = response.json()["invoiceId"]
-
-
-def sage_entries(sandbox: Sandbox) -> dict[str, list[dict[str, Any]]]:
-    """Every AP invoice entry in Sage by BWINVID (a list: a duplicate shows)."""
-    found: dict[str, list[dict[str, Any]]] = {}
-    for company, tables in sandbox_get(sandbox.sage300.base_url, "state")["companies"].items():
-        for batch in tables["AP/APInvoiceBatches"]:
-            for entry in batch["Invoices"]:
-                for optional in entry["InvoiceOptionalFields"]:
-                    if optional["OptionalField"] == "BWINVID":
-                        found.setdefault(optional["Value"], []).append(
-                            {**entry, "company": company})
-    return found
 
 
 def audit_failures(project: Project) -> str:

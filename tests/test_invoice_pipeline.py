@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import requests
-from e2e import Project, basware_tenant, connector_batches, sandbox_get
+from e2e import Project, basware_tenant, connector_batches, sage_entries, sandbox_get
 
 from ml_connector_core.outcome_handover import RUNS_KEY
 from mlc_sandbox.data import UNKNOWN_ACCOUNT
@@ -37,19 +37,6 @@ def pipeline(fresh_sandbox: Sandbox, tmp_path: Path) -> Project:
 
 def basware_invoices(sandbox: Sandbox) -> dict[str, dict[str, Any]]:
     return {invoice["invoiceId"]: invoice for invoice in basware_tenant(sandbox)["invoices"]}
-
-
-def sage_entries(sandbox: Sandbox) -> dict[str, list[dict[str, Any]]]:
-    """Every AP invoice entry in both companies, by BWINVID (a list: a duplicate shows)."""
-    found: dict[str, list[dict[str, Any]]] = {}
-    for company, tables in sandbox_get(sandbox.sage300.base_url, "state")["companies"].items():
-        for batch in tables["AP/APInvoiceBatches"]:
-            for entry in batch["Invoices"]:
-                for optional in entry["InvoiceOptionalFields"]:
-                    if optional["OptionalField"] == "BWINVID":
-                        found.setdefault(optional["Value"], []).append(
-                            {**entry, "company": company, "batch": batch})
-    return found
 
 
 def purchase_order_lines(sandbox: Sandbox) -> dict[tuple[str, str, int], dict[str, Any]]:
