@@ -118,15 +118,25 @@ def _retry_after_value(seconds: float) -> str:
 
 
 class RequestLog:
-    """The last LOG_CAPACITY requests, with secrets masked, numbered from 1."""
+    """The last LOG_CAPACITY requests, with secrets masked, numbered from 1.
+
+    A request is logged when it ends; one that arrived before the log was cleared (a stalled
+    answer held for minutes, say) belongs to the cleared log, not to whatever test reads next."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._entries: deque[dict[str, Any]] = deque(maxlen=LOG_CAPACITY)
         self._seq = 0
+        self._epoch = 0  # bumped by clear()
 
-    def add(self, entry: dict[str, Any]) -> None:
+    @property
+    def epoch(self) -> int:
+        return self._epoch
+
+    def add(self, entry: dict[str, Any], epoch: int) -> None:
         with self._lock:
+            if epoch != self._epoch:
+                return
             self._seq += 1
             entry["seq"] = self._seq
             self._entries.append(entry)
@@ -138,6 +148,7 @@ class RequestLog:
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+            self._epoch += 1
 
     @property
     def last_seq(self) -> int:
@@ -267,6 +278,7 @@ def _make_handler(server: SimulatorServer) -> type[BaseHTTPRequestHandler]:
 
         def _dispatch(self) -> None:
             started = time.perf_counter()
+            epoch = server.log.epoch
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
             parts = urlsplit(self.path)
@@ -315,7 +327,7 @@ def _make_handler(server: SimulatorServer) -> type[BaseHTTPRequestHandler]:
                     entry["body"] = mask_json(json.loads(body), secrets)
                 except ValueError:
                     entry["body"] = mask_text(body.decode("utf-8", "replace"), secrets)
-            server.log.add(entry)
+            server.log.add(entry, epoch)
 
             if response is None:
                 self.close_connection = True  # the client sees a dropped connection

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -112,6 +113,23 @@ def test_request_log_masks_credentials_and_secret_values(server: SimulatorServer
     assert [e["seq"] for e in log["requests"]] == [1, 2]
     since = requests.get(f"{server.base_url}/_sandbox/requests?since=1", timeout=5).json()
     assert [e["path"] for e in since["requests"]] == ["/items"]
+
+
+def test_a_request_held_across_a_log_clear_stays_out_of_the_new_log(
+        server: SimulatorServer) -> None:
+    """A stalled answer ends minutes later, in another test's time: it was the cleared log's."""
+    requests.put(f"{server.base_url}/_sandbox/faults", timeout=5, json={
+        "stall_seconds": 1.0, "schedule": [{"nth": 1, "fault": "stall_after", "method": "POST"}]})
+    with pytest.raises(requests.Timeout):
+        requests.post(f"{server.base_url}/held", json={}, timeout=0.3)
+    requests.delete(f"{server.base_url}/_sandbox/requests", timeout=5).raise_for_status()
+    requests.get(f"{server.base_url}/after", timeout=5)
+    time.sleep(1.5)  # the held request has ended by now
+
+    log = requests.get(f"{server.base_url}/_sandbox/requests", timeout=5).json()
+
+    assert server.simulator.handled == 1  # processed, answer held
+    assert [e["path"] for e in log["requests"]] == ["/after"]
 
 
 def test_admin_settings_state_and_reset(server: SimulatorServer) -> None:
