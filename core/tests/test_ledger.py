@@ -66,7 +66,7 @@ def test_migrates_a_v1_ledger_in_place(ledger_url: str) -> None:
     with Ledger.open(ledger_url) as ledger:
         with ledger.engine.connect() as conn:
             versions = conn.execute(select(schema_version.c.version)).scalars().all()
-        assert versions == [1, 2, 3, 4, 5]
+        assert versions == [1, 2, 3, 4, 5, 6]
         columns = {c["name"] for c in inspect(ledger.engine).get_columns(entries.name)}
         assert {"key_properties", "stream_schema", "reply"} <= columns
         [old] = ledger.trace("V1")
@@ -77,7 +77,7 @@ def test_migrates_a_v1_ledger_in_place(ledger_url: str) -> None:
         assert ledger.latest_outcome("vendors", "V1").key_properties == ["VendorID"]
 
     with Ledger.open(ledger_url) as again, again.engine.connect() as conn:  # reopen: no-op
-        assert conn.execute(select(func.count()).select_from(schema_version)).scalar() == 5
+        assert conn.execute(select(func.count()).select_from(schema_version)).scalar() == 6
 
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -213,11 +213,14 @@ def test_upgrades_a_v2_ledger_keeping_every_row(ledger_url: str, tmp_path: Path)
         assert after[runs.name] == before["runs"]
         assert after[entries.name] == with_no_reply(before["entries"])
         assert after[schema_version.name][:2] == before["schema_version"]
-        assert [row["version"] for row in after[schema_version.name]] == [1, 2, 3, 4, 5]
+        assert [row["version"] for row in after[schema_version.name]] == [1, 2, 3, 4, 5, 6]
         # The API reads the old rows, and new ones go after them.
         assert [e.action for e in ledger.trace("INV-1")] == [Action.READ, Action.CREATED]
         assert ledger.target_key_for("invoices", "INV-1") == "DOC-7"
         assert ledger.replayable().skipped[0][0].error == "HTTP 400: vendor V9 unknown"
+        # The v6 step named every old record by its ids (ledger_refs), like new ones.
+        assert [(r.stream, r.source_key) for r in ledger.resolve("doc-7")] == [
+            ("invoices", "INV-1")]
         ledger.record(Entry("run-target", "invoices", "INV-2", Action.CREATED, target_key="D8"))
         assert ledger.latest_outcome("invoices", "INV-2").id == len(before["entries"]) + 1
         ledger.finish_run("run-target", "success")
@@ -354,7 +357,7 @@ def test_concurrent_openers_upgrade_a_v2_ledger_once(ledger_url: str) -> None:
                                [(ledger_url, w, each) for w in range(workers)])
     assert written == [each] * workers
     after = table_rows(ledger_url, [schema_version.name, entries.name])
-    assert [row["version"] for row in after[schema_version.name]] == [1, 2, 3, 4, 5]
+    assert [row["version"] for row in after[schema_version.name]] == [1, 2, 3, 4, 5, 6]
     assert after[entries.name][:len(before["entries"])] == with_no_reply(before["entries"])
     assert len(after[entries.name]) == len(before["entries"]) + workers * each
 

@@ -22,8 +22,10 @@ if TYPE_CHECKING:
         FailureGroup,
         KeyOutcome,
         Ledger,
+        OpenFailure,
         Replay,
         Report,
+        ResolvedRecord,
         Run,
         Written,
         normalize_cause,
@@ -34,7 +36,8 @@ if TYPE_CHECKING:
 
 _MODULES = {
     **dict.fromkeys(["BASWARE_TO_SAGE", "FAILURE", "SAGE_TO_BASWARE", "SUCCESS", "Action",
-                     "Entry", "FailureGroup", "KeyOutcome", "Ledger", "Replay", "Report", "Run",
+                     "Entry", "FailureGroup", "KeyOutcome", "Ledger", "OpenFailure", "Replay",
+                     "Report", "ResolvedRecord", "Run",
                      "Written", "normalize_cause", "payload_hash", "to_jsonable"], "_ledger"),
     **dict.fromkeys(["LATEST_VERSION", "LedgerVersionError", "migrate"], "_schema"),
 }
@@ -59,8 +62,10 @@ __all__ = [
     "KeyOutcome",
     "Ledger",
     "LedgerVersionError",
+    "OpenFailure",
     "Replay",
     "Report",
+    "ResolvedRecord",
     "Run",
     "Written",
     "LEDGER_URL_ENV",

@@ -18,10 +18,13 @@ from typing import Any
 from sqlalchemy import Engine, case, func, or_, select, tuple_
 from sqlalchemy.engine import Row
 
+from ml_connector_core.ledger import _refs as business
 from ml_connector_core.ledger._schema import (
     entries,
+    insert_refs,
     make_engine,
     migrate,
+    refs,
     runs,
     unclaimed,
     write_with_retry,
@@ -37,6 +40,9 @@ _MAX_ERROR_CHARS = 10_000
 _MAX_SCHEMAS_KEPT = 64  # distinct SCHEMA objects remembered (a run has a few streams)
 # Keys per IN (...) of a bulk look-up: well under SQLite's 999 bound parameters.
 _BULK_KEYS = 500
+# (ref, stream, source_key) rows a Ledger remembers having stored, so a record's later
+# entries (its outcome after its read) do not store them again; cleared when full.
+_REFS_KEPT = 200_000
 #: The ledger's own bookkeeping, not records: the mark of the state each run was handed
 #: (ml_connector_core.restore). Left out of reports and replays.
 MARKS_STREAM = "state_marks"
@@ -161,6 +167,53 @@ class FailureGroup:
 
 
 @dataclass(frozen=True)
+class ResolvedRecord:
+    """A record a business id names (`Ledger.resolve`): one (stream, source key), with what
+    the ledger knows of it. `plugin` wrote its latest outcome (else its latest entry);
+    `plugins` are all that wrote about it. `business_ids` are labelled (invoice, vendor, po,
+    company, sage entry, amount, currency...: `_refs.business_ids`) from its newest payload;
+    `business_id` is the one a person types for it. `matched` is False for a record found only
+    as the same record in another stream of its family (the invoice's transfer response).
+    Records of more than one `subject` mean the id is ambiguous (a vendor number used in two
+    companies): name it with its company."""
+
+    stream: str
+    source_key: str
+    direction: str | None
+    plugin: str
+    plugins: tuple[str, ...]
+    family: str
+    subject: str
+    business_id: str
+    business_ids: dict[str, str]
+    latest_action: Action
+    latest_at: datetime
+    matched: bool = True
+
+
+@dataclass(frozen=True)
+class OpenFailure:
+    """A record whose latest outcome is a failure (`Ledger.open_failures`). `error` is the
+    latest failure's full text (redacted when stored); `first_failed_at` is the first failure
+    since the record's last success (or ever), `failures` how many there were since. The
+    business ids are as in `ResolvedRecord`, from the record's newest payload in its family
+    (an acknowledge failure keeps no payload; its read does)."""
+
+    stream: str
+    source_key: str
+    direction: str | None
+    plugin: str
+    error: str
+    first_failed_at: datetime
+    last_failed_at: datetime
+    failures: int
+    business_id: str
+    business_ids: dict[str, str]
+    system: str | None = None
+    action: Action = Action.REJECTED
+
+
+@dataclass(frozen=True)
 class Replay:
     """What `replayable()` selected: entries to replay (oldest first) and keys left alone."""
 
@@ -267,6 +320,9 @@ class Ledger:
         self._schema_texts: dict[int, tuple[Mapping[str, Any], str]] = {}
         # The schema text last stored per (run, stream): an entry stores it only when new.
         self._schemas_stored: dict[tuple[str, str], str] = {}
+        # Business ids this Ledger stored (`ledger_refs`): a record's outcome after its read
+        # names the same ids; they are not written again.
+        self._refs_stored: set[tuple[str, str, str]] = set()
 
     payload_hash = staticmethod(payload_hash)
 
@@ -322,10 +378,21 @@ class Ledger:
     def record_many(self, batch: Iterable[Entry]) -> int:
         """Store entries in one transaction (all or none); returns how many."""
         schemas: dict[tuple[str, str], str] = {}  # stored by this batch
-        rows = [self._row(entry, schemas) for entry in batch]
-        if rows:
-            write_with_retry(self.engine, lambda conn: conn.execute(entries.insert(), rows))
-            self._schemas_stored.update(schemas)  # only once they are in the database
+        named: list[tuple[str, str, set[str]]] = []  # each entry's business ids
+        rows = [self._row(entry, schemas, named) for entry in batch]
+        if not rows:
+            return 0
+        new_refs = [ref for ref in business.unique_refs(named) if ref not in self._refs_stored]
+
+        def work(conn: Any) -> None:
+            conn.execute(entries.insert(), rows)
+            insert_refs(conn, new_refs)  # same transaction: an entry is never without its ids
+
+        write_with_retry(self.engine, work)
+        self._schemas_stored.update(schemas)  # only once they are in the database
+        if len(self._refs_stored) + len(new_refs) > _REFS_KEPT:
+            self._refs_stored.clear()
+        self._refs_stored.update(new_refs)
         return len(rows)
 
     def _schema_text(self, schema: Mapping[str, Any]) -> str:
@@ -346,7 +413,8 @@ class Ledger:
         self._runs[run_id] = run
         return run
 
-    def _row(self, entry: Entry, schemas: dict[tuple[str, str], str]) -> dict[str, Any]:
+    def _row(self, entry: Entry, schemas: dict[tuple[str, str], str],
+             named: list[tuple[str, str, set[str]]]) -> dict[str, Any]:
         run = self._run(entry.run_id)
         schema = None if entry.schema is None else self._schema_text(entry.schema)
         if schema is not None:
@@ -357,13 +425,21 @@ class Ledger:
                 schemas[where] = schema
         action = Action(entry.action)  # ValueError on anything outside the enum
         redact = self.redactor
-        stored, digest = None, entry.payload_hash
+        stored, digest, payload = None, entry.payload_hash, None
         if entry.payload is not None:
             payload = to_jsonable(entry.payload)
             canonical = _dumps(payload)  # payload_hash's text; stored as is when nothing is secret
             digest = digest or _sha256(canonical)
-            stored = canonical if redact.json_is_clean(canonical) \
-                else _dumps(redact.redact_obj(payload))
+            if redact.json_is_clean(canonical):
+                stored = canonical
+            else:
+                payload = redact.redact_obj(payload)  # the ids come from what is stored
+                stored = _dumps(payload)
+        source_key = str(entry.source_key)
+        target_key = None if entry.target_key is None else str(entry.target_key)
+        named.append((entry.stream, source_key, business.refs(
+            entry.stream, source_key, payload, target_key=target_key,
+            sage_batch=entry.sage_batch, sage_entry=entry.sage_entry)))
         error = entry.error
         if isinstance(error, BaseException):
             error = f"{type(error).__name__}: {error}"
@@ -374,8 +450,8 @@ class Ledger:
             "plugin": entry.plugin or run.plugin,
             "direction": entry.direction,
             "stream": entry.stream,
-            "source_key": str(entry.source_key),
-            "target_key": None if entry.target_key is None else str(entry.target_key),
+            "source_key": source_key,
+            "target_key": target_key,
             "payload_hash": digest,
             "payload": stored,
             "action": action.value,
@@ -601,6 +677,164 @@ class Ledger:
         return self._select(select(entries)
                             .where(c.run_id == run_id, c.id > after, c.reply.is_not(None))
                             .order_by(c.id).limit(limit))
+
+    # -- business ids ----------------------------------------------------------------------
+
+    def resolve(self, ref: str) -> list[ResolvedRecord]:
+        """The records a business id names: an invoice number (INV-18825), a Basware invoice
+        id, a vendor (SAMLTD/1600, or 1600 alone), a PO number (PO200161 or SAMLTD/PO200161;
+        its lines too), a Sage entry (SAMINC/5/14, or 5/14 alone), an externalCode, a source or
+        target key. Case and surrounding blanks do not matter. Each record comes with the same
+        record in the other streams of its family (an invoice's read, its Sage outcome, its
+        transfer response), oldest first. Empty when nothing is named so. Records of more than
+        one `subject`: the id is ambiguous (`ResolvedRecord`)."""
+        wanted = business.normalize_ref(ref)
+        r = refs.c
+        with self.engine.connect() as conn:
+            direct = list(dict.fromkeys(
+                (row.stream, row.source_key) for row in conn.execute(
+                    select(r.stream, r.source_key).where(r.ref == wanted))))
+            if not direct:
+                return []
+            family = {(stream, key) for found, key in direct
+                      for stream in business.family_streams(found)}
+            found = list(direct)
+            for start in range(0, len(direct), _BULK_KEYS):
+                keys = {business.normalize_ref(key) for _, key in direct[start:start + _BULK_KEYS]}
+                for row in conn.execute(select(r.stream, r.source_key).where(r.ref.in_(keys))):
+                    if (row.stream, row.source_key) in family:
+                        found.append((row.stream, row.source_key))
+            described = self._describe(conn, list(dict.fromkeys(found)))
+        matched = set(direct)
+        records = [replace(record, matched=(record.stream, record.source_key) in matched)
+                   for record in described]
+        return sorted(records, key=lambda record: record.latest_at)
+
+    def _describe(self, conn: Any, records: list[tuple[str, str]]) -> list[ResolvedRecord]:
+        """What the ledger knows of each (stream, source_key): plugins, latest outcome, and
+        business ids, completed from the same record's other streams (the transfer response
+        has the invoice's number from its read)."""
+        c = entries.c
+        described: list[tuple[tuple[str, str], dict[str, Any]]] = []
+        for stream, key in records:
+            rows = conn.execute(
+                select(c.id, c.plugin, c.action, c.direction, c.created_at,
+                       c.payload.is_not(None).label("kept"))
+                .where(c.stream == stream, c.source_key == key).order_by(c.id)).all()
+            if not rows:
+                continue
+            outcomes = [row for row in rows if row.action != Action.READ.value]
+            latest = (outcomes or rows)[-1]
+            kept = next((row.id for row in reversed(rows) if row.kept), None)
+            ids: dict[str, str] = {}
+            if kept is not None:
+                row = conn.execute(select(c.payload, c.target_key, c.sage_batch, c.sage_entry)
+                                   .where(c.id == kept)).one()
+                ids = business.business_ids(stream, key, _loads(row.payload),
+                                            target_key=row.target_key,
+                                            sage_batch=row.sage_batch, sage_entry=row.sage_entry)
+            described.append(((stream, key), {
+                "direction": next((r.direction for r in reversed(rows) if r.direction), None),
+                "plugin": latest.plugin, "plugins": tuple(dict.fromkeys(r.plugin for r in rows)),
+                "latest_action": Action(latest.action), "latest_at": _utc(latest.created_at),
+                "ids": ids}))
+        by_record: dict[tuple[str, str], dict[str, str]] = {}
+        for (stream, key), info in described:
+            merged = by_record.setdefault((business.family(stream), key), {})
+            for label, value in info["ids"].items():
+                merged.setdefault(label, value)
+        result = []
+        for (stream, key), info in described:
+            ids = {**by_record[(business.family(stream), key)], **info["ids"]}
+            result.append(ResolvedRecord(
+                stream=stream, source_key=key, direction=info["direction"],
+                plugin=info["plugin"], plugins=info["plugins"], family=business.family(stream),
+                subject=business.subject(stream, key),
+                business_id=business.primary_id(stream, key, ids), business_ids=ids,
+                latest_action=info["latest_action"], latest_at=info["latest_at"]))
+        return result
+
+    def history(self, records: Iterable[tuple[str, str]]) -> list[Entry]:
+        """Every entry of the (stream, source_key) records, across runs and plugins, oldest
+        first: what `audit trace` shows for the records `resolve` found."""
+        wanted = list(dict.fromkeys((str(stream), str(key)) for stream, key in records))
+        c = entries.c
+        found: list[Entry] = []
+        for start in range(0, len(wanted), _BULK_KEYS):
+            found += self._select(select(entries).where(
+                tuple_(c.stream, c.source_key).in_(wanted[start:start + _BULK_KEYS])))
+        return sorted(found, key=lambda entry: entry.id or 0)
+
+    def open_failures(self, since: datetime | None = None) -> list[OpenFailure]:
+        """One item per record whose latest outcome is a failure (rejected or failed), its
+        last failure at or after `since` when given, oldest first. A later success of the
+        record (created, updated, unchanged, deactivated...) resolves it; `read` entries
+        change nothing. Reads only the outcomes of records that ever failed."""
+        c = entries.c
+        failure = [a.value for a in FAILURE]
+        with self.engine.connect() as conn:
+            candidates = [(row.stream, row.source_key) for row in conn.execute(
+                select(c.stream, c.source_key).distinct()
+                .where(c.action.in_(failure), c.stream != MARKS_STREAM))]
+            open_: dict[tuple[str, str], dict[str, Any]] = {}
+            for start in range(0, len(candidates), _BULK_KEYS):
+                chunk = candidates[start:start + _BULK_KEYS]
+                timeline: dict[tuple[str, str], list[Row[Any]]] = {}
+                for row in conn.execute(
+                        select(c.id, c.stream, c.source_key, c.plugin, c.direction, c.action,
+                               c.error, c.created_at, c.system)
+                        .where(tuple_(c.stream, c.source_key).in_(chunk),
+                               c.action != Action.READ.value).order_by(c.id)):
+                    timeline.setdefault((row.stream, row.source_key), []).append(row)
+                for record, rows in timeline.items():
+                    streak: list[Row[Any]] = []
+                    for row in rows:
+                        if row.action in failure:
+                            streak.append(row)
+                        else:
+                            streak = []
+                    if streak and (since is None or _utc(streak[-1].created_at) >= _utc(since)):
+                        open_[record] = {"streak": streak}
+            if not open_:
+                return []
+            self._failure_ids(conn, open_)
+        result = []
+        for (stream, key), info in open_.items():
+            streak = info["streak"]
+            last = streak[-1]
+            ids = info.get("ids", {})
+            result.append(OpenFailure(
+                stream=stream, source_key=key, direction=last.direction, plugin=last.plugin,
+                error=last.error or "", first_failed_at=_utc(streak[0].created_at),
+                last_failed_at=_utc(last.created_at), failures=len(streak),
+                business_id=business.primary_id(stream, key, ids), business_ids=ids,
+                system=last.system, action=Action(last.action)))
+        return sorted(result, key=lambda failure: (failure.first_failed_at, failure.stream,
+                                                    failure.source_key))
+
+    def _failure_ids(self, conn: Any, open_: dict[tuple[str, str], dict[str, Any]]) -> None:
+        """Each open failure's business ids, from the newest payload of the record in each
+        stream of its family: its own stream's first, then the others' (read entries too)."""
+        c = entries.c
+        wanted = list(dict.fromkeys((other, key) for stream, key in open_
+                                    for other in business.family_streams(stream)))
+        newest: dict[tuple[str, str], dict[str, str]] = {}
+        for start in range(0, len(wanted), _BULK_KEYS):
+            chunk = wanted[start:start + _BULK_KEYS]
+            kept = (select(func.max(c.id)).where(tuple_(c.stream, c.source_key).in_(chunk),
+                                                 c.payload.is_not(None))
+                    .group_by(c.stream, c.source_key))
+            for row in conn.execute(select(c.stream, c.source_key, c.payload, c.target_key,
+                                           c.sage_batch, c.sage_entry).where(c.id.in_(kept))):
+                newest[(row.stream, row.source_key)] = business.business_ids(
+                    row.stream, row.source_key, _loads(row.payload), target_key=row.target_key,
+                    sage_batch=row.sage_batch, sage_entry=row.sage_entry)
+        for (stream, key), info in open_.items():
+            ids = dict(newest.get((stream, key), {}))
+            for other in business.family_streams(stream):
+                for label, value in newest.get((other, key), {}).items():
+                    ids.setdefault(label, value)
+            info["ids"] = ids
 
     def trace(self, key: str) -> list[Entry]:
         """Every entry where `key` is the source key, target key or any remote id, across

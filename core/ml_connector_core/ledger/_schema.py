@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections.abc import Callable
@@ -44,6 +45,8 @@ _PREFIXED_SINCE = 3
 _REPLIES_SINCE = 4
 #: entries.system: the Basware tenant or Sage 300 database an entry is about (schema v5).
 _SYSTEMS_SINCE = 5
+#: ledger_refs: the business ids of each record, found without reading payloads (schema v6).
+_REFS_SINCE = 6
 
 
 def _table_name(base: str, version: int) -> str:
@@ -128,10 +131,28 @@ def _unclaimed(md: MetaData) -> Table:
     )
 
 
+def _refs(md: MetaData) -> Table:
+    """The business ids naming each record (stream, source key): an invoice number, a vendor
+    number, a PO number, a Sage batch/entry... (`_refs.refs`), each row once. One row per
+    record and id, not per entry: an unchanged re-run adds nothing. The primary key is the
+    look-up index (ref first); a clustered table on SQLite (no rowid, no second copy)."""
+    return Table(
+        f"{PREFIX}refs", md,
+        Column("ref", _KEY, primary_key=True),
+        Column("stream", String(200), primary_key=True),
+        Column("source_key", _KEY, primary_key=True),
+        sqlite_with_rowid=False,
+    )
+
+
 def _tables(md: MetaData, version: int) -> tuple[Table, ...]:
     """The ledger's tables as they are at schema `version`, in creation order."""
     tables = (_schema_version(md, version), _runs(md, version), _entries(md, version))
-    return (*tables, _unclaimed(md)) if version >= _SYSTEMS_SINCE else tables
+    if version >= _SYSTEMS_SINCE:
+        tables += (_unclaimed(md),)
+    if version >= _REFS_SINCE:
+        tables += (_refs(md),)
+    return tables
 
 
 @dataclass(frozen=True)
@@ -204,6 +225,52 @@ def _add_systems(conn: Connection) -> None:
                                           for plugin, count in counts])
 
 
+#: Entries read per step of the refs backfill (keyset on id: memory stays flat).
+_BACKFILL_ENTRIES = 5000
+
+
+def insert_refs(conn: Connection, rows: list[tuple[str, str, str]]) -> None:
+    """Store (ref, stream, source_key) rows; those already there are left as they are."""
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    table = _refs(MetaData())
+    conn.execute(insert(table).on_conflict_do_nothing(),
+                 [{"ref": ref, "stream": stream, "source_key": key} for ref, stream, key in rows])
+
+
+def _add_refs(conn: Connection) -> None:
+    """ledger_refs, filled from every entry already there (their payloads as stored), so an
+    upgraded ledger finds its old records by business id like new ones."""
+    from ml_connector_core.ledger import _refs as business
+
+    _refs(MetaData()).create(conn)
+    table = _entries(MetaData(), _REFS_SINCE)
+    c = table.c
+    after = -1
+    while True:
+        rows = conn.execute(
+            select(c.id, c.stream, c.source_key, c.target_key, c.payload, c.sage_batch,
+                   c.sage_entry).where(c.id > after).order_by(c.id).limit(_BACKFILL_ENTRIES)
+        ).all()
+        if not rows:
+            return
+        after = rows[-1].id
+        found = []
+        for row in rows:
+            try:
+                payload = json.loads(row.payload) if row.payload else None
+            except ValueError:
+                payload = None
+            found.append((row.stream, row.source_key, business.refs(
+                row.stream, row.source_key, payload, target_key=row.target_key,
+                sage_batch=row.sage_batch, sage_entry=row.sage_entry)))
+        insert_refs(conn, business.unique_refs(found))
+
+
 #: Ordered; a step is never edited once released, a change is a new step. A new ledger is
 #: created at the latest version directly (v1 is the first release's `_tables(md, 1)`).
 MIGRATIONS: tuple[Migration, ...] = (
@@ -215,11 +282,13 @@ MIGRATIONS: tuple[Migration, ...] = (
               _add_replies),
     Migration(5, "entries.system (the Basware tenant or Sage 300 database of each entry)",
               _add_systems),
+    Migration(6, "ledger_refs (business ids of each record: invoice, vendor, PO numbers...)",
+              _add_refs),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 
 metadata = MetaData()
-schema_version, runs, entries, unclaimed = _tables(metadata, LATEST_VERSION)
+schema_version, runs, entries, unclaimed, refs = _tables(metadata, LATEST_VERSION)
 
 # Any constant works; it only has to be the same for every process opening a ledger.
 _PG_MIGRATION_LOCK = 0x6D6C635F6C6467  # "mlc_ldg"
