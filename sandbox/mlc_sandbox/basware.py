@@ -26,7 +26,8 @@ Settings (``/_sandbox/settings``): ``processing_delay`` (s, 0.3), ``token_lifeti
 ``allowed_scopes`` (BASWARE_SCOPES), ``require_request_id`` (True),
 ``webhook_signature_header`` (x-bwapi-signature-256), ``webhook_max_attempts`` (4),
 ``webhook_retry_delay`` (s, 0.5, doubling), ``presigned_url_ttl`` (s, 900),
-``active_currencies`` (USD, CAD), ``max_coding_rows_per_page`` (1000).
+``active_currencies`` (USD, CAD), ``max_coding_rows_per_page`` (1000),
+``responses_after_failure`` (``allowed``; ``refused``: see guess 14).
 
 Guesses beyond the reference (each is a choice the real API may make differently):
 
@@ -93,11 +94,16 @@ Guesses beyond the reference (each is a choice the real API may make differently
     parameter name; no filter means every status; ``p2pProcessingMode`` defaults to Standard.
 13. Acknowledge answers 200 with the JSON string ``"Success"``; acknowledging anything but
     WaitingForTransfer/WaitingForPrebook is 405 ResponseEntityList ``METHOD_NOT_ALLOWED``.
-14. transferResponses: accepted only while TransferInProgress, so the connector must
-    acknowledge first (the spec only says not to send both at once); all refusals are 400
-    ResponseEntityList ``DATA_VALIDATION_FAILED`` / ``BUSINESS`` (the 2022 spec lists no 409
-    here): a reused externalCode for that invoice (checked first, among the kept 100), an
-    invoice already Transferred, WaitingForTransfer (not acknowledged) or TransferFailed.
+14. transferResponses: accepted while TransferInProgress, so the connector must acknowledge
+    first (the spec only says not to send both at once), and on a TransferFailed invoice:
+    the spec forbids responses only once an invoice is Transferred and keeps the latest 100
+    per invoice, so a later success (the cause fixed in the ERP) may follow a failure
+    (setting ``responses_after_failure`` ``allowed``, the default; ``refused`` models a
+    stricter tenant, where only a P2P user's retransfer reopens the invoice). All refusals
+    are 400 ResponseEntityList ``DATA_VALIDATION_FAILED`` / ``BUSINESS`` (the 2022 spec lists
+    no 409 here): a reused externalCode for that invoice (checked first, among the kept
+    100), an invoice already Transferred, WaitingForTransfer (not acknowledged), or
+    TransferFailed when ``responses_after_failure`` is ``refused``.
     The status change is immediate; its requestStatus (entityType TransferResponse,
     parentExternalCode = invoiceId) is revealed after the delay. TransferFailed stays until a
     P2P user re-sends it (admin ``retransfer``).
@@ -174,7 +180,10 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "presigned_url_ttl": 900,
     "active_currencies": ["USD", "CAD"],
     "max_coding_rows_per_page": 1000,
+    "responses_after_failure": "allowed",
 }
+#: What a transfer response on a TransferFailed invoice gets (guess 14).
+RESPONSES_AFTER_FAILURE = ("allowed", "refused")
 _SETTING_TYPES: dict[str, Callable[[Any], Any]] = {
     "processing_delay": float, "token_lifetime": int, "require_request_id": bool,
     "webhook_signature_header": str, "webhook_max_attempts": int,
@@ -441,6 +450,11 @@ def _coerce_setting(key: str, value: Any) -> Any:
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
             return list(value)
         raise ValueError("active_currencies must be a list of currency codes")
+    if key == "responses_after_failure":
+        if value not in RESPONSES_AFTER_FAILURE:
+            raise ValueError("responses_after_failure must be one of "
+                             f"{', '.join(RESPONSES_AFTER_FAILURE)}")
+        return value
     if key == "require_request_id" and not isinstance(value, bool):
         raise ValueError("require_request_id must be true or false")
     converted = _SETTING_TYPES[key](value)

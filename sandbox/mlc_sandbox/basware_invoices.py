@@ -283,6 +283,8 @@ def _check_transfer_allowed(ctx: Ctx, invoice: dict[str, Any], code: str) -> Non
     if status in ACKNOWLEDGE:
         raise reject(f"Invoice {invoice_id} is {status}; acknowledge it before sending a "
                      "transfer response")
+    if status == "TransferFailed" and ctx.settings["responses_after_failure"] == "allowed":
+        return  # the spec forbids responses only once Transferred (guess 14)
     if status != "TransferInProgress":
         raise reject(f"Invoice {invoice_id} is {status}; transfer responses are accepted only "
                      "while it is TransferInProgress")

@@ -877,6 +877,7 @@ def test_transfer_response_success_rules(bw: Bw, server: SimulatorServer) -> Non
 
 
 def test_transfer_failure_then_retransfer_from_p2p(bw: Bw, server: SimulatorServer) -> None:
+    bw.settings(responses_after_failure="refused")  # a stricter tenant: only P2P reopens
     invoice_id = first_waiting(bw)
     path = f"/v1/accountingDocuments/{invoice_id}/transferResponses"
     bw.post(f"/v1/accountingDocuments/{invoice_id}/acknowledge")
@@ -897,6 +898,26 @@ def test_transfer_failure_then_retransfer_from_p2p(bw: Bw, server: SimulatorServ
     assert [r["externalCode"] for r in history] == ["F1", "S1"]
     assert requests.post(f"{bw.admin}/invoices/{invoice_id}/retransfer",
                          timeout=10).status_code == 400
+
+
+def test_a_success_may_follow_a_failure_by_default(bw: Bw, server: SimulatorServer) -> None:
+    """The spec forbids responses only once Transferred: the cause fixed in the ERP, the
+    invoice's new outcome is accepted on TransferFailed, and the history keeps both."""
+    invoice_id = first_waiting(bw)
+    path = f"/v1/accountingDocuments/{invoice_id}/transferResponses"
+    bw.post(f"/v1/accountingDocuments/{invoice_id}/acknowledge")
+    assert bw.post(path, json=transfer("F1", success=False)).status_code == 200
+    assert bw.post(path, json=transfer("F2", success=False)).status_code == 200
+    ok = bw.post(path, json=transfer("S1", voucherNumber1="7", voucherNumber2="3"))
+    assert ok.status_code == 200
+    invoice = _invoice(server, invoice_id)
+    assert invoice["processingStatus"] == "Transferred"
+    assert (invoice["voucherNumber1"], invoice["voucherNumber2"]) == ("7", "3")
+    assert [r["externalCode"] for r in invoice["transferResponses"]] == ["F1", "F2", "S1"]
+    assert bw.post(path, json=transfer("S2")).status_code == 400
+    bad = requests.patch(f"{bw.admin}/settings", json={"responses_after_failure": "maybe"},
+                         timeout=10)
+    assert bad.status_code == 400
 
 
 @pytest.mark.parametrize(("body", "field"), [

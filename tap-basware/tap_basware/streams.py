@@ -63,6 +63,15 @@ class AccountingDocumentsStream(BaswareStream):
         # Nothing in this run moves an invoice into TransferInProgress before this list is
         # done (acknowledging starts below), so it is paged through as it is read.
         yield from self._in_progress(company, emitted, "re_emitted_in_progress")
+        # `ml-connector retry`: TransferFailed invoices whose cause was fixed, never
+        # acknowledged (Basware allows no acknowledge there); their outcome is answered by
+        # the job's second task like any other.
+        for invoice in self.tap.retry_invoices.get(company, []):
+            if invoice["invoiceId"] not in emitted:
+                emitted.add(invoice["invoiceId"])
+                self.record_reads([invoice])
+                self.run_counts["retried"] += 1
+                yield invoice
         # Acknowledging moves invoices out of the filtered list under the paging cursor, so
         # after a page that had new invoices the list is read again from its start, and a
         # page of invoices emitted already (kept out by a stream map, so not acknowledged) is

@@ -19,8 +19,8 @@ from urllib.parse import urlsplit
 from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
 
-from ml_connector_core.basware_api import BaswareClient
-from ml_connector_core.ledger import SAGE_TO_BASWARE, Action, Entry, Ledger
+from ml_connector_core.basware_api import BaswareClient, BaswareError, error_messages
+from ml_connector_core.ledger import SAGE_TO_BASWARE, SUCCESS, Action, Entry, Ledger
 from ml_connector_core.outcome_handover import (
     INLINE_KEY,
     LEDGERS_KEY,
@@ -37,6 +37,7 @@ from ml_connector_core.outcome_handover import (
 )
 from ml_connector_core.redaction import Redactor, install_log_redaction
 from ml_connector_core.restore import LEDGER_OLDER, MARK_KEY, STATE_OLDER, check_state, read_mark
+from ml_connector_core.retry_selection import INVOICE_STREAM, string_list
 from ml_connector_core.run_files import PrivateConfigFiles
 from ml_connector_core.settings import (
     SOURCE_SYSTEM,
@@ -49,6 +50,7 @@ from ml_connector_core.settings import (
 from ml_connector_core.systems import basware_system
 from tap_basware.streams import AccountingDocumentsStream, RequestStatusStream, VendorsStream
 from tap_basware.transfer_responses import KINDS, OutcomesNotSent, TransferResponder
+from tap_basware.transfer_responses import STREAM as RESPONSES_STREAM
 
 DEFAULT_SCOPES = "accountingDocuments.read accountingDocuments.write vendors.read requestStatus.read"
 PLUGIN = "tap-basware"
@@ -80,6 +82,13 @@ class TapBasware(PrivateConfigFiles, Tap):
                                 "(acknowledged by a run that stopped before answering them). "
                                 "`ml-connector plan` turns it on to preview them; it changes "
                                 "nothing in Basware."),
+        th.Property("retry_invoice_ids", th.ArrayType(th.StringType),
+                    description="Basware invoice ids to read again although they are "
+                                "TransferFailed (never acknowledged: Basware allows none "
+                                "there), once their cause is fixed. Set by `ml-connector retry` "
+                                "(TAP_BASWARE_RETRY_INVOICE_IDS), not by hand; an invoice "
+                                "already in Sage 300 per the ledger, or no longer "
+                                "TransferFailed, is skipped with a log line."),
         th.Property("start_date", th.DateTimeType,
                     description="Earliest lastUpdated to read when there is no bookmark. Only "
                                 "filters when acknowledge is off: with acknowledge on, the "
@@ -183,6 +192,60 @@ class TapBasware(PrivateConfigFiles, Tap):
             if latest is not None and latest.system and latest.system != self.system:
                 found[invoice_id] = latest.system
         return found
+
+    @cached_property
+    def retry_invoices(self) -> dict[str, list[dict[str, Any]]]:
+        """The invoices `retry_invoice_ids` names that are to be read again, by company code,
+        read fresh from Basware (not the ledger's copy: a P2P user may have changed them)."""
+        ids = string_list(self.config.get("retry_invoice_ids"))
+        found: dict[str, list[dict[str, Any]]] = {}
+        for invoice_id in ids:
+            invoice = self._retry_candidate(invoice_id)
+            if invoice is not None:
+                found.setdefault(str(invoice.get("companyCode")), []).append(invoice)
+        return found
+
+    def _retry_candidate(self, invoice_id: str) -> dict[str, Any] | None:
+        """The invoice, if it is TransferFailed here and not in Sage 300 already; else None
+        with the reason logged. The job's second task gets the same ids: by then the invoice
+        is in Sage (the ledger says so) or Transferred, so it is read once per retry."""
+        response = self.basware.get_redirected(f"/v1/accountingDocuments/{invoice_id}")
+        if response.status_code == 404:
+            self.logger.warning("Retry of invoice %s: Basware does not know it; skipped",
+                                invoice_id)
+            return None
+        if not response.ok:
+            raise BaswareError(f"Retry of invoice {invoice_id}: reading it from Basware failed "
+                               f"with HTTP {response.status_code}: {error_messages(response)}",
+                               status=response.status_code)
+        body = response.json()
+        if isinstance(body, dict) and isinstance(body.get("accountingDocuments"), list):
+            body = (body["accountingDocuments"] or [{}])[0]
+        status = body.get("processingStatus") if isinstance(body, dict) else None
+        if status != "TransferFailed":
+            self.logger.info("Retry of invoice %s: it is %s in Basware, not TransferFailed; "
+                             "not read again by the retry (the queue reads what waits)",
+                             invoice_id, status)
+            return None
+        if str(body.get("companyCode")) not in self.config["company_codes"]:
+            self.logger.warning("Retry of invoice %s: company code %s is not in company_codes; "
+                                "skipped", invoice_id, body.get("companyCode"))
+            return None
+        answered = self.ledger.latest_outcome(RESPONSES_STREAM, invoice_id)
+        if answered is not None and answered.run_id == self.ledger_run_id:
+            # The job's second task: it just answered the retry's outcome (a failure again);
+            # one read per retry, the next retry reads it again.
+            self.logger.info("Retry of invoice %s: its new outcome was answered by this run; "
+                             "not read again", invoice_id)
+            return None
+        latest = self.ledger.latest_outcome(INVOICE_STREAM, invoice_id)
+        if latest is not None and latest.action in SUCCESS:
+            self.logger.warning(
+                "Retry of invoice %s: it is in Sage 300 already (%s), so it is not created "
+                "again; Basware still shows it TransferFailed: its answer is what is missing",
+                invoice_id, latest.target_key)
+            return None
+        return body
 
     # -- streams and sync ----------------------------------------------------------------------
 

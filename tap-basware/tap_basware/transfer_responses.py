@@ -6,9 +6,15 @@ reply of a target-sage300 ledger entry), becomes one
 requires a fresh one per response). Answered outcomes leave the state a page at a time (the
 run's cursor moves), so a crash re-answers only the rest of a page.
 
-- Basware refuses a response once an invoice is Transferred (or TransferFailed): that outcome
-  was already answered (e.g. by a run that crashed before its state was saved) and is dropped
-  with a log line.
+- Basware refuses a response once an invoice is Transferred: that outcome was already
+  answered (e.g. by a run that crashed before its state was saved) and is dropped with a log
+  line. A failure whose invoice is TransferFailed with this very reason as its latest response
+  is not sent again either (the same crash, where Basware accepts responses after a failure).
+- A success for a TransferFailed invoice (`ml-connector retry` created it in Sage 300 once
+  its cause was fixed) is sent: Basware's spec forbids responses only once Transferred. A
+  tenant that refuses it leaves the invoice TransferFailed although it is in Sage: **not
+  sent**, naming what the AP user does (send it to transfer again in Basware; the next run
+  finds it in Sage by BWINVID and answers it, creating nothing).
 - An outcome that cannot be sent is **not sent** and the run fails at its end, naming each
   invoice and why (`OutcomesNotSent`): the outcome is malformed, the invoice was acknowledged
   in another Basware tenant than the one configured, Basware no longer knows the invoice, or
@@ -172,6 +178,12 @@ class TransferResponder:
                                   "TransferInProgress and gets a fresh outcome")
 
         body = outcome.response_body(self.source_system, datetime.now(UTC))
+        if not outcome.success and self._failure_answered(invoice_id, body):
+            self.logger.info("Invoice %s is already TransferFailed in Basware with this reason; "
+                             "not sent again", invoice_id)
+            self._ledger(invoice_id, Action.UNCHANGED, payload=body,
+                         error="already TransferFailed with this reason")
+            return "already_answered"
         request_id = str(uuid.uuid4())
         path = f"/v1/accountingDocuments/{invoice_id}/transferResponses"
         # Retried on timeouts with the same externalCode and request id: a response that did
@@ -192,7 +204,23 @@ class TransferResponder:
             return "responded"
 
         refusal = error_messages(response)
-        status = self._current_status(invoice_id) if response.status_code < 500 else None
+        current = self._current(invoice_id) if response.status_code < 500 else None
+        status = None if current is None else current.get("processingStatus", "unknown")
+        if status == "TransferFailed" and outcome.success:
+            # In Sage now (a retry after the cause was fixed), but this tenant takes no answer
+            # on a TransferFailed invoice: only a P2P user's retransfer reopens it.
+            number = current.get("invoiceNumber") or invoice_id if current else invoice_id
+            where = (f"Sage 300 company {outcome.company}, batch {outcome.batch} entry "
+                     f"{outcome.entry}" if outcome.batch is not None else
+                     f"Sage 300 company {outcome.company or '?'}")
+            return self._not_sent(
+                invoice_id, body,
+                f"invoice {number} is in {where}, but Basware refuses a transfer response on "
+                f"a TransferFailed invoice (HTTP {response.status_code}: {refusal}). In "
+                f"Basware, send invoice {number} to transfer again; the next run (ml-connector "
+                f"run invoices) finds it in Sage by BWINVID and answers it Transferred from "
+                f"batch {outcome.batch} entry {outcome.entry}, without creating it twice",
+                bw_request_id=request_id, basware_request_id=basware_id)
         if status in ANSWERED:
             # Answered already, e.g. by a run that crashed before its state was saved.
             self.logger.info("Invoice %s is already %s in Basware; dropping its outcome "
@@ -223,17 +251,31 @@ class TransferResponder:
         self.not_sent.append((invoice_id, why))
         return "not_sent"
 
-    def _current_status(self, invoice_id: str) -> str | None:
-        """The invoice's processingStatus, "unknown" if Basware has no such invoice."""
+    def _current(self, invoice_id: str) -> dict[str, Any] | None:
+        """The invoice as Basware holds it now; {} if Basware has no such invoice, None if it
+        could not be read."""
         response = self.client.get_redirected(f"/v1/accountingDocuments/{invoice_id}")
         if response.status_code == 404:
-            return "unknown"
+            return {}
         if not response.ok:
             return None
         body = response.json()
         if isinstance(body, dict) and isinstance(body.get("accountingDocuments"), list):
             body = (body["accountingDocuments"] or [{}])[0]  # tolerate a list envelope
-        return body.get("processingStatus") if isinstance(body, dict) else None
+        return body if isinstance(body, dict) else None
+
+    def _failure_answered(self, invoice_id: str, body: dict[str, Any]) -> bool:
+        """Whether Basware shows the invoice TransferFailed with exactly this failure as its
+        latest response: answered already (a run that crashed before its state was saved,
+        or a retry whose cause was not fixed), so a second identical answer says nothing.
+        One GET per failure; failures are few."""
+        current = self._current(invoice_id)
+        if not current or current.get("processingStatus") != "TransferFailed":
+            return False
+        history = current.get("transferResponses") or []
+        latest = history[-1] if history and isinstance(history[-1], dict) else {}
+        return (latest.get("success") is False
+                and latest.get("responseMessage") == body["responseMessage"])
 
     def _ledger(self, invoice_id: str, action: Action, **fields: Any) -> None:
         self.record(Entry(run_id=self.run_id, stream=STREAM, source_key=invoice_id,
