@@ -13,7 +13,7 @@ from typing import Any
 
 import requests
 
-from ml_connector import check, plan, run, webhooks
+from ml_connector import check, plan, retry, run, webhooks
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,6 +49,20 @@ def main(argv: list[str] | None = None) -> int:
             sub.add_argument("--seed", type=int, default=0)
             sub.add_argument("--data", default="demo")
 
+    # What a Sage 300 or Basware user does to fix a cause (documented recovery recipes).
+    account = sandbox_commands.add_parser(
+        "gl-account", help="create a GL account in the Sage 300 simulator, as a Sage user would "
+                           "(through its Web API: POST GL/GLAccounts)")
+    account.add_argument("--info-file", type=Path, required=True)
+    account.add_argument("--company", required=True, help="Sage 300 company, e.g. SAMINC")
+    account.add_argument("account", help="the account as Basware codes it, e.g. 6999-200")
+    account.add_argument("--description", default="Created to fix a rejected invoice")
+    again = sandbox_commands.add_parser(
+        "retransfer", help="send a TransferFailed invoice to transfer again in the Basware "
+                           "simulator, as a P2P user would (it waits in the queue again)")
+    again.add_argument("--info-file", type=Path, required=True)
+    again.add_argument("invoice", help="invoice number (INV-18825) or Basware invoice id")
+
     commands.add_parser("audit", help="trace, failures, replay, report (see: audit --help)",
                         add_help=False)
 
@@ -62,6 +76,10 @@ def main(argv: list[str] | None = None) -> int:
                     "run in progress, clears the record of a killed run"))
     webhooks.add_arguments(commands.add_parser(
         "webhooks", help="receive Basware notifications and trigger the invoice job"))
+    retry.add_arguments(commands.add_parser(
+        "retry", help="send again what failed once its cause is fixed (INV-18825, "
+                      "SAMLTD/1600, --open): the record is read fresh from its source, "
+                      "created or sent once, and Basware told the new outcome"))
 
     args, rest = parser.parse_known_args(argv)
     if args.command == "audit":
@@ -77,8 +95,12 @@ def main(argv: list[str] | None = None) -> int:
         return run.main(args)
     if args.command == "webhooks":
         return webhooks.main(args)
+    if args.command == "retry":
+        return retry.main(args)
     if args.sandbox_command == "serve":
         return _serve(args)
+    if args.sandbox_command in ("gl-account", "retransfer"):
+        return _sandbox_user_action(args)
     return _sandbox_admin(args)
 
 
@@ -137,6 +159,44 @@ def _sandbox_admin(args: argparse.Namespace) -> int:
         result[system] = response.json()
     json.dump(result, sys.stdout, indent=2)
     print()
+    return 0
+
+
+def _sandbox_user_action(args: argparse.Namespace) -> int:
+    """What a user of either system does to fix a cause, on a running sandbox."""
+    info = json.loads(args.info_file.read_text())
+    if args.sandbox_command == "gl-account":
+        sage = info["sage300"]
+        account = args.account.replace("-", "").upper()
+        response = requests.post(
+            f"{sage['base_url']}/{args.company}/GL/GLAccounts",
+            json={"UnformattedAccount": account, "Description": args.description,
+                  "Status": "Active"},
+            auth=(sage["username"].upper(), sage["password"].upper()), timeout=30)
+        if response.status_code >= 400:
+            print(f"sage300: {response.status_code} {response.text}", file=sys.stderr)
+            return 1
+        created = response.json()
+        print(f"Sage 300 {args.company}: GL account {created['AccountNumber']} "
+              f"({created['Description']}) created, {created['Status']}")
+        return 0
+    admin = info["basware"]["admin_url"]
+    state = requests.get(f"{admin}/state", timeout=60)
+    state.raise_for_status()
+    invoices = [invoice for tenant in state.json()["tenants"].values()
+                for invoice in tenant["invoices"]
+                if args.invoice in (invoice["invoiceId"], invoice.get("invoiceNumber"))]
+    if len(invoices) != 1:
+        print(f"basware: {len(invoices)} invoices are {args.invoice}", file=sys.stderr)
+        return 1
+    response = requests.post(f"{admin}/invoices/{invoices[0]['invoiceId']}/retransfer",
+                             timeout=30)
+    if response.status_code >= 400:
+        print(f"basware: {response.status_code} {response.text}", file=sys.stderr)
+        return 1
+    invoice = response.json()
+    print(f"Basware: invoice {invoice.get('invoiceNumber')} ({invoice['invoiceId']}) is "
+          f"{invoice['processingStatus']} again")
     return 0
 
 
