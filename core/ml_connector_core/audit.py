@@ -68,36 +68,176 @@ def _first_line(text: str | None, limit: int = 120) -> str:
 
 _REMOTE_IDS = ("basware_request_id", "bw_request_id", "sage_batch", "sage_entry",
                "sage_document")
+# Business ids shown after a record's main id, in this order (labels of `_refs.business_ids`).
+_SHOWN_IDS = ("name", "vendor", "po", "line", "company", "sage entry", "invoice id")
+# Ids listed per cause, and in its retry command, before "and N more".
+_IDS_LISTED = 50
+
+
+def _describe_ids(main: str, ids: dict[str, str]) -> str:
+    """`INV-18825 (vendor 1400 Polaris Office Group, USD 433.12, company SAMINC)`."""
+    parts = []
+    if ids.get("vendor") and ids.get("name") and ids.get("invoice"):
+        parts.append(f"vendor {ids['vendor']} {ids['name']}")
+    elif ids.get("name"):
+        parts.append(ids["name"])
+    for label in _SHOWN_IDS:
+        value = ids.get(label)
+        if not value or value in main or label == "name" or (
+                label == "vendor" and ids.get("invoice") and ids.get("name")):
+            continue
+        parts.append(f"{label} {value}")
+    if ids.get("amount"):
+        parts.append(" ".join(filter(None, (ids.get("currency"), ids["amount"]))))
+    return main + (f" ({', '.join(parts)})" if parts else "")
+
+
+def _entry_details(entry: Entry) -> str:
+    """What an entry says beyond its action: the error, where it landed, what Basware was
+    told; the request ids last (they are for support tickets)."""
+    if entry.error:
+        return " ".join(entry.error.split())
+    details = []
+    if entry.sage_batch and entry.sage_entry:
+        company = (entry.payload or {}).get("company") if isinstance(entry.payload, dict) else None
+        details.append(f"Sage 300 {company + ' ' if company else ''}batch {entry.sage_batch} "
+                       f"entry {entry.sage_entry}")
+    payload = entry.payload if isinstance(entry.payload, dict) else {}
+    if payload.get("responseMessage"):
+        details.append(f"told Basware: {payload['responseMessage']}")
+    if entry.target_key and not details and entry.target_key != entry.source_key:
+        details.append(f"as {entry.target_key}")
+    if entry.basware_request_id:
+        details.append(f"Basware request {entry.basware_request_id}")
+    return "; ".join(details)
+
+
+def _trace_table(found: Sequence[Entry], label: dict[tuple[str, str], str]) -> str:
+    several = len(set(label.values())) > 1
+    rows = [
+        (_when(e.created_at), e.plugin, *((label.get((e.stream, e.source_key), e.source_key),)
+                                          if several else ()),
+         e.stream, e.action.value, _entry_details(e))
+        for e in found
+    ]
+    headers = ("time (UTC)", "plugin", *(("record",) if several else ()), "stream", "action",
+               "details")
+    return _table(headers, rows)
 
 
 def cmd_trace(ledger: Ledger, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    found = ledger.trace(args.key)
-    if not found:
-        print(f"no ledger entry mentions {args.key!r}", file=err)
+    """The whole history of the record(s) a business id names (`Ledger.resolve`); an id
+    naming records in more than one place (a vendor number used in two companies) lists them
+    and exits 1. Ids no record is named by (a request id) fall back to every entry that
+    mentions them."""
+    from ml_connector_core.ledger import Action
+    from ml_connector_core.remedies import remedy
+
+    args.key = " ".join(args.key)  # `batch 5 entry 14` unquoted
+    wanted = _business_ref(args.key)
+    records = ledger.resolve(wanted)
+    if not records:
+        # A request id, a Sage document...: the records of the entries that mention it.
+        found = ledger.trace(args.key)
+        keys = dict.fromkeys(e.source_key for e in found if e.stream != "state_marks")
+        records = list({(r.stream, r.source_key): r for key in keys
+                        for r in ledger.resolve(key)}.values())
+        if not records:
+            if not found:
+                print(f"nothing in the ledger is named {args.key!r}", file=err)
+                return 1
+            print(_trace_table(found, {}), file=out)
+            return 0
+    subjects: dict[str, list[Any]] = {}
+    for record in records:
+        subjects.setdefault(record.subject, []).append(record)
+    if len(subjects) > 1:
+        print(f"{args.key!r} names {len(subjects)} different records; trace one of them:",
+              file=err)
+        for group in subjects.values():
+            main = min(group, key=lambda r: (not r.matched, len(r.business_id)))
+            print(f"  ml-connector audit trace {main.business_id}    # "
+                  f"{_describe_ids(main.family + ' ' + main.business_id, main.business_ids)}",
+                  file=err)
         return 1
-    rows = [
-        (_when(e.created_at), e.run_id[:8], e.plugin, e.direction, e.stream, e.action.value,
-         e.source_key, e.target_key,
-         " ".join(f"{name}={getattr(e, name)}" for name in _REMOTE_IDS if getattr(e, name)),
-         _first_line(e.error))
-        for e in found
-    ]
-    print(_table(("time (UTC)", "run", "plugin", "direction", "stream", "action", "source key",
-                  "target key", "remote ids", "error"), rows), file=out)
+    # One record per family and key (a vendor read in Sage and delivered to Basware is one).
+    label = {(r.stream, r.source_key): r.business_id for r in records}
+    by_record: dict[str, list[Any]] = {}
+    for record in records:
+        by_record.setdefault(record.business_id, []).append(record)
+    for business_id, group in by_record.items():
+        outcome = next((r for r in reversed(group) if r.latest_action != Action.READ), group[-1])
+        print(f"{outcome.family} {_describe_ids(business_id, outcome.business_ids)}", file=out)
+    found = ledger.history(label)
+    print(file=out)
+    print(_trace_table(found, label), file=out)
+    open_ = {(f.stream, f.source_key): f for f in ledger.open_failures()
+             if (f.stream, f.source_key) in label}
+    if open_:
+        print(file=out)
+        for failure in open_.values():
+            print(f"Open failure ({failure.stream}): {' '.join(failure.error.split())}",
+                  file=out)
+            print(f"What to do: {remedy(failure.stream, failure.error, failure.business_id)}",
+                  file=out)
     return 0
 
 
+_BATCH_ENTRY = re.compile(r"^\s*(?:([A-Za-z0-9]+)[\s/]+)?batch\s+(\d+)\s*,?\s*entry\s+(\d+)\s*$",
+                          re.IGNORECASE)
+
+
+def _business_ref(text: str) -> str:
+    """A Sage batch and entry in words (`batch 5 entry 14`, `SAMINC batch 5 entry 14`) as the
+    ledger names it (`5/14`, `SAMINC/5/14`); anything else as typed."""
+    match = _BATCH_ENTRY.match(text)
+    if not match:
+        return text
+    company, batch, entry = match.groups()
+    return f"{company}/{batch}/{entry}" if company else f"{batch}/{entry}"
+
+
 def cmd_failures(ledger: Ledger, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    groups = ledger.failures(since=args.since)
-    if not groups:
-        print("no failures" + (f" since {_when(args.since)}" if args.since else ""), file=out)
+    """Open failures (`--all`: every record that ever failed, resolved ones marked), grouped
+    by cause: the real message, how many records, their business ids, first and last seen,
+    and what to do (`remedies.remedy`)."""
+    from ml_connector_core.remedies import remedy
+
+    found = ledger.failed_records(since=args.since, include_resolved=args.all)
+    since = f" since {_when(args.since)}" if args.since else ""
+    if not found:
+        print(("no failures" if args.all else "no open failures") + since, file=out)
         return 0
-    rows = [(g.count, g.keys, g.stream, _first_line(g.cause, 90), ", ".join(g.example_keys),
-             _when(g.last_seen)) for g in groups]
-    print(_table(("count", "keys", "stream", "cause", "example keys", "last seen (UTC)"), rows,
-                 right=(0, 1)), file=out)
-    print("\nOnce the cause is fixed: ml-connector audit replay --failed [--stream S] | <target>",
-          file=out)
+    groups: dict[tuple[str, str], list[Any]] = {}
+    for failure in found:
+        cause = " ".join(failure.error.split()) or "(no error text)"
+        groups.setdefault((failure.stream, cause), []).append(failure)
+    ordered = sorted(groups.items(), key=lambda item: (-sum(f.open for f in item[1]),
+                                                       -len(item[1]), item[0]))
+    still_open = sum(f.open for f in found)
+    what = "failed record(s)" if args.all else "open failure(s)"
+    print(f"{len(found)} {what}" + (f", {still_open} still open" if args.all else "")
+          + f" in {len(groups)} cause(s){since}", file=out)
+    for (stream, cause), failures in ordered:
+        first = min(f.first_failed_at for f in failures)
+        last = max(f.last_failed_at for f in failures)
+        plugins = ", ".join(sorted({f.plugin for f in failures}))
+        print(f"\n{cause}", file=out)
+        print(f"  {len(failures)} record(s) of {stream} ({plugins}), first seen {_when(first)}, "
+              f"last seen {_when(last)}", file=out)
+        for failure in failures[:_IDS_LISTED]:
+            state = "" if not args.all else (
+                "  open" if failure.open
+                else f"  resolved: {failure.resolved_by.value} {_when(failure.resolved_at)}")
+            times = f", failed {failure.failures} times" if failure.failures > 1 else ""
+            print(f"  - {_describe_ids(failure.business_id, failure.business_ids)}{times}"
+                  f"{state}", file=out)
+        pending = [f for f in failures if f.open]
+        if len(failures) > _IDS_LISTED:
+            print(f"  ... and {len(failures) - _IDS_LISTED} more", file=out)
+        if pending:
+            ids = " ".join(f.business_id for f in pending[:_IDS_LISTED])
+            print(f"  What to do: {remedy(stream, cause, ids)}", file=out)
     return 0
 
 
@@ -228,12 +368,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    trace = commands.add_parser("trace", help="every entry mentioning a key or remote id")
-    trace.add_argument("key", help="source/target key, Basware request id, Sage batch/entry/doc")
+    trace = commands.add_parser(
+        "trace", help="a record's whole history, found by any of its business ids")
+    trace.add_argument(
+        "key", nargs="+",
+        help="invoice number (INV-18825) or Basware invoice id; vendor (SAMLTD/1600, or 1600 "
+             "when only one company has it); PO number (PO200161, SAMLTD/PO200161); Sage "
+             "entry (SAMINC/5/14, 5/14, SAMINC batch 5 entry 14); externalCode; a source or "
+             "target key, or a Basware request id")
     trace.set_defaults(handler=cmd_trace)
 
-    failures = commands.add_parser("failures", help="failures grouped by cause")
-    failures.add_argument("--since", type=parse_since, help="2d, 12h, 30m or ISO date-time")
+    failures = commands.add_parser(
+        "failures", help="open failures grouped by cause, with what to do about each")
+    failures.add_argument("--since", type=parse_since,
+                          help="only records whose last failure is this recent: 2d, 12h, 30m "
+                               "or ISO date-time")
+    failures.add_argument("--all", action="store_true",
+                          help="every record that ever failed, resolved ones too (history)")
     failures.set_defaults(handler=cmd_failures)
 
     replay = commands.add_parser(

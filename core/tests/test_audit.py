@@ -72,33 +72,41 @@ def test_trace(url: str) -> None:
     code, out, _ = run("--ledger-url", url, "trace", "V1")
     assert code == 0
     lines = out.splitlines()
-    assert lines[0].split() == ["time", "(UTC)", "run", "plugin", "direction", "stream",
-                                "action", "source", "key", "target", "key", "remote", "ids",
-                                "error"]
-    assert set(lines[1]) == {"-", " "}
-    assert len(lines) == 4
-    assert " failed " in lines[2] and " created " in lines[3]  # oldest first
-    assert "HTTP 400: vendor V1 rejected" in lines[2]
-    assert "bw_request_id=11111111-2222-4333-8444-555555555555" in lines[3]
+    assert lines[0] == "vendor V1"
+    assert lines[2].split() == ["time", "(UTC)", "plugin", "stream", "action", "details"]
+    assert set(lines[3]) == {"-", " "}
+    assert len(lines) == 6  # the history is complete and nothing is open
+    assert " failed " in lines[4] and " created " in lines[5]  # oldest first
+    assert "HTTP 400: vendor V1 rejected" in lines[4]
+    assert "as BW-V1" in lines[5]
+    # Ids that name no record (a Sage entry of this old form) find the entries mentioning them.
     code, out, _ = run("--ledger-url", url, "trace", "B1-1")
-    assert code == 0 and "sage_batch=B1 sage_entry=B1-1 sage_document=DOC-3" in out
+    assert code == 0 and "INV-3" in out and " created " in out
+    code, out, _ = run("--ledger-url", url, "trace", "inv-1")
+    assert code == 0 and "Open failure (invoices): GL account '6000' inactive" in out
+    assert "then: ml-connector retry INV-1" in out
     code, out, err = run("--ledger-url", url, "trace", "nope")
-    assert (code, out) == (1, "") and "no ledger entry mentions 'nope'" in err
+    assert (code, out) == (1, "") and "nothing in the ledger is named 'nope'" in err
 
 
 def test_failures(url: str) -> None:
     code, out, _ = run("--ledger-url", url, "failures")
     assert code == 0
-    rows = [" ".join(row.split()) for row in out.splitlines()]
-    assert rows[0] == "count keys stream cause example keys last seen (UTC)"
-    assert rows[2].startswith("2 2 invoices GL account '…' inactive INV-1, INV-2 20")
-    assert rows[3].startswith("2 2 vendors HTTP 400: vendor # rejected V1, V2 20")
-    code, out, _ = run("--ledger-url", url, "failures", "--since", "1d")
-    assert "1 1 vendors HTTP 400: vendor # rejected V2 20" in " ".join(out.split())
-    code, out, _ = run("--ledger-url", url, "failures", "--since", "2000-01-01")
-    assert "V1, V2" in out
+    lines = out.splitlines()
+    assert lines[0] == "3 open failure(s) in 3 cause(s)"
+    # Each cause as its real message, with its records and what to do (V1 was resolved).
+    assert "HTTP 400: vendor V2 rejected" in lines
+    assert "GL account '6000' inactive" in lines and "GL account '7000' inactive" in lines
+    assert "  - INV-1" in lines and "  - V2" in lines and "  - V1" not in lines
+    assert "  What to do: Correct the record in Sage 300 as the message says, then: " \
+           "ml-connector retry V2" in lines
+    code, out, _ = run("--ledger-url", url, "failures", "--all")
+    assert out.splitlines()[0] == "4 failed record(s), 3 still open in 4 cause(s)"
+    assert any(line.startswith("  - V1  resolved: created 20") for line in out.splitlines())
+    code, out, _ = run("--ledger-url", url, "failures", "--all", "--since", "1d")
+    assert "V1" not in out and "V2" in out  # V1 last failed three days ago
     assert run("--ledger-url", url, "failures", "--since", "2999-01-01")[1].startswith(
-        "no failures since 2999-01-01")
+        "no open failures since 2999-01-01")
 
 
 def messages(text: str) -> list[dict]:

@@ -211,6 +211,14 @@ class OpenFailure:
     business_ids: dict[str, str]
     system: str | None = None
     action: Action = Action.REJECTED
+    #: With `Ledger.failed_records`: the success that resolved the record, and when (None
+    #: while it is open). Then `first_failed_at` and `failures` count every failure it had.
+    resolved_by: Action | None = None
+    resolved_at: datetime | None = None
+
+    @property
+    def open(self) -> bool:
+        return self.resolved_by is None
 
 
 @dataclass(frozen=True)
@@ -770,6 +778,13 @@ class Ledger:
         last failure at or after `since` when given, oldest first. A later success of the
         record (created, updated, unchanged, deactivated...) resolves it; `read` entries
         change nothing. Reads only the outcomes of records that ever failed."""
+        return self.failed_records(since, include_resolved=False)
+
+    def failed_records(self, since: datetime | None = None, include_resolved: bool = True
+                       ) -> list[OpenFailure]:
+        """Every record that ever failed (its last failure at or after `since`), open ones as
+        in `open_failures` and, with `include_resolved`, resolved ones with every failure
+        they had and the success that resolved them (`resolved_by`, `resolved_at`)."""
         c = entries.c
         failure = [a.value for a in FAILURE]
         with self.engine.connect() as conn:
@@ -788,13 +803,19 @@ class Ledger:
                     timeline.setdefault((row.stream, row.source_key), []).append(row)
                 for record, rows in timeline.items():
                     streak: list[Row[Any]] = []
+                    failed = [row for row in rows if row.action in failure]
                     for row in rows:
                         if row.action in failure:
                             streak.append(row)
                         else:
                             streak = []
-                    if streak and (since is None or _utc(streak[-1].created_at) >= _utc(since)):
+                    if since is not None and _utc(failed[-1].created_at) < _utc(since):
+                        continue
+                    if streak:
                         open_[record] = {"streak": streak}
+                    elif include_resolved:
+                        after = next(row for row in rows if row.id > failed[-1].id)
+                        open_[record] = {"streak": failed, "resolved": after}
             if not open_:
                 return []
             self._failure_ids(conn, open_)
@@ -803,12 +824,15 @@ class Ledger:
             streak = info["streak"]
             last = streak[-1]
             ids = info.get("ids", {})
+            resolved = info.get("resolved")
             result.append(OpenFailure(
                 stream=stream, source_key=key, direction=last.direction, plugin=last.plugin,
                 error=last.error or "", first_failed_at=_utc(streak[0].created_at),
                 last_failed_at=_utc(last.created_at), failures=len(streak),
                 business_id=business.primary_id(stream, key, ids), business_ids=ids,
-                system=last.system, action=Action(last.action)))
+                system=last.system, action=Action(last.action),
+                resolved_by=None if resolved is None else Action(resolved.action),
+                resolved_at=None if resolved is None else _utc(resolved.created_at)))
         return sorted(result, key=lambda failure: (failure.first_failed_at, failure.stream,
                                                     failure.source_key))
 
