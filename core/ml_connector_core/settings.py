@@ -229,6 +229,16 @@ def ledger_properties(*, unset: str = LEDGER_DEFAULT_FILE) -> list[th.Property]:
     ]
 
 
+#: The ``ledger_url`` that turns a plugin's ledger off (tap-sage300 only: the targets and
+#: tap-basware need theirs for exactly-once and the outcome handover).
+LEDGER_OFF = "off"
+
+
+def ledger_off(config: Config) -> bool:
+    """True when the ``ledger_url`` setting is `off` (any case)."""
+    return str(config.get("ledger_url") or "").strip().lower() == LEDGER_OFF
+
+
 def configured_ledger_url(config: Config, *, default: bool = True) -> str | None:
     """The ``ledger_url`` setting, else $ML_CONNECTOR_LEDGER_URL (one ledger for every plugin of
     a deployment), else the project's SQLite file, or None when ``default`` is false."""

@@ -1,7 +1,8 @@
 """`read` entries in the audit ledger (BRIEF decision 7), one per record.
 
-Off unless ``ledger_url`` (or ``ML_CONNECTOR_LEDGER_URL``) is set: a warehouse load rarely
-wants it, the Sage -> Basware pipeline does. Entries go in one transaction per ~1,000 records
+In the project's ledger by default, like the other plugins' entries (``ledger_url``, else
+``ML_CONNECTOR_LEDGER_URL``, else .ml-connector/ledger.sqlite): the trail of a record starts
+at its read in Sage. ``ledger_url: off`` turns it off (a warehouse load). Entries go in one transaction per ~1,000 records
 and at the end of every company's partition: a commit per 100-record page cost a quarter of
 the ledger's time. A crash loses at most those uncommitted `read` entries, which only say
 what was read: the pages are read again, and outcomes are the target's entries.

@@ -27,11 +27,13 @@ from ml_connector_core.sage300_fields import (
     verify_install,
 )
 from ml_connector_core.settings import (
+    LEDGER_DEFAULT_FILE,
     METADATA_CHECK_OFF,
     METADATA_CHECK_ONLY,
     configured_ledger_url,
     cost_center_field,
     cost_center_segment,
+    ledger_off,
     ledger_properties,
     metadata_check,
     sage300_auth,
@@ -84,9 +86,11 @@ class TapSage300(PrivateConfigFiles, Tap):
         th.Property("page_size", th.IntegerType(minimum=1), default=1000,
                     description="Records per request ($top). Sage caps it at the PageSize of "
                                 "its web.config (default 100; Sage recommends 1000)"),
-        # A warehouse load rarely wants a ledger; the Sage -> Basware pipeline does.
-        *ledger_properties(unset="no ledger. When set, every record read is recorded as a "
-                                 "`read` entry, committed per ~1,000 records"),
+        # The trail is complete by default (every record read, in the project's ledger, as
+        # for the other plugins); a warehouse load that wants none says `off`.
+        *ledger_properties(unset=f"{LEDGER_DEFAULT_FILE}. Every record read is recorded as a "
+                                 "`read` entry, committed per ~1,000 records; `off`: no "
+                                 "ledger (e.g. a warehouse load)"),
     ).to_dict()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -230,9 +234,9 @@ class TapSage300(PrivateConfigFiles, Tap):
         if mode == METADATA_CHECK_ONLY:
             self._report_install()
             return
-        url = configured_ledger_url(self.config, default=False)
-        if url:
-            self.audit = ReadAudit.open(url, self.redactor, self.config)
+        if not ledger_off(self.config):
+            self.audit = ReadAudit.open(configured_ledger_url(self.config), self.redactor,
+                                        self.config)
         try:
             if mode != METADATA_CHECK_OFF:
                 self._verify_install()

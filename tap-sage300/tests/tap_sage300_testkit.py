@@ -64,10 +64,12 @@ class SageSandbox:
         self._runs = 0
 
     def config(self, **overrides: Any) -> dict[str, Any]:
+        """The tap's config; no ledger unless a test asks for one (`ledger_url=...`, or
+        `ledger_url=None` for the default: $ML_CONNECTOR_LEDGER_URL, else the project's)."""
         config = {"base_url": self.base_url, "company_ids": ["SAMINC", "SAMLTD"],
-                  "username": SAGE_USER.lower(), "password": SAGE_PASSWORD}
+                  "username": SAGE_USER.lower(), "password": SAGE_PASSWORD, "ledger_url": "off"}
         config.update(overrides)
-        return config
+        return {name: value for name, value in config.items() if value is not None}
 
     def run(self, config: dict[str, Any] | None = None, state: dict[str, Any] | None = None,
             catalog: dict[str, Any] | None = None, env: dict[str, str] | None = None

@@ -71,16 +71,32 @@ def test_ledger_url_from_the_environment(sage: SageSandbox, tmp_path: Path) -> N
     import os
 
     url = f"sqlite:///{tmp_path / 'env-ledger.sqlite'}"
-    run = sage.run(env={**os.environ, "ML_CONNECTOR_LEDGER_URL": url})
+    run = sage.run(sage.config(ledger_url=None),
+                   env={**os.environ, "ML_CONNECTOR_LEDGER_URL": url})
     assert run.returncode == 0, run.stderr
     assert len(rows(url, entries)) == sum(len(v) for stream, v in run.records.items()
                                           if stream != "vendor_keys")
 
 
-def test_no_ledger_unless_asked(sage: SageSandbox, tmp_path: Path) -> None:
+def test_the_projects_ledger_by_default_and_none_when_off(sage: SageSandbox,
+                                                          tmp_path: Path) -> None:
+    """The trail is complete by default: reads go to the project's ledger like the other
+    plugins' entries; `ledger_url: off` (a warehouse load) writes none."""
     import os
 
+    project = tmp_path / "project"
+    project.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "ML_CONNECTOR_LEDGER_URL"}
-    run = sage.run(env=env)
+    env["MELTANO_PROJECT_ROOT"] = str(project)
+    run = sage.run(sage.config(ledger_url=None), env=env)
     assert run.returncode == 0, run.stderr
-    assert not list(tmp_path.rglob("*.sqlite"))
+    url = f"sqlite:///{project / '.ml-connector' / 'ledger.sqlite'}"
+    assert len(rows(url, entries)) == sum(len(v) for stream, v in run.records.items()
+                                          if stream != "vendor_keys")
+
+    (project / ".ml-connector" / "ledger.sqlite").unlink()
+    for name in ("off", "OFF"):
+        run = sage.run(sage.config(ledger_url=name),
+                       env={**env, "ML_CONNECTOR_LEDGER_URL": f"sqlite:///{tmp_path / 'x.db'}"})
+        assert run.returncode == 0, run.stderr
+    assert not list(tmp_path.rglob("*.sqlite")) and not list(tmp_path.rglob("*.db"))
