@@ -33,7 +33,13 @@ $(TARGET_JSONL):
 	$(PYTHON) -m venv .venv-thirdparty
 	.venv-thirdparty/bin/pip install -q target-jsonl==0.1.4
 
-test: install meltano-install $(TARGET_JSONL)
+# Headless Chromium (Debian's package) for the report's browser test (tests/test_report_browser.py),
+# installed when missing; `make demo` does not need it.
+.PHONY: chromium
+chromium:
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y --no-install-recommends chromium)
+
+test: install meltano-install $(TARGET_JSONL) chromium
 	TARGET_JSONL=$(abspath $(TARGET_JSONL)) $(BIN)/python -m pytest
 
 # Benchmarks (bench/, figures not tests; never part of `make test`). The peer tap, from PyPI,

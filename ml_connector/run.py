@@ -419,7 +419,10 @@ class JobRun:
         started = time.monotonic()
         # The child inherits the lock: if only this process is killed, the lock stays taken
         # until Meltano is gone too, so no second run can start beside an orphaned one.
-        self.child = subprocess.Popen(command, cwd=self.root, env=meltano_env(),
+        # MELTANO_RUN_ID reaches every plugin of the job (Meltano passes its environment
+        # on), so their ledger runs share the job run's id: `audit report` groups by it.
+        self.child = subprocess.Popen(command, cwd=self.root,
+                                      env=meltano_env({"MELTANO_RUN_ID": run_id}),
                                       stdin=subprocess.DEVNULL, stdout=self.child_out,
                                       stderr=subprocess.STDOUT if self.child_out else None,
                                       pass_fds=(lock.fd,))

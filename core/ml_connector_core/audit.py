@@ -7,7 +7,6 @@ Also runs as `python -m ml_connector_core.audit`. Exit codes: 0 ok, 1 nothing fo
 from __future__ import annotations
 
 import argparse
-import html
 import json
 import os
 import re
@@ -19,7 +18,8 @@ from typing import Any, TextIO
 
 from sqlalchemy.engine import make_url
 
-from ml_connector_core.ledger import Action, Entry, Ledger, Report, default_ledger_url
+from ml_connector_core import ap_report
+from ml_connector_core.ledger import Entry, Ledger, default_ledger_url
 
 _SINCE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -299,61 +299,16 @@ def cmd_replay(ledger: Ledger, args: argparse.Namespace, out: TextIO, err: TextI
     return 0
 
 
-def _report_rows(report: Report) -> tuple[list[str], list[list[Any]]]:
-    seen = {action for counts in report.counts.values() for action in counts}
-    actions = [action.value for action in Action if action.value in seen]
-    rows: list[list[Any]] = []
-    for stream in sorted(report.counts):
-        counts = report.counts[stream]
-        rows.append([stream, *(counts.get(a, 0) for a in actions), sum(counts.values())])
-    totals = [sum(row[i] for row in rows) for i in range(1, len(actions) + 2)]
-    rows.append(["TOTAL", *totals])
-    return ["stream", *actions, "total"], rows
-
-
-def _run_lines(report: Report) -> list[str]:
-    return [
-        f"{run.plugin} run {run.run_id} ({run.status}) {_when(run.started_at)} -> "
-        f"{_when(run.finished_at) or '…'}" + (f", meltano run {run.job_id}" if run.job_id else "")
-        for run in report.runs
-    ]
-
-
-def render_html(report: Report) -> str:
-    """A self-contained page (inline CSS, no external assets); every value escaped."""
-    headers, rows = _report_rows(report)
-    esc = html.escape
-    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{esc(str(v))}</td>" for v in row) + "</tr>" for row in rows
-    )
-    runs = "".join(f"<li>{esc(line)}</li>" for line in _run_lines(report))
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>ml-connector run report</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2em; color: #222; }}
-table {{ border-collapse: collapse; }}
-th, td {{ border: 1px solid #ccc; padding: .3em .8em; text-align: right; }}
-th:first-child, td:first-child {{ text-align: left; }}
-tr:last-child td {{ font-weight: bold; background: #f4f4f4; }}
-</style></head>
-<body><h1>ml-connector run report</h1>
-<ul>{runs}</ul>
-<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>
-</body></html>
-"""
-
-
 def cmd_report(ledger: Ledger, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    report = ledger.report(args.run)
-    if not report.runs:
-        print("no run found" + (f" with id {args.run!r}" if args.run else ""), file=err)
+    """The AP lead's report (ml_connector_core.ap_report), as text and optionally HTML."""
+    since = args.since or args.start
+    report = ap_report.build(ledger, run=args.run, since=since, until=args.end)
+    if args.run and not report.job_runs:
+        print(f"no run found with id {args.run!r}", file=err)
         return 1
-    headers, rows = _report_rows(report)
-    print("\n".join(_run_lines(report)), file=out)
-    print(_table(headers, rows, right=range(1, len(headers))), file=out)
+    out.write(ap_report.render_text(report))
     if args.html:
-        Path(args.html).write_text(render_html(report), encoding="utf-8")
+        Path(args.html).write_text(ap_report.render_html(report), encoding="utf-8")
         print(f"HTML report written to {args.html}", file=err)
     return 0
 
@@ -396,8 +351,17 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--since", type=parse_since, help="2d, 12h, 30m or ISO date-time")
     replay.set_defaults(handler=cmd_replay)
 
-    report = commands.add_parser("report", help="counts per stream and action for a run")
-    report.add_argument("--run", help="ledger run id or Meltano run id (default: latest run)")
+    report = commands.add_parser(
+        "report", help="what needs attention, what was created, master data, totals")
+    report.add_argument("--run", help="a ledger or Meltano run id: its job run (default: the "
+                                      "latest run of each job)")
+    period = report.add_mutually_exclusive_group()
+    period.add_argument("--since", type=parse_since,
+                        help="every run started since: 1d, 12h, 30m or ISO date-time")
+    period.add_argument("--from", dest="start", type=parse_since, metavar="FROM",
+                        help="every run started from this ISO date-time (or 1d...)")
+    report.add_argument("--to", dest="end", type=parse_since, metavar="TO",
+                        help="...and before this one")
     report.add_argument("--html", metavar="FILE", help="also write a self-contained HTML page")
     report.set_defaults(handler=cmd_report)
     return parser

@@ -993,6 +993,53 @@ class Ledger:
                     counts.setdefault(row[0], {})[row[1]] = row[2]
         return Report(selected, counts)
 
+    # -- the AP report (`audit report`: ml_connector_core.ap_report) ------------------------
+
+    def runs_between(self, since: datetime | None = None, until: datetime | None = None
+                     ) -> list[Run]:
+        """Plugin runs started at or after `since` and before `until` (either open), oldest
+        first: the runs a report covers."""
+        statement = select(runs).order_by(runs.c.started_at)
+        if since is not None:
+            statement = statement.where(runs.c.started_at >= _utc(since))
+        if until is not None:
+            statement = statement.where(runs.c.started_at < _utc(until))
+        with self.engine.connect() as conn:
+            return [_run_from_row(row) for row in conn.execute(statement)]
+
+    def run_counts(self, run_ids: Iterable[str]) -> dict[str, dict[str, int]]:
+        """Entries per stream and action written by the runs (state marks left out)."""
+        c = entries.c
+        ids = list(dict.fromkeys(run_ids))
+        counts: dict[str, dict[str, int]] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), _BULK_KEYS):
+                for stream, action, count in conn.execute(
+                        select(c.stream, c.action, func.count())
+                        .where(c.run_id.in_(ids[start:start + _BULK_KEYS]),
+                               c.stream != MARKS_STREAM)
+                        .group_by(c.stream, c.action)):
+                    per_stream = counts.setdefault(stream, {})
+                    per_stream[action] = per_stream.get(action, 0) + count
+        return counts
+
+    def run_entries(self, run_ids: Iterable[str], streams: Iterable[str] | None = None,
+                    actions: Iterable[str] | None = None) -> list[Entry]:
+        """The entries the runs wrote, of `streams` and with `actions` (all if None), oldest
+        first, payloads parsed (state marks left out)."""
+        c = entries.c
+        ids = list(dict.fromkeys(run_ids))
+        where = [c.stream != MARKS_STREAM]
+        if streams is not None:
+            where.append(c.stream.in_(list(streams)))
+        if actions is not None:
+            where.append(c.action.in_([str(action) for action in actions]))
+        found: list[Entry] = []
+        for start in range(0, len(ids), _BULK_KEYS):
+            found += self._select(select(entries)
+                                  .where(c.run_id.in_(ids[start:start + _BULK_KEYS]), *where))
+        return sorted(found, key=lambda entry: entry.id or 0)
+
 
 def _about(system: str | None) -> tuple[Any, ...]:
     """The condition that an entry is about `system` (none when `system` is None)."""
