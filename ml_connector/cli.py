@@ -13,7 +13,7 @@ from typing import Any
 
 import requests
 
-from ml_connector import check, plan, retry, run, webhooks
+from ml_connector import check, plan, retry, run, status, webhooks
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_arguments(commands.add_parser(
         "run", help="meltano run <job>, one run of a job at a time: waits for (or skips) a "
                     "run in progress, clears the record of a killed run"))
+    status.add_arguments(commands.add_parser(
+        "status", help="is anything stuck: last runs, invoices unanswered or TransferFailed, "
+                       "master data refused, with the fix; exit 1 past thresholds"))
     webhooks.add_arguments(commands.add_parser(
         "webhooks", help="receive Basware notifications and trigger the invoice job"))
     retry.add_arguments(commands.add_parser(
@@ -93,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         return plan.main(args)
     if args.command == "run":
         return run.main(args)
+    if args.command == "status":
+        return status.main(args)
     if args.command == "webhooks":
         return webhooks.main(args)
     if args.command == "retry":

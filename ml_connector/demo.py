@@ -73,13 +73,27 @@ def main() -> int:
                 show_master_data(sandbox)
             else:
                 show_invoices(sandbox)
-        step("The audit trail (`ml-connector audit failures` and `report`)")
-        connector(["audit", "failures"], env)
-        connector(["audit", "report", "--html", str(run_dir / "report.html")], env)
+        ending(env, run_dir)
         say(f"\nLogs, state, ledger and report.html of this demo: {run_dir.relative_to(ROOT)}")
         return 0
     finally:
         sandbox.stop()
+
+
+def ending(env: dict[str, str], run_dir: Path) -> None:
+    """The audit trail, then what an AP lead looks at first: `ml-connector status`, with the
+    demo's one failed invoice (INV-18825, coded to GL account 6999-200, which Sage 300 lacks:
+    intended), its reason and the command that fixes it. The demo still exits 0: status says
+    the failure waits for someone, which is the story, not a fault of the demo."""
+    step("The audit trail (`ml-connector audit failures` and `report`)")
+    connector(["audit", "failures"], env)
+    connector(["audit", "report", "--html", str(run_dir / "report.html")], env)
+    step("Is anything stuck? (`ml-connector status`: what waits, why, and the command that "
+         "fixes it)")
+    connector(["status"], env)
+    say("\n   INV-18825 failed on purpose: Basware coded it to GL account 6999-200, which Sage "
+        "300 company SAMINC lacks.\n   The fix: create the GL account in Sage 300, then "
+        "`ml-connector retry INV-18825` (it is created once and Basware hears Transferred).")
 
 
 def show_sage(sage: dict[str, Any]) -> None:

@@ -222,6 +222,27 @@ class MeltanoRuns:
                               job.last_heartbeat_at)
                     for state_id in state_ids for job in JobFinder(state_id).running(session)]
 
+    def history(self, state_ids: list[str], limit: int = 200) -> list[dict[str, Any]]:
+        """The newest `limit` run records of each state id, any state (`ml-connector
+        status`): Meltano writes one when a task starts, so a run that failed before any
+        plugin opened the ledger is here too."""
+        from meltano.core.job import Job
+
+        with self._session() as session:
+            if not self._has_runs:
+                return []
+            found = []
+            for state_id in state_ids:
+                for job in (session.query(Job).filter(Job.job_name == state_id)
+                            .order_by(Job.started_at.desc()).limit(limit)):
+                    payload = job.payload if isinstance(job.payload, dict) else {}
+                    found.append({"state_id": state_id, "run_id": str(job.run_id),
+                                  "state": job.state.name, "started_at": job.started_at,
+                                  "ended_at": job.ended_at,
+                                  "heartbeat_at": job.last_heartbeat_at,
+                                  "error": payload.get("error")})
+            return found
+
     def mark_failed(self, record: RunRecord, reason: str) -> bool:
         """Mark the record failed as Meltano would a stale run, unless it changed meanwhile."""
         from meltano.core.job import JobFinder

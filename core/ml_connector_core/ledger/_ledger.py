@@ -993,6 +993,46 @@ class Ledger:
                     counts.setdefault(row[0], {})[row[1]] = row[2]
         return Report(selected, counts)
 
+    # -- what is stuck (`ml-connector status`) ---------------------------------------------
+
+    def latest_entries(self, stream: str, keys: Iterable[str] | None = None,
+                       actions: Iterable[str] | None = None) -> dict[str, Entry]:
+        """Per source key of `stream` (only `keys`, if given), its newest entry with one of
+        `actions` (any action if None): e.g. the last transfer response of every invoice,
+        or the newest `read` payload of a few keys, to name them as the business does."""
+        c = entries.c
+        where = [c.stream == stream]
+        if actions is not None:
+            where.append(c.action.in_([str(action) for action in actions]))
+        key_list = None if keys is None else list(dict.fromkeys(str(key) for key in keys))
+        found: dict[str, Entry] = {}
+        for chunk in ([None] if key_list is None else
+                      [key_list[i:i + _BULK_KEYS] for i in range(0, len(key_list), _BULK_KEYS)]):
+            condition = where if chunk is None else [*where, c.source_key.in_(chunk)]
+            ranked = select(entries, func.row_number().over(
+                partition_by=c.source_key, order_by=c.id.desc()).label("rn")
+            ).where(*condition).subquery()
+            for entry in self._select(select(ranked).where(ranked.c.rn == 1)):
+                found[entry.source_key] = entry
+        return found
+
+    def unanswered(self, stream: str, answers: str) -> dict[str, datetime]:
+        """Keys of `stream` acknowledged after the last `answers` entry of the same key (none
+        at all, or an older one), each with its first acknowledgement since: the invoices
+        tap-basware took from Basware's queue and Basware has not heard the outcome of."""
+        c = entries.c
+        answer = entries.alias("answer")
+        last_answer = (select(func.max(answer.c.id))
+                       .where(answer.c.stream == answers, answer.c.source_key == c.source_key,
+                              answer.c.action == Action.RESPONDED.value)
+                       .scalar_subquery())
+        statement = (select(c.source_key, func.min(c.created_at))
+                     .where(c.stream == stream, c.action == Action.ACKNOWLEDGED.value,
+                            c.id > func.coalesce(last_answer, 0))
+                     .group_by(c.source_key))
+        with self.engine.connect() as conn:
+            return {key: _utc(when) for key, when in conn.execute(statement)}
+
     # -- the AP report (`audit report`: ml_connector_core.ap_report) ------------------------
 
     def runs_between(self, since: datetime | None = None, until: datetime | None = None
