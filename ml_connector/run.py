@@ -492,6 +492,12 @@ def main(args: argparse.Namespace) -> int:
         code = JobRun(root, environment, args.job, if_running=args.if_running,
                       wait_timeout=args.wait_timeout, out=log or sys.stderr,
                       child_out=log).main()
+        if code != 2:  # 2: no readable project or job, nothing to evaluate
+            # Each new problem (this job failing again, an invoice the run left failed)
+            # told once to the configured webhook/e-mail: ml_connector/notify.py.
+            from ml_connector import notify
+
+            notify.after_run(root, environment, log or sys.stderr)
     finally:
         if log:
             log.close()

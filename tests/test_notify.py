@@ -1,0 +1,241 @@
+"""Notifications: one message per new problem, to a webhook and by e-mail, never a secret.
+
+Both receivers are started by the test on free ports, stdlib only: an HTTP server that keeps
+each POST (path and JSON body), and an SMTP sink speaking enough SMTP for smtplib (EHLO, AUTH
+PLAIN, MAIL, RCPT, DATA, QUIT; `smtpd` is gone since Python 3.12 and aiosmtpd is not a
+dependency). The notification settings are in the project's `.env`, as an operator keeps
+them; the webhook URL's path carries a token, the SMTP login a password: both are planted
+secrets, with the sandbox's own.
+
+The story, through `ml-connector run invoices` as cron runs it (the hook after each run):
+a wrong Basware secret fails the job once (nothing sent: under the threshold of 2 in a row),
+twice (one message: the job failing), three times (nothing: not new); the secret fixed, the
+run succeeds (one message: the failing job resolved, and INV-18825 TransferFailed, new, with
+its reason and the command that fixes it); another run (nothing). Then docs/operations.md's
+status cron line, as written (bare environment, `--environment prod`, where no job ever ran):
+one message, the stale jobs; again: nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import socketserver
+import subprocess
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email import message_from_bytes
+from email.message import Message
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from e2e import RUN_TIMEOUT, Project, planted_secrets, project_copy
+
+from ml_connector.notify import webhook_body
+from mlc_sandbox.serve import Sandbox
+
+ROOT = Path(__file__).resolve().parent.parent
+CLI = str(ROOT / ".venv" / "bin" / "ml-connector")
+WEBHOOK_TOKEN = "T0KEN-5ecret-hook-path-7c1e"
+SMTP_PASSWORD = "smtp-Pa55word-9f2b"
+
+
+# --------------------------------------------------------------------------- the receivers
+
+
+class _Hook(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.server.posts.append((self.path, json.loads(body)))  # type: ignore[attr-defined]
+        self.send_response(200)
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+class _Smtp(socketserver.StreamRequestHandler):
+    """One SMTP session: what smtplib sends for EHLO, AUTH PLAIN, a message and QUIT."""
+
+    def reply(self, line: str) -> None:
+        self.wfile.write(f"{line}\r\n".encode())
+
+    def handle(self) -> None:
+        server: SmtpSink = self.server.sink  # type: ignore[attr-defined]
+        self.reply("220 sink ESMTP")
+        mail: dict[str, Any] = {"rcpt": []}
+        while line := self.rfile.readline():
+            command = line.decode().rstrip("\r\n")
+            verb = command.split(" ", 1)[0].upper()
+            if verb == "EHLO":
+                self.wfile.write(b"250-sink\r\n250-AUTH PLAIN\r\n250 8BITMIME\r\n")
+            elif verb == "AUTH":
+                _, user, password = base64.b64decode(command.split()[2]).split(b"\0")
+                server.logins.append((user.decode(), password.decode()))
+                self.reply("235 2.7.0 authenticated")
+            elif verb == "MAIL":
+                mail["from"] = command
+                self.reply("250 OK")
+            elif verb == "RCPT":
+                mail["rcpt"].append(command)
+                self.reply("250 OK")
+            elif verb == "DATA":
+                self.reply("354 go ahead")
+                data = b""
+                while (chunk := self.rfile.readline()) not in (b".\r\n", b""):
+                    data += chunk[1:] if chunk.startswith(b"..") else chunk
+                server.messages.append(message_from_bytes(data))
+                self.reply("250 queued")
+            elif verb == "QUIT":
+                self.reply("221 bye")
+                return
+            else:  # RSET, NOOP
+                self.reply("250 OK")
+
+
+@dataclass
+class SmtpSink:
+    messages: list[Message] = field(default_factory=list)
+    logins: list[tuple[str, str]] = field(default_factory=list)
+
+
+@pytest.fixture
+def receivers() -> Iterator[tuple[ThreadingHTTPServer, socketserver.ThreadingTCPServer]]:
+    hook = ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
+    hook.posts = []  # type: ignore[attr-defined]
+    smtp = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Smtp)
+    smtp.sink = SmtpSink()  # type: ignore[attr-defined]
+    smtp.daemon_threads = True
+    threads = [threading.Thread(target=server.serve_forever, daemon=True)
+               for server in (hook, smtp)]
+    for thread in threads:
+        thread.start()
+    yield hook, smtp
+    for server in (hook, smtp):
+        server.shutdown()
+        server.server_close()
+
+
+# --------------------------------------------------------------------------- the test
+
+
+def connector(project: Project, *args: str, env: dict[str, str] | None = None
+              ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([CLI, *args], cwd=project.root, env=env or project.env,
+                          capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False)
+
+
+def test_each_new_problem_is_told_once(fresh_sandbox: Sandbox, tmp_path: Path,
+                                       receivers: tuple[Any, Any]) -> None:
+    hook, smtp = receivers
+    sink: SmtpSink = smtp.sink
+    root = project_copy(tmp_path)
+    workdir = tmp_path / "work"
+    settings = [
+        f"ML_CONNECTOR_NOTIFY_WEBHOOK_URL=http://127.0.0.1:{hook.server_port}/hooks/"
+        f"{WEBHOOK_TOKEN}",
+        "ML_CONNECTOR_NOTIFY_SMTP_HOST=127.0.0.1",
+        f"ML_CONNECTOR_NOTIFY_SMTP_PORT={smtp.server_address[1]}",
+        "ML_CONNECTOR_NOTIFY_SMTP_USER=ap-alerts",
+        f"ML_CONNECTOR_NOTIFY_SMTP_PASSWORD={SMTP_PASSWORD}",
+        "ML_CONNECTOR_NOTIFY_EMAIL_TO=ap-lead@example.com, it-ops@example.com",
+        "ML_CONNECTOR_TRANSFER_FAILED_AFTER=0s",  # a TransferFailed is a problem at once
+        # For the cron line's bare environment: the ledger and Meltano's records.
+        f"ML_CONNECTOR_LEDGER_URL=sqlite:///{workdir / 'ledger.sqlite'}",
+        f"MELTANO_DATABASE_URI=sqlite:///{workdir / 'meltano.db'}",
+    ]
+    (root / ".env").write_text("\n".join(settings) + "\n")
+    project = Project.create(fresh_sandbox, workdir, root=root)
+    wrong = {**project.env, "TAP_BASWARE_CLIENT_SECRET": "not-the-basware-secret"}
+
+    def told() -> list[str]:
+        """The texts received since the last call, webhook and e-mail (they must agree)."""
+        texts = [body["text"] for _, body in hook.posts]
+        mails = [str(message.get_payload(decode=True), "utf-8").replace("\r\n", "\n")
+                 for message in sink.messages]
+        assert [t.strip() for t in texts] == [m.strip() for m in mails]
+        outputs.extend([json.dumps(body) for _, body in hook.posts]
+                       + [m.as_string() for m in sink.messages])
+        hook.posts.clear()
+        sink.messages.clear()
+        return texts
+
+    outputs: list[str] = []
+    run_outputs: list[str] = []
+
+    def run(env: dict[str, str]) -> int:
+        result = connector(project, "run", "invoices", env=env)
+        run_outputs.append(result.stdout + result.stderr)
+        return result.returncode
+
+    assert run(wrong) != 0
+    assert told() == []  # one failure: under the threshold (2 in a row)
+    assert run(wrong) != 0
+    (text,) = told()
+    assert "1 new problem(s)" in text and "job invoices: 2 failed run(s) in a row" in text
+    assert "ml-connector run invoices" in text
+    assert "notify: sent 1 new problem(s), 0 resolved (webhook at 127.0.0.1, e-mail via " \
+           "127.0.0.1" in run_outputs[-1]
+    assert run(wrong) != 0
+    assert told() == []  # the same problem: told already
+
+    assert run(project.env) == 0
+    (text,) = told()
+    assert "1 new problem(s), 1 resolved" in text
+    new, resolved = text.split("Resolved (1):")
+    assert "invoice INV-18825, vendor Polaris Office Group (1400)" in new
+    assert "why: GL account 6999-200 does not exist in Sage 300 company SAMINC" in new
+    assert "ml-connector retry INV-18825" in new
+    assert "job invoices: 2 failed run(s) in a row" in resolved
+    assert run(project.env) == 0
+    assert told() == []
+
+    # The mail as sent: subject, recipients, the login used (its password not in the mail).
+    assert sink.logins and set(sink.logins) == {("ap-alerts", SMTP_PASSWORD)}
+
+    # docs/operations.md's status cron line, as written, in cron's bare environment.
+    doc = (ROOT / "docs" / "operations.md").read_text()
+    (block,) = re.findall(r"^```crontab\n(.*?)^```", doc, re.M | re.S)
+    (line,) = [line for line in block.splitlines() if "status --notify" in line]
+    command = line.split(None, 5)[5].replace("/srv/ml-connector", str(root))
+    cron_env = {"PATH": "/usr/bin:/bin", "SHELL": "/bin/sh", "HOME": str(tmp_path),
+                "LOGNAME": os.environ.get("LOGNAME", "cron")}
+    for attempt in (1, 2):
+        result = subprocess.run(["sh", "-c", command], env=cron_env, capture_output=True,
+                                text=True, timeout=RUN_TIMEOUT, check=False)
+        assert result.returncode == 1, result.stderr  # never ran in prod: stale
+        assert result.stdout == result.stderr == ""  # --quiet: cron mails nothing
+        texts = told()
+        if attempt == 1:
+            (text,) = texts
+            assert "job master-data: never ran successfully" in text
+            assert "job invoices: never ran successfully" in text
+            assert "INV-18825" not in text  # told already, whatever the environment
+        else:
+            assert texts == []
+
+    state = (workdir / "notifications.json").read_text()
+    assert (workdir / "notifications.json").stat().st_mode & 0o777 == 0o600
+    secrets = [*planted_secrets(fresh_sandbox), WEBHOOK_TOKEN, SMTP_PASSWORD,
+               "not-the-basware-secret"]
+    texts = {"messages": "\n".join(outputs), "runs": "\n".join(run_outputs), "state": state}
+    assert [name for name, text in texts.items() if any(s in text for s in secrets)] == []
+
+
+def test_webhook_bodies_for_slack_and_teams() -> None:
+    """`text` for Slack and Teams connector webhooks (Slack's markup characters escaped), an
+    adaptive card for Teams workflow webhooks."""
+    text = "ml-connector: 1 new problem(s)\n\nNew (1):\n- invoice <INV-1> & co"
+    assert webhook_body("text", text) == {
+        "text": "ml-connector: 1 new problem(s)\n\nNew (1):\n- invoice &lt;INV-1&gt; &amp; co"}
+    card = webhook_body("teams", text)["attachments"][0]
+    assert card["contentType"] == "application/vnd.microsoft.card.adaptive"
+    blocks = [block["text"] for block in card["content"]["body"]]
+    assert blocks == ["ml-connector: 1 new problem(s)", "New (1):\n- invoice <INV-1> & co"]
+
