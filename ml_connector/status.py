@@ -330,16 +330,23 @@ def read_ledger(ledger: Any, now: datetime, thresholds: Thresholds) -> list[Item
                     problem=age > limit, reason=reason, fix=fix or [],
                     business_id=business_id)
 
+    open_failures = ledger.open_failures()
+    # An answer tap-basware could not send (OutcomesNotSent) says why, and what to do.
+    not_sent = {f.source_key: f for f in open_failures if f.stream == ANSWER_STREAM}
     for key, since in sorted(unanswered.items(), key=lambda pair: pair[1]):
         read = reads.get(key)
         number, title = _invoice_title(read.payload if read else None, key)
-        items.append(item(
-            "unanswered", key, title, since, thresholds.unanswered_after, number,
-            reason="acknowledged in Basware (TransferInProgress), no transfer response sent",
-            fix=["the next invoices run answers it (it is read again and found in Sage, or "
-                 "created); if runs are failing, fix that first:",
-                 "ml-connector run invoices"]))
-    open_failures = ledger.open_failures()
+        failure = not_sent.get(key)
+        if failure is not None and failure.last_failed_at >= since:
+            reason = failure.error.split("\n")[0]
+            fix = _remedy(ANSWER_STREAM, reason, number)
+        else:
+            reason = "acknowledged in Basware (TransferInProgress), no transfer response sent"
+            fix = ["the next invoices run answers it (it is read again and found in Sage, "
+                   "or created); if runs are failing, fix that first:",
+                   "ml-connector run invoices"]
+        items.append(item("unanswered", key, title, since, thresholds.unanswered_after,
+                          number, reason=reason, fix=fix))
     created = ledger.latest_entries(SAGE_STREAM, keys=failed, actions=["created", "unchanged"])
     in_sage_now = set(created) - {f.source_key for f in open_failures
                                   if f.stream == SAGE_STREAM}

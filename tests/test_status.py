@@ -35,6 +35,7 @@ from mlc_sandbox.serve import Sandbox
 ROOT = Path(__file__).resolve().parent.parent
 CLI = str(ROOT / ".venv" / "bin" / "ml-connector")
 FAILED_INVOICE = "INV-18825"
+INVOICE = "accounting_documents"
 REASON = "GL account 6999-200 does not exist in Sage 300 company SAMINC"
 
 
@@ -206,3 +207,49 @@ def test_thresholds_from_flags_settings_and_defaults() -> None:
         "45 s", "12 min", "2 h 05 min", "2 d 2 h"]
     with pytest.raises(ValueError, match="JOB=DURATION"):
         Thresholds.from_settings({"ML_CONNECTOR_STALE_AFTER": "invoices"})
+
+
+def test_what_the_ledger_says_waits(tmp_path: Path) -> None:
+    """From ledger entries as the plugins record them: an answer tap-basware could not send
+    says why (not the generic "no transfer response sent"); an invoice a retry created in
+    Sage 300 whose Transferred answer Basware refused says what the AP user does in Basware
+    (not `ml-connector retry` again); a record refused, then delivered, is not listed."""
+    from datetime import UTC, datetime
+
+    from ml_connector.status import read_ledger
+    from ml_connector_core.ledger import Entry, Ledger
+
+    def invoice(number: str) -> dict[str, Any]:
+        return {"invoiceNumber": number, "supplierName": "Acme Tools", "supplierCode": "1200",
+                "companyCode": "US01", "grossSum": 10.5, "currencyCode": "USD"}
+
+    failed = {"success": False, "responseMessage": "Vendor 1200 is inactive in SAMINC"}
+    with Ledger.open(f"sqlite:///{tmp_path / 'ledger.sqlite'}") as ledger:
+        tap = ledger.start_run("tap-basware").run_id
+        target = ledger.start_run("target-sage300").run_id
+        ledger.record_many([
+            Entry(tap, INVOICE, "id-1", "read", payload=invoice("INV-1")),
+            Entry(tap, INVOICE, "id-1", "acknowledged"),
+            Entry(tap, "transfer_responses", "id-1", "failed",
+                  error="Transfer outcome for invoice id-1 not sent: Basware no longer "
+                        "knows the invoice"),
+            Entry(tap, INVOICE, "id-2", "read", payload=invoice("INV-2")),
+            Entry(tap, INVOICE, "id-2", "acknowledged"),
+            Entry(target, "ap_invoices", "id-2", "rejected", error=failed["responseMessage"]),
+            Entry(tap, "transfer_responses", "id-2", "responded", payload=failed),
+            Entry(target, "ap_invoices", "id-2", "created"),  # the retry, once fixed
+            Entry(tap, "transfer_responses", "id-2", "failed", error="refused on TransferFailed"),
+            Entry(target, "vendors", "SAMINC/1300", "rejected", error="Basware: no"),
+            Entry(target, "vendors", "SAMINC/1300", "updated"),
+        ])
+        found = {item.business_id: item for item in read_ledger(
+            ledger, datetime.now(UTC), Thresholds())}
+    assert set(found) == {"INV-1", "INV-2"}
+    assert (found["INV-1"].kind, found["INV-1"].reason) == (
+        "unanswered", "Transfer outcome for invoice id-1 not sent: Basware no longer knows "
+                      "the invoice")
+    assert found["INV-1"].title == "invoice INV-1, vendor Acme Tools (1200), company US01, " \
+                                   "10.5 USD"
+    assert found["INV-2"].kind == "transfer_failed"
+    assert found["INV-2"].reason == "Vendor 1200 is inactive in SAMINC"
+    assert "in Basware, send invoice INV-2 to transfer again" in found["INV-2"].fix[0]
