@@ -17,6 +17,7 @@ so the report says "created ready to post", never "posted".
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -509,6 +510,9 @@ table{border-collapse:collapse;width:100%;margin:.4rem 0}
 th,td{border:1px solid #d0d7de;padding:.35rem .6rem;text-align:left;vertical-align:top}
 th{background:#f6f8fa}
 td.num{text-align:right;white-space:nowrap}
+td:first-child,code{white-space:nowrap}
+code{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.92em;background:#f6f8fa;
+padding:0 .2em;border-radius:.2em}
 .attention td{background:#fff8f8}
 .reason{color:#a40e26}
 @media (max-width:40rem){
@@ -517,6 +521,8 @@ td.num{text-align:right;white-space:nowrap}
  table.cards thead{display:none}
  table.cards tr{border:1px solid #d0d7de;border-radius:.4rem;margin:.6rem 0;padding:.3rem 0}
  table.cards td{border:none;padding:.2rem .6rem}
+ table.cards td:first-child{white-space:normal}
+ code{white-space:normal;overflow-wrap:anywhere}
  table.cards td.num{text-align:left}
  table.cards td::before{content:attr(data-label) ": ";font-weight:600;color:#57606a}
 }
@@ -525,6 +531,17 @@ td.num{text-align:right;white-space:nowrap}
 
 def _esc(value: Any) -> str:
     return html.escape("" if value is None else str(value), quote=True)
+
+
+#: A command in a remedy, shown as code and kept on one line on a wide screen (not broken at
+#: a hyphen, where it reads as two words).
+_COMMAND = re.compile(r"ml-connector (?:retry|audit trace) [^\s;()&]+")
+
+
+def _cell(value: Any) -> str:
+    """A cell's HTML: the value escaped, then the commands in it (escaped text already)
+    marked as code."""
+    return _COMMAND.sub(lambda match: f"<code>{match.group(0)}</code>", _esc(value))
 
 
 def _cards(headers: Sequence[str], rows: Iterable[Sequence[Any]], numeric: Iterable[int] = (),
@@ -538,7 +555,7 @@ def _cards(headers: Sequence[str], rows: Iterable[Sequence[Any]], numeric: Itera
     for row in rows:
         cells = "".join(
             f'<td data-label="{_esc(headers[i])}"{numeric_class if i in right else ""}>'
-            f"{_esc(value)}</td>" for i, value in enumerate(row))
+            f"{_cell(value)}</td>" for i, value in enumerate(row))
         body.append(f"{tr}{cells}</tr>")
     return (f'<table class="cards"><thead><tr>{head}</tr></thead>'
             f"<tbody>{''.join(body)}</tbody></table>")
