@@ -222,7 +222,16 @@ def master_result(ledger: Ledger, target: Target, before: Entry | None) -> tuple
         return NOT_DONE, (f"{target.name}: not sent again (see the run's log: not found in "
                           "Sage 300?)")
     if latest.action in FAILURE:
-        return NOT_DONE, f"{target.name}: refused again: {latest.error}"
+        # The same payload as the refused one: target-basware did not send it, since
+        # Basware answers an identical re-post NotProcessed and keeps its refusal.
+        same = (before is not None and before.action in FAILURE
+                and latest.payload_hash is not None
+                and latest.payload_hash == before.payload_hash)
+        hint = ("; Sage 300 holds it unchanged and Basware answers a re-send of exactly the "
+                "payload it refused NotProcessed (its FAQ: modify the record to resend), so "
+                "a fix made in Basware P2P alone needs the record changed in Sage 300, then "
+                "retry again" if same else "")
+        return NOT_DONE, f"{target.name}: refused again: {latest.error}{hint}"
     return DONE, f"{target.name}: {latest.action} in Basware"
 
 

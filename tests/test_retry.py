@@ -18,6 +18,7 @@ docs/ledger.md and README.md show them (RECIPE below is checked against both fil
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import subprocess
@@ -27,7 +28,16 @@ from typing import Any
 
 import pytest
 import requests
-from e2e import ROOT, Project, basware_tenant, duplicates, sage_entries, snapshot
+from e2e import (
+    ROOT,
+    Project,
+    basware_tenant,
+    duplicates,
+    request_log,
+    requests_served,
+    sage_entries,
+    snapshot,
+)
 
 from mlc_sandbox.serve import Sandbox
 
@@ -182,10 +192,71 @@ def test_basware_retransfer_after_the_fix_is_created_once(fresh_sandbox: Sandbox
     assert len(in_sage(fresh_sandbox, invoice_id)) == 1
 
 
+def p2p_outcomes(sandbox: Sandbox, code: str) -> list[tuple[str, list[str]]]:
+    """Every outcome P2P gave the vendor `code`, oldest first, with its errors."""
+    return [(item["status"], [error["message"] for error in item["errors"]])
+            for entry in basware_tenant(sandbox)["request_status"]
+            if entry["entityType"] == "Vendor"
+            for system in entry["systems"] for item in system["items"]
+            if item["externalCode"] == code]
+
+
+def test_refused_vendors_are_read_again_from_sage(fresh_sandbox: Sandbox,
+                                                  tmp_path: Path) -> None:
+    """SAMLTD/1610's payment term N90 fixed in Sage (N30): read again by its key and sent,
+    P2P takes it. SAMLTD/1600's currency activated in P2P alone: its identical payload is not
+    sent again (Basware would answer NotProcessed), and the retry says what to do. Nothing
+    else is read or sent, and the bookmarks stay."""
+    project = Project.create(fresh_sandbox, tmp_path)
+    assert project.run("master-data").ok, project.runs[-1].output[-3000:]
+    state_before = project.state("master-data")
+    sage = fresh_sandbox.sage300.base_url
+    fixed = requests.patch(f"{sage}/Sage300WebApi/v1.0/-/SAMLTD/AP/APVendors('1610')",
+                           json={"Terms": "N30"}, auth=("WEBAPI", "SANDBOX-PASS1"), timeout=30)
+    assert fixed.status_code < 300, fixed.text
+    requests.patch(f"{fresh_sandbox.basware.base_url}/_sandbox/settings",
+                   json={"active_currencies": ["USD", "CAD", "EUR"]},
+                   timeout=10).raise_for_status()
+    posts_before = _vendor_posts(fresh_sandbox)
+
+    retried = typed(project, "ml-connector retry SAMLTD/1610 SAMLTD/1600")
+    assert retried.returncode == 1, retried.stdout + retried.stderr[-3000:]
+    assert "vendor SAMLTD/1610: created in Basware" in retried.stdout \
+        or "vendor SAMLTD/1610: updated in Basware" in retried.stdout, retried.stdout
+    assert p2p_outcomes(fresh_sandbox, "SAMLTD-1610")[-1] == ("Success", [])
+    assert "vendor SAMLTD/1600: refused again" in retried.stdout
+    assert "needs the record changed in Sage 300" in retried.stdout
+    # One vendor POST, holding only the vendor fixed in Sage; the bookmarks did not move.
+    posted = _vendor_posts(fresh_sandbox)[len(posts_before):]
+    assert [[v["externalCode"] for v in post] for post in posted] == [["SAMLTD-1610"]]
+    assert _bookmarks(state_before)
+    assert _bookmarks(project.state("master-data")) == _bookmarks(state_before)
+
+    again = typed(project, "ml-connector retry SAMLTD/1610")
+    assert again.returncode == 0 and "nothing to do" in again.stdout, again.stdout
+
+    # A PO is read again by its key, with its lines (refused again here: unchanged in Sage).
+    since = len(request_log(fresh_sandbox.sage300.base_url))
+    order = typed(project, "ml-connector retry SAMLTD/10161")
+    assert order.returncode == 1, order.stdout + order.stderr[-3000:]
+    assert "PO SAMLTD/10161: refused again" in order.stdout
+    reads = [entry for entry in request_log(fresh_sandbox.sage300.base_url, since)
+             if entry["path"].endswith("/PO/POPurchaseOrders")]
+    assert len(reads) == 1 and "PurchaseOrderSequenceKey%20eq%2010161" in reads[0]["query"] \
+        and "SAMLTD" in reads[0]["path"], reads
+
+
+def _vendor_posts(sandbox: Sandbox) -> list[list[dict[str, Any]]]:
+    return [entry["body"] for entry in request_log(sandbox.basware.base_url)
+            if entry["method"] == "POST" and entry["path"] == "/v1/vendors"]
+
+
+def _bookmarks(state: str) -> Any:
+    return json.loads(state or "{}").get("singer_state", {}).get("bookmarks")
+
+
 def _served(sandbox: Sandbox) -> tuple[int, int]:
     """Requests each simulator served so far (a command that runs nothing adds none)."""
-    from e2e import requests_served
-
     return (requests_served(sandbox.sage300.base_url),
             requests_served(sandbox.basware.base_url))
 

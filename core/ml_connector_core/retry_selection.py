@@ -7,8 +7,9 @@ The retry command runs a job as `ml-connector run` does, with one plugin setting
   target-sage300 creates each one unless it finds it (ledger, BWINVID), and the job's second
   task answers Basware the new outcome.
 - ``retry_keys`` (tap-sage300): ``{stream: [ledger source keys]}`` to read again from Sage
-  300 whatever their bookmarks say; target-basware sends what it reads even when it is what
-  Basware refused before (the retry is the user saying the cause was fixed).
+  300 whatever their bookmarks say; target-basware sends what it reads. What Basware refused
+  with exactly this payload is not sent again (Basware answers an identical re-post
+  `NotProcessed`; its FAQ: modify the record to resend), so the fix must change the record.
 
 Settings reach the plugins as Meltano environment variables (``<PLUGIN>_<SETTING>``), so one
 `meltano run` of the job carries them to every task. Both plugins use this module; neither
@@ -27,7 +28,6 @@ INVOICE_STREAM = "ap_invoices"
 BASWARE_INVOICE_STREAM = "accounting_documents"
 INVOICE_IDS_ENV = "TAP_BASWARE_RETRY_INVOICE_IDS"
 RETRY_KEYS_ENV = "TAP_SAGE300_RETRY_KEYS"
-FORCE_KEYS_ENV = "TARGET_BASWARE_RETRY_KEYS"
 
 
 def invoice_ids_env(invoice_ids: Iterable[str]) -> dict[str, str]:
@@ -36,10 +36,9 @@ def invoice_ids_env(invoice_ids: Iterable[str]) -> dict[str, str]:
 
 
 def retry_keys_env(keys: Mapping[str, Iterable[str]]) -> dict[str, str]:
-    """The environment that hands tap-sage300 the keys to read again, and target-basware the
-    keys to send even if Basware refused exactly that payload before."""
-    value = json.dumps({stream: sorted(set(ks)) for stream, ks in sorted(keys.items()) if ks})
-    return {RETRY_KEYS_ENV: value, FORCE_KEYS_ENV: value}
+    """The environment that hands tap-sage300 the keys to read again."""
+    return {RETRY_KEYS_ENV: json.dumps({stream: sorted(set(ks))
+                                        for stream, ks in sorted(keys.items()) if ks})}
 
 
 def string_list(value: Any) -> list[str]:

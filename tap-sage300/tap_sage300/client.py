@@ -419,8 +419,35 @@ class Sage300Stream(RESTStream[ParseResult | None]):
         """The Sage fields to ask for: the declared schema less what the tap derives."""
         return list(self.shape.fields)
 
+    @property
+    def retry_mode(self) -> bool:
+        """`ml-connector retry`: only the records `retry_keys` names are read."""
+        return self._tap.retry_keys is not None
+
+    def retry_values(self, context: Context | None) -> list[list[str]] | None:
+        """In retry mode, the key values of this stream's records to read in the context's
+        company ([]: none); None in a normal run, or for a child (it follows its parent)."""
+        retry = self._tap.retry_keys
+        if retry is None or self.parent_stream_type is not None:
+            return None
+        return retry.get(self.name, {}).get(str((context or {}).get("company_id")), [])
+
+    def _key_term(self, values: list[str]) -> str:
+        """`Key eq <literal> [and ...]` for one record, each literal typed as its field."""
+        terms = []
+        for name, value in zip(self._key_fields, values, strict=True):
+            kind = self.schema["properties"][name].get("type")
+            typed: Any = int(value) if "integer" in (kind if isinstance(kind, list)
+                                                     else [kind]) else value
+            terms.append(f"{self.wire_name(name)} eq {odata_literal(typed)}")
+        return " and ".join(terms)
+
     def filter_expression(self, context: Context | None) -> str | None:
         terms = [self.static_filter] if self.static_filter else []
+        retry = self.retry_values(context)
+        if retry:  # the records named, whatever the bookmark says
+            terms.append("(" + " or ".join(f"({self._key_term(v)})" for v in retry) + ")")
+            return " and ".join(terms)
         if self.replication_key:
             start = self.get_starting_timestamp(context)
             if start is not None:
@@ -597,8 +624,9 @@ class Sage300Stream(RESTStream[ParseResult | None]):
         """The SDK's sync of every company, with the ACTIVATE_VERSION of a stream read whole
         (``activate_version``) once all companies are read completely: a failed or cut-short
         read raises before it, and says nothing about deletions."""
+        # A retry reads a few records, not the whole set: no deletion signal.
         versioned = (context is None and write_messages and self.selected
-                     and self.activate_version)
+                     and self.activate_version and not self.retry_mode)
         if versioned:
             self._stream_version = self._initialized_at // 1000  # as the SDK numbers them
         yield from super()._sync_records(context, write_messages=write_messages)
@@ -610,6 +638,8 @@ class Sage300Stream(RESTStream[ParseResult | None]):
         return True
 
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
+        if self.retry_values(context) == []:
+            return  # retry mode: nothing of this stream in this company is to be read
         if self.parent_stream_type is None and context is not None:
             # A checkpoint between companies: the partition just finished has committed its
             # bookmark, so an interruption in the next company does not lose it.
@@ -717,6 +747,10 @@ class Sage300Stream(RESTStream[ParseResult | None]):
         # a record not above it changes nothing, and the SDK's state walk is skipped for it.
         # Values compare as strings: every date is emitted as YYYY-MM-DDT00:00:00Z.
         key = self.replication_key
+        if self.retry_mode:
+            # A retry reads a few records: its dates say nothing about what else changed
+            # since the bookmark, so the bookmark stays.
+            return
         if key:
             value = latest_record.get(key)
             company = (context or {}).get("company_id")

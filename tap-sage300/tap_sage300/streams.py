@@ -96,7 +96,7 @@ class VendorsStream(Sage300Stream):
         # vendor_keys list of the company comes from it at no cost (tap_sage300.deletions).
         keys = self._tap.streams.get(VendorKeysStream.name)
         whole = (context is not None and keys is not None and keys.selected
-                 and self.get_starting_timestamp(context) is None)
+                 and not self.retry_mode and self.get_starting_timestamp(context) is None)
         self._whole = bytearray() if whole else None
         try:
             yield from super().get_records(context)
@@ -131,6 +131,8 @@ class VendorKeysStream(Sage300Stream):
     schema = th.PropertiesList(COMPANY, text("VendorNumber", required=True)).to_dict()
 
     def get_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
+        if self.retry_mode:
+            return  # a retry reads a few vendors: no vendor list, no counts
         plan = self._tap.vendor_key_plan
         plan.decide()
         if plan.send and context is not None:
@@ -149,7 +151,7 @@ class VendorKeysStream(Sage300Stream):
     def _sync_records(self, context: Context | None = None, *, write_messages: bool = True
                       ) -> Iterator[dict[str, Any]]:
         yield from super()._sync_records(context, write_messages=write_messages)
-        if context is None and write_messages:
+        if context is None and write_messages and not self.retry_mode:
             # The counts of this run, for the next run's check; in a STATE after the list
             # and its ACTIVATE_VERSION, so the target confirms those first.
             self._tap.state[STATE_KEY] = self._tap.vendor_key_plan.state()
@@ -228,8 +230,11 @@ class GLAccountsStream(Sage300Stream):
         # The chart read here is the one the PO lines look their cost centers up in: when it
         # carries the fields the look-up needs, it is handed over once the company is read
         # completely, and the look-up makes no request of its own.
+        if self.retry_values(context) == []:
+            return  # retry mode: the chart is not read (the PO lines look it up themselves)
         segment = self._tap.cost_center_field
-        wanted = self.is_selected("AccountNumber") and self.is_selected(segment)
+        wanted = (self.is_selected("AccountNumber") and self.is_selected(segment)
+                  and not self.retry_mode)
         self._index = index = {} if wanted else None
         yield from super().get_records(context)
         self._index = None

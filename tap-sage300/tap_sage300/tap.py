@@ -16,6 +16,7 @@ from singer_sdk import typing as th
 
 from ml_connector_core.httppolicy import HttpSession, RetryPolicy
 from ml_connector_core.redaction import Redactor, install_log_redaction
+from ml_connector_core.retry_selection import keys_by_stream
 from ml_connector_core.run_files import PrivateConfigFiles
 from ml_connector_core.sage300_api import Sage300Auth
 from ml_connector_core.sage300_fields import (
@@ -86,6 +87,15 @@ class TapSage300(PrivateConfigFiles, Tap):
         th.Property("page_size", th.IntegerType(minimum=1), default=1000,
                     description="Records per request ($top). Sage caps it at the PageSize of "
                                 "its web.config (default 100; Sage recommends 1000)"),
+        th.Property("retry_keys", th.ObjectType(additional_properties=th.ArrayType(
+            th.StringType)),
+            description="Retry mode (`ml-connector retry`, TAP_SAGE300_RETRY_KEYS), not set by "
+                        "hand: {stream: [ledger source keys]}, e.g. {\"vendors\": "
+                        "[\"SAMLTD/1600\"], \"purchase_orders\": [\"SAMLTD/10161\"]}. Only "
+                        "these records are read (an OData $filter on their key, whatever the "
+                        "bookmarks say; a PO with its lines); other streams are not read, "
+                        "bookmarks do not move and no deletion signal is sent (the read is "
+                        "not whole)."),
         # The trail is complete by default (every record read, in the project's ledger, as
         # for the other plugins); a warehouse load that wants none says `off`.
         *ledger_properties(unset=f"{LEDGER_DEFAULT_FILE}. Every record read is recorded as a "
@@ -132,6 +142,23 @@ class TapSage300(PrivateConfigFiles, Tap):
         self.state[READ_FROM_KEY] = source
 
     # -- what the streams share ------------------------------------------------------------------
+
+    @cached_property
+    def retry_keys(self) -> dict[str, dict[str, list[list[str]]]] | None:
+        """Retry mode: {stream: {company: [key values]}} from `retry_keys` (source keys are
+        `company/key[/key]`); None in a normal run."""
+        chosen = keys_by_stream(self.config.get("retry_keys"))
+        if not chosen:
+            return None
+        found: dict[str, dict[str, list[list[str]]]] = {}
+        for stream, keys in chosen.items():
+            for key in keys:
+                company, *values = key.split("/")
+                found.setdefault(stream, {}).setdefault(company, []).append(values)
+        self.logger.info("Retry mode: only %s are read again (bookmarks unchanged, no "
+                         "deletion signals)", "; ".join(
+                             f"{stream} {', '.join(keys)}" for stream, keys in chosen.items()))
+        return found
 
     @cached_property
     def vendor_key_plan(self) -> VendorKeyPlan:
