@@ -36,6 +36,8 @@ JOB_ORDER = ("master-data", "invoices")
 #: less than this after the previous ones ended: the tasks of one `meltano run` follow each
 #: other within seconds, scheduled runs of a job are minutes apart.
 SAME_JOB_RUN_GAP = timedelta(seconds=60)
+#: Where the latest run of each job is looked for first (`select_job_runs`).
+RECENT = timedelta(days=7)
 
 #: target-sage300's invoices; tap-basware's reads of Basware's queue and its answers.
 INVOICES = "ap_invoices"
@@ -128,14 +130,25 @@ def select_job_runs(ledger: Ledger, run: str | None = None, since: datetime | No
     one started in [since, until); by default the latest of each job."""
     if since is not None or until is not None:
         return job_runs(ledger.runs_between(since, until))
-    every = job_runs(ledger.runs_between())
     if run is not None:
-        return [job_run for job_run in every
+        return [job_run for job_run in job_runs(ledger.runs_between())
                 if any(run in (r.run_id, r.job_id) for r in job_run.runs)]
-    latest: dict[str, JobRun] = {}
-    for job_run in every:  # oldest first: the last one of each job stays
-        latest[job_run.job] = job_run
+    # A ledger keeps years of runs (some 180 a day): the latest of each job is looked for in
+    # the last week first, and in all of them only when a job did not run in that week or its
+    # latest run may have begun before it.
+    window = datetime.now(UTC) - RECENT
+    latest = _latest_of_each_job(ledger.runs_between(since=window))
+    if set(JOB_ORDER) - set(latest) or any(
+            job_run.started_at - window <= SAME_JOB_RUN_GAP for job_run in latest.values()):
+        latest = _latest_of_each_job(ledger.runs_between())
     return sorted(latest.values(), key=lambda job_run: _job_rank(job_run.job))
+
+
+def _latest_of_each_job(runs: Iterable[Run]) -> dict[str, JobRun]:
+    latest: dict[str, JobRun] = {}
+    for job_run in job_runs(runs):  # oldest first: the last one of each job stays
+        latest[job_run.job] = job_run
+    return latest
 
 
 # -- what the report says ------------------------------------------------------------------

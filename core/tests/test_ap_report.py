@@ -117,3 +117,45 @@ def test_job_runs_without_meltano_run_id() -> None:
         ("invoices", [f"tap-basware@{later.seconds}", f"target-sage300@{later.seconds + 1}"]),
     ]
     assert later > SAME_JOB_RUN_GAP
+
+
+def test_settled_since_already_there_and_old_runs(sqlite_url: str) -> None:
+    """A failure a later run settled says so; an invoice found in Sage is 'not created
+    again'; the latest runs are found however old they are."""
+    with Ledger.open(sqlite_url) as ledger:
+        tap = ledger.start_run("tap-basware", job_id="job-a")
+        ledger.record(Entry(tap.run_id, "accounting_documents", "bw-9", Action.READ,
+                            payload={"invoiceId": "bw-9", "invoiceNumber": "INV-9",
+                                     "supplierCode": "1200", "supplierName": "Prairie",
+                                     "grossSum": 99, "currencyCode": "CAD"}))
+        ledger.finish_run(tap.run_id, "success")
+        first = ledger.start_run("target-sage300", job_id="job-a")
+        ledger.record(Entry(first.run_id, "ap_invoices", "bw-9", Action.FAILED,
+                            error="Sage300Error: HTTP 503 after 5 tries"))
+        ledger.finish_run(first.run_id, "failed")
+        second = ledger.start_run("target-sage300", job_id="job-b")
+        ledger.record_many([
+            Entry(second.run_id, "ap_invoices", "bw-9", Action.CREATED, target_key="SAMLTD/8/1",
+                  sage_batch="8", sage_entry="1",
+                  payload={"company": "SAMLTD", "document_number": "INV-9", "currency": "CAD",
+                           "gross_total": 99, "vendor_number": "1200"}),
+            Entry(second.run_id, "ap_invoices", "bw-10", Action.UNCHANGED,
+                  target_key="SAMLTD/3/2", sage_batch="3", sage_entry="2",
+                  payload={"company": "SAMLTD", "document_number": "INV-10", "currency": "CAD",
+                           "gross_total": 5, "vendor_number": "1200"},
+                  reply={"success": True, "company": "SAMLTD",
+                         "message": "Already in Sage 300 company SAMLTD, batch 3 entry 2"}),
+        ])
+        ledger.finish_run(second.run_id, "success")
+        # Runs of a month ago: the default report still finds the latest of each job.
+        with ledger.engine.begin() as conn:
+            conn.exec_driver_sql("UPDATE ledger_runs SET started_at = datetime(started_at, "
+                                 "'-30 days'), finished_at = datetime(finished_at, '-30 days')")
+    code, out, _ = run("--ledger-url", sqlite_url, "report", "--run", "job-a")
+    assert code == 0 and "invoices: failed" in out
+    assert "Invoice INV-9  Prairie (1200)  99.00 CAD" in out
+    assert "Now:        since created as SAMLTD/8/1" in out
+    assert "Run failed: the invoices job's target-sage300 run failed" in out
+    code, out, _ = run("--ledger-url", sqlite_url, "report")
+    assert code == 0 and "invoices: success" in out and "NEEDS ATTENTION (0)" in out
+    assert "INV-9" in out and "already in Sage (batch 3, entry 2); not created again" in out
