@@ -38,7 +38,14 @@ from urllib.parse import urlsplit
 
 import requests
 
-from ml_connector.status import Item, Status, collect, connector_settings, describe_duration
+from ml_connector.status import (
+    AGE_PHRASES,
+    Item,
+    Status,
+    collect,
+    connector_settings,
+    describe_duration,
+)
 from ml_connector_core.redaction import Redactor
 
 STATE_FILE = "notifications.json"
@@ -114,8 +121,8 @@ class Channels:
 
 
 def _item_lines(item: Item) -> list[str]:
-    age = describe_duration(item.age_seconds)
-    lines = [f"- {item.title} ({'since ' if item.kind == 'failing_runs' else ''}{age})"]
+    age = AGE_PHRASES.get(item.kind, "{}").format(describe_duration(item.age_seconds))
+    lines = [f"- {item.title} ({age})"]
     if item.reason:
         lines.append(f"  why: {item.reason}")
     lines += [f"  {'fix: ' if n == 0 else '     '}{step}" for n, step in enumerate(item.fix)]

@@ -481,6 +481,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "missing) instead of printing it")
 
 
+def _notify(root: Path, environment: str | None, out: IO[str]) -> None:
+    """Each new problem (this job failing again, an invoice the run left failed) told once to
+    the configured webhook/e-mail (ml_connector/notify.py). Whatever goes wrong there, the
+    run's exit code stays the run's own."""
+    try:
+        from ml_connector import notify
+
+        notify.after_run(root, environment, out)
+    except Exception as exc:  # noqa: BLE001 - e.g. a broken install: said, never raised
+        out.write(f"ml-connector notify: not evaluated ({type(exc).__name__})\n")
+        out.flush()
+
+
 def main(args: argparse.Namespace) -> int:
     try:
         root, environment = project_from_args(args)
@@ -493,11 +506,7 @@ def main(args: argparse.Namespace) -> int:
                       wait_timeout=args.wait_timeout, out=log or sys.stderr,
                       child_out=log).main()
         if code != 2:  # 2: no readable project or job, nothing to evaluate
-            # Each new problem (this job failing again, an invoice the run left failed)
-            # told once to the configured webhook/e-mail: ml_connector/notify.py.
-            from ml_connector import notify
-
-            notify.after_run(root, environment, log or sys.stderr)
+            _notify(root, environment, log or sys.stderr)
     finally:
         if log:
             log.close()

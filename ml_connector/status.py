@@ -463,7 +463,7 @@ _SECTIONS = (
 
 
 #: How each kind says its age.
-_AGE = {"failing_runs": "failing for {}", "stale": "threshold passed",
+AGE_PHRASES = {"failing_runs": "failing for {}", "stale": "threshold passed",
         "unanswered": "unanswered for {}", "transfer_failed": "TransferFailed for {}",
         "rejected": "refused {} ago", "ledger": "now"}
 
@@ -496,7 +496,7 @@ def render(status: Status, limit: int = 50) -> str:
         for item in found[:limit]:
             mark = "PROBLEM" if item.problem else "waiting"
             lines.append(f"  {mark:<7}  {item.title}  "
-                         f"({_AGE[kind].format(describe_duration(item.age_seconds))})")
+                         f"({AGE_PHRASES[kind].format(describe_duration(item.age_seconds))})")
             if item.reason:
                 lines.append(f"           why: {item.reason}")
             for number, step in enumerate(item.fix):
