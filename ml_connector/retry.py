@@ -31,14 +31,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
-from sqlalchemy import or_, select
-
 from ml_connector import run as job_runner
 from ml_connector.project_config import MeltanoError, add_project_arguments, project_from_args
 from ml_connector_core.ledger import FAILURE, Action, Entry, Ledger
-from ml_connector_core.ledger._schema import entries
 from ml_connector_core.retry_selection import (
-    BASWARE_INVOICE_STREAM,
     INVOICE_STREAM,
     invoice_ids_env,
     retry_keys_env,
@@ -78,69 +74,54 @@ class Target:
 
 # --------------------------------------------------------------------------- resolving ids
 
-
-def _invoice_name(ledger: Ledger, invoice_id: str) -> str:
-    """The invoice number a person knows (from what the ledger last stored of it)."""
-    for entry in reversed(ledger.trace(invoice_id)):
-        payload = entry.payload if isinstance(entry.payload, dict) else {}
-        number = payload.get("document_number") or payload.get("invoiceNumber")
-        if number:
-            return str(number)
-    return invoice_id
+#: tap-sage300's streams -> target-basware's, where the outcomes of the same records are.
+SOURCE_TO_TARGET = {"purchase_orders": "matching_orders",
+                    "purchase_order_lines": "matching_order_lines", "gl_accounts": "accounts"}
+KINDS = {"vendors": "vendor", "matching_orders": "PO", "matching_order_lines": "PO line",
+         "accounts": "account", "cost_centers": "cost center", "payment_terms": "payment term"}
 
 
-def _by_invoice_number(ledger: Ledger, number: str) -> list[str]:
-    """Basware invoice ids whose stored payload has this invoice number (any case). A narrow
-    LIKE on the JSON text first, then the parsed payload decides."""
-    c = entries.c
-    pattern = f"%{number}%"
-    found = ledger._select(  # noqa: SLF001 - until Ledger.resolve lands (another change)
-        select(entries).where(c.stream.in_([INVOICE_STREAM, BASWARE_INVOICE_STREAM]),
-                              or_(c.payload.like(pattern), c.sage_document == number)))
-    ids = []
-    for entry in found:
-        payload = entry.payload if isinstance(entry.payload, dict) else {}
-        numbers = {str(payload.get("document_number") or ""), str(payload.get("invoiceNumber")
-                                                                   or ""), entry.sage_document}
-        if number.upper() in {str(n).upper() for n in numbers if n}:
-            ids.append(entry.source_key)
-    return list(dict.fromkeys(ids))
+class Ambiguous(ValueError):
+    """A business id naming records of more than one subject (a vendor number in two
+    companies): the user names it with its company."""
+
+
+def _target(ledger: Ledger, ref: str, stream: str, key: str, business_id: str) -> Target:
+    latest = ledger.latest_outcome(stream, key)
+    if stream == INVOICE_STREAM:
+        return Target(ref, INVOICES, stream, key, business_id, latest)
+    return Target(ref, MASTER_DATA, stream, key, f"{KINDS.get(stream, stream)} {key}", latest)
 
 
 def resolve(ledger: Ledger, ref: str) -> list[Target]:
-    """The records `ref` names: a ledger source key of an invoice or master-data stream, a
-    Basware invoice id, or an invoice number. [] when the ledger knows none."""
-    ref = ref.strip()
-    found: list[Target] = []
-    for stream in (INVOICE_STREAM, *MASTER_STREAMS):
-        latest = ledger.latest_outcome(stream, ref)
-        if latest is None:
-            continue
-        if stream == INVOICE_STREAM:
-            found.append(Target(ref, INVOICES, stream, ref, _invoice_name(ledger, ref), latest))
+    """The records `ref` names (`Ledger.resolve`: invoice number, Basware invoice id, vendor,
+    PO, Sage entry, any source or target key), as the streams their outcomes are in. []
+    when the ledger knows none; Ambiguous when it names several subjects."""
+    records = ledger.resolve(ref)
+    if len({record.subject for record in records}) > 1:
+        raise Ambiguous(", ".join(sorted({record.business_id for record in records})))
+    found: dict[tuple[str, str], Target] = {}
+    for record in records:
+        if record.family == "invoice":
+            stream = INVOICE_STREAM
         else:
-            kind = {"vendors": "vendor", "matching_orders": "PO",
-                    "matching_order_lines": "PO line"}.get(stream, stream)
-            found.append(Target(ref, MASTER_DATA, stream, ref, f"{kind} {ref}", latest))
-    if found:
-        return found
-    if ledger.latest_outcome(BASWARE_INVOICE_STREAM, ref) is not None:  # read, no outcome yet
-        return [Target(ref, INVOICES, INVOICE_STREAM, ref, _invoice_name(ledger, ref))]
-    return [Target(ref, INVOICES, INVOICE_STREAM, invoice_id, ref.upper(),
-                   ledger.latest_outcome(INVOICE_STREAM, invoice_id))
-            for invoice_id in _by_invoice_number(ledger, ref)]
+            stream = SOURCE_TO_TARGET.get(record.stream, record.stream)
+            if stream not in MASTER_STREAMS:
+                continue  # nothing the connector sends (customers, AP batches read back)
+        if (stream, record.source_key) not in found:
+            found[(stream, record.source_key)] = _target(
+                ledger, ref, stream, record.source_key,
+                record.business_ids.get("invoice") or record.business_id)
+    return list(found.values())
 
 
 def open_failures(ledger: Ledger, job: str | None) -> list[Target]:
-    """Every record whose latest outcome is a failure, of one job or both."""
-    streams = ([INVOICE_STREAM] if job == INVOICES else list(MASTER_STREAMS)
-               if job == MASTER_DATA else [INVOICE_STREAM, *MASTER_STREAMS])
-    found: list[Target] = []
-    for stream in streams:
-        keys = {entry.source_key for entry in ledger.replayable(stream, failed_only=True).entries}
-        for key in sorted(keys):
-            found += [t for t in resolve(ledger, key) if t.stream == stream]
-    return found
+    """Every record of the job (or both) whose latest outcome is a failure."""
+    streams = ({INVOICE_STREAM} if job == INVOICES else set(MASTER_STREAMS)
+               if job == MASTER_DATA else {INVOICE_STREAM, *MASTER_STREAMS})
+    return [_target(ledger, failure.business_id, failure.stream, failure.source_key,
+                    failure.business_id)
+            for failure in ledger.open_failures() if failure.stream in streams]
 
 
 # --------------------------------------------------------------------------- outcomes
@@ -282,7 +263,11 @@ def main(args: argparse.Namespace, out: IO[str] | None = None) -> int:
 
     targets: list[Target] = open_failures(ledger, args.job) if args.open else []
     for ref in args.ids:
-        named = [t for t in resolve(ledger, ref) if args.job in (None, t.job)]
+        try:
+            named = [t for t in resolve(ledger, ref) if args.job in (None, t.job)]
+        except Ambiguous as exc:
+            say(f"{ref} names more than one record ({exc}): name it with its company")
+            return USAGE
         if not named:
             say(f"{ref}: the ledger knows no such record (ml-connector audit trace {ref})")
             return USAGE

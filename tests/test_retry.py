@@ -100,9 +100,9 @@ def test_a_fixed_invoice_is_created_once_and_basware_told(fresh_sandbox: Sandbox
                                                           tmp_path: Path) -> None:
     project, invoice_id = setup_project(fresh_sandbox, tmp_path)
 
-    # Retried before the cause is fixed: rejected again, and Basware is not told the same
-    # reason twice (its latest response says it already).
-    early = typed(project, RETRY)
+    # Retried before the cause is fixed (as every open failure of the job): rejected again,
+    # and Basware is not told the same reason twice (its latest response says it already).
+    early = typed(project, "ml-connector retry --open --job invoices")
     assert early.returncode == 1, early.stdout + early.stderr
     assert f"{INVOICE}: failed again: {CAUSE}" in early.stdout
     assert len(invoice(fresh_sandbox)["transferResponses"]) == 1
@@ -217,7 +217,7 @@ def test_refused_vendors_are_read_again_from_sage(fresh_sandbox: Sandbox,
     requests.patch(f"{fresh_sandbox.basware.base_url}/_sandbox/settings",
                    json={"active_currencies": ["USD", "CAD", "EUR"]},
                    timeout=10).raise_for_status()
-    posts_before = _vendor_posts(fresh_sandbox)
+    posts_since = requests_served(fresh_sandbox.basware.base_url)
 
     retried = typed(project, "ml-connector retry SAMLTD/1610 SAMLTD/1600")
     assert retried.returncode == 1, retried.stdout + retried.stderr[-3000:]
@@ -227,7 +227,7 @@ def test_refused_vendors_are_read_again_from_sage(fresh_sandbox: Sandbox,
     assert "vendor SAMLTD/1600: refused again" in retried.stdout
     assert "needs the record changed in Sage 300" in retried.stdout
     # One vendor POST, holding only the vendor fixed in Sage; the bookmarks did not move.
-    posted = _vendor_posts(fresh_sandbox)[len(posts_before):]
+    posted = _vendor_posts(fresh_sandbox, posts_since)
     assert [[v["externalCode"] for v in post] for post in posted] == [["SAMLTD-1610"]]
     assert _bookmarks(state_before)
     assert _bookmarks(project.state("master-data")) == _bookmarks(state_before)
@@ -236,7 +236,7 @@ def test_refused_vendors_are_read_again_from_sage(fresh_sandbox: Sandbox,
     assert again.returncode == 0 and "nothing to do" in again.stdout, again.stdout
 
     # A PO is read again by its key, with its lines (refused again here: unchanged in Sage).
-    since = len(request_log(fresh_sandbox.sage300.base_url))
+    since = requests_served(fresh_sandbox.sage300.base_url)
     order = typed(project, "ml-connector retry SAMLTD/10161")
     assert order.returncode == 1, order.stdout + order.stderr[-3000:]
     assert "PO SAMLTD/10161: refused again" in order.stdout
@@ -246,8 +246,8 @@ def test_refused_vendors_are_read_again_from_sage(fresh_sandbox: Sandbox,
         and "SAMLTD" in reads[0]["path"], reads
 
 
-def _vendor_posts(sandbox: Sandbox) -> list[list[dict[str, Any]]]:
-    return [entry["body"] for entry in request_log(sandbox.basware.base_url)
+def _vendor_posts(sandbox: Sandbox, since: int) -> list[list[dict[str, Any]]]:
+    return [entry["body"] for entry in request_log(sandbox.basware.base_url, since)
             if entry["method"] == "POST" and entry["path"] == "/v1/vendors"]
 
 
