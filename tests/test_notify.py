@@ -22,7 +22,9 @@ import base64
 import json
 import os
 import re
+import socket
 import socketserver
+import ssl
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -36,11 +38,15 @@ from typing import Any
 import pytest
 from e2e import RUN_TIMEOUT, Project, planted_secrets, project_copy
 
-from ml_connector.notify import webhook_body
+from ml_connector.notify import Channels, notify, webhook_body
+from ml_connector.status import Item, Status, Thresholds
 from mlc_sandbox.serve import Sandbox
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = str(ROOT / ".venv" / "bin" / "ml-connector")
+#: A self-signed certificate for 127.0.0.1/localhost (made for test_check.py).
+TLS_CERT = Path(__file__).parent / "check_tls" / "localhost-cert.pem"
+TLS_KEY = Path(__file__).parent / "check_tls" / "localhost-key.pem"
 WEBHOOK_TOKEN = "T0KEN-5ecret-hook-path-7c1e"
 SMTP_PASSWORD = "smtp-Pa55word-9f2b"
 
@@ -51,7 +57,13 @@ SMTP_PASSWORD = "smtp-Pa55word-9f2b"
 class _Hook(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802 - http.server's name
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        self.server.posts.append((self.path, json.loads(body)))  # type: ignore[attr-defined]
+        server: Any = self.server
+        if server.fail_next:  # as Slack or Teams when they are down
+            server.fail_next -= 1
+            self.send_response(500)
+            self.end_headers()
+            return
+        server.posts.append((self.path, json.loads(body)))
         self.send_response(200)
         self.end_headers()
         self.wfile.write(b"ok")
@@ -73,8 +85,16 @@ class _Smtp(socketserver.StreamRequestHandler):
         while line := self.rfile.readline():
             command = line.decode().rstrip("\r\n")
             verb = command.split(" ", 1)[0].upper()
-            if verb == "EHLO":
+            if verb == "EHLO" and server.tls is not None and not server.encrypted(self):
+                self.wfile.write(b"250-sink\r\n250 STARTTLS\r\n")
+            elif verb == "EHLO":
                 self.wfile.write(b"250-sink\r\n250-AUTH PLAIN\r\n250 8BITMIME\r\n")
+            elif verb == "STARTTLS" and server.tls is not None:
+                self.reply("220 ready")
+                self.connection = server.tls.wrap_socket(self.connection, server_side=True)
+                self.rfile = self.connection.makefile("rb")
+                self.wfile = self.connection.makefile("wb", buffering=0)
+                server.tls_sessions += 1
             elif verb == "AUTH":
                 _, user, password = base64.b64decode(command.split()[2]).split(b"\0")
                 server.logins.append((user.decode(), password.decode()))
@@ -103,12 +123,19 @@ class _Smtp(socketserver.StreamRequestHandler):
 class SmtpSink:
     messages: list[Message] = field(default_factory=list)
     logins: list[tuple[str, str]] = field(default_factory=list)
+    tls: ssl.SSLContext | None = None  # set: STARTTLS offered, and nothing else before it
+    tls_sessions: int = 0
+
+    @staticmethod
+    def encrypted(handler: socketserver.StreamRequestHandler) -> bool:
+        return isinstance(handler.connection, ssl.SSLSocket)
 
 
 @pytest.fixture
 def receivers() -> Iterator[tuple[ThreadingHTTPServer, socketserver.ThreadingTCPServer]]:
     hook = ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
     hook.posts = []  # type: ignore[attr-defined]
+    hook.fail_next = 0  # type: ignore[attr-defined]
     smtp = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Smtp)
     smtp.sink = SmtpSink()  # type: ignore[attr-defined]
     smtp.daemon_threads = True
@@ -239,3 +266,57 @@ def test_webhook_bodies_for_slack_and_teams() -> None:
     blocks = [block["text"] for block in card["content"]["body"]]
     assert blocks == ["ml-connector: 1 new problem(s)", "New (1):\n- invoice <INV-1> & co"]
 
+
+
+def test_starttls_a_failed_delivery_and_resolved(receivers: tuple[Any, Any], tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """In process, without Meltano: e-mail over STARTTLS (the server's certificate checked
+    against a trusted CA file, the login only inside TLS); a webhook that answers 500 is
+    named by its host only and tried again at the next evaluation, on that channel alone;
+    a problem gone is sent once as resolved, then forgotten."""
+    from datetime import UTC, datetime
+
+    hook, smtp = receivers
+    sink: SmtpSink = smtp.sink
+    sink.tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    sink.tls.load_cert_chain(TLS_CERT, TLS_KEY)
+    monkeypatch.setenv("SSL_CERT_FILE", str(TLS_CERT))  # the CA smtplib's context trusts
+    channels = Channels.from_settings({
+        "ML_CONNECTOR_NOTIFY_WEBHOOK_URL": f"http://127.0.0.1:{hook.server_port}/x/"
+                                           f"{WEBHOOK_TOKEN}",
+        "ML_CONNECTOR_NOTIFY_WEBHOOK_FORMAT": "teams",
+        "ML_CONNECTOR_NOTIFY_SMTP_HOST": "127.0.0.1",
+        "ML_CONNECTOR_NOTIFY_SMTP_PORT": str(smtp.server_address[1]),
+        "ML_CONNECTOR_NOTIFY_SMTP_STARTTLS": "true",
+        "ML_CONNECTOR_NOTIFY_SMTP_USER": "ap-alerts",
+        "ML_CONNECTOR_NOTIFY_SMTP_PASSWORD": SMTP_PASSWORD,
+        "ML_CONNECTOR_NOTIFY_EMAIL_TO": "ap-lead@example.com"})
+    now = datetime.now(UTC)
+    stuck = Item(id="transfer_failed:id-1", kind="transfer_failed",
+                 title="invoice INV-1, vendor Acme Tools (1200)", since=now, age_seconds=5e4,
+                 threshold_seconds=1.44e4, problem=True, reason="Vendor 1200 is inactive",
+                 fix=["Activate vendor 1200 in Sage 300, then:", "ml-connector retry INV-1"])
+
+    def status(*items: Item) -> Status:
+        return Status(now, "prod", [], list(items), Thresholds())
+
+    hook.fail_next = 1
+    sent = notify(status(stuck), channels, tmp_path)
+    assert sent.failures == ("webhook at 127.0.0.1: HTTP 500",)
+    (mail,) = sink.messages
+    assert "invoice INV-1" in str(mail.get_payload()) and sink.tls_sessions == 1
+    assert sink.logins == [("ap-alerts", SMTP_PASSWORD)]
+
+    sent = notify(status(stuck), channels, tmp_path)  # the webhook only, this time
+    assert sent.failures == () and len(sink.messages) == 1
+    ((_, card),) = hook.posts
+    blocks = [b["text"] for b in card["attachments"][0]["content"]["body"]]
+    assert blocks[0] == f"ml-connector (prod) on {socket.gethostname()}: 1 new problem(s)"
+    assert "ml-connector retry INV-1" in blocks[1]
+
+    notify(status(), channels, tmp_path)  # gone: resolved, once on each channel
+    assert len(hook.posts) == 2 and len(sink.messages) == 2
+    assert "1 resolved" in str(sink.messages[-1]["Subject"])
+    notify(status(), channels, tmp_path)
+    assert len(hook.posts) == 2 and len(sink.messages) == 2
+    assert json.loads((tmp_path / "notifications.json").read_text())["problems"] == {}
