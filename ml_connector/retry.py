@@ -165,11 +165,21 @@ def invoice_verdict(ledger: Ledger, target: Target) -> tuple[int, str] | None:
     if _answered_success(answer) and answer is not None:
         return DONE, (f"{target.name} already Transferred at {_when(answer)} ({_where(latest)}):"
                       " nothing to do")
-    why = f" ({answer.error})" if answer is not None and answer.error else ""
-    return NOT_DONE, (f"{target.name} is in {_where(latest)} but Basware has not been told"
-                      f"{why}. In Basware, send {target.name} to transfer again; the next run "
-                      "(ml-connector run invoices) finds it in Sage by BWINVID and answers it "
-                      "Transferred, without creating it twice")
+    return NOT_DONE, _unanswered(target, latest, answer)
+
+
+def _unanswered(target: Target, latest: Entry, answer: Entry | None) -> str:
+    """What to do about an invoice in Sage 300 that Basware was not told of."""
+    if answer is None or answer.action != Action.FAILED:
+        # Recorded in Sage, its answer still owed (a run stopped between the two tasks).
+        return (f"{target.name} is in {_where(latest)}; its answer to Basware is still owed: "
+                "the next run (ml-connector run invoices) sends it")
+    return (f"{target.name} is in {_where(latest)}, but Basware refused the answer (the "
+            f"invoice is TransferFailed there and this tenant takes no answer then). In "
+            f"Basware, send invoice {target.name} to transfer again; the next run "
+            f"(ml-connector run invoices) finds it in Sage by BWINVID and answers it "
+            f"Transferred from batch {latest.sage_batch} entry {latest.sage_entry}, without "
+            "creating it twice")
 
 
 def master_verdict(target: Target) -> tuple[int, str] | None:
@@ -192,9 +202,7 @@ def invoice_result(ledger: Ledger, target: Target, before: Entry | None) -> tupl
     if _answered_success(answer):
         return DONE, (f"{target.name}: created in {_where(latest)}; Basware told Transferred "
                       f"(voucher numbers {latest.sage_batch} and {latest.sage_entry})")
-    why = answer.error if answer is not None and answer.error else (
-        "no transfer response was recorded (see the run's log)")
-    return NOT_DONE, f"{target.name}: in {_where(latest)}, but Basware was not told: {why}"
+    return NOT_DONE, _unanswered(target, latest, answer)
 
 
 def master_result(ledger: Ledger, target: Target, before: Entry | None) -> tuple[int, str]:

@@ -163,7 +163,8 @@ def test_a_tenant_refusing_answers_after_failure_needs_the_users_retransfer(
     # Asked again: no run, the same instruction, not done.
     again = typed(project, RETRY)
     assert again.returncode == 1 and "Retrying" not in again.stdout
-    assert f"In Basware, send {INVOICE} to transfer again" in again.stdout
+    assert f"In Basware, send invoice {INVOICE} to transfer again" in again.stdout
+    assert f"from batch {batch} entry {number}, without creating it twice" in again.stdout
 
     assert typed(project, RETRANSFER).returncode == 0
     assert invoice(fresh_sandbox)["processingStatus"] == "WaitingForTransfer"

@@ -24,8 +24,6 @@ from typing import Any
 
 #: target-sage300's invoice stream in the ledger (the invoices job's stream map alias).
 INVOICE_STREAM = "ap_invoices"
-#: tap-basware's invoice stream.
-BASWARE_INVOICE_STREAM = "accounting_documents"
 INVOICE_IDS_ENV = "TAP_BASWARE_RETRY_INVOICE_IDS"
 RETRY_KEYS_ENV = "TAP_SAGE300_RETRY_KEYS"
 
