@@ -438,6 +438,7 @@ class JobRun:
         command = meltano_command(self.environment, "run", "--run-id", run_id, self.job)
         self.say(f"starting meltano run {self.job} (Meltano run id {run_id})")
         started = time.monotonic()
+        started_at = _now()
         # The child inherits the lock: if only this process is killed, the lock stays taken
         # until Meltano is gone too, so no second run can start beside an orphaned one.
         # MELTANO_RUN_ID reaches every plugin of the job (Meltano passes its environment
@@ -453,7 +454,19 @@ class JobRun:
         code = 128 - code if code < 0 else code  # killed by signal N: 128 + N, as a shell says
         self.say(f"meltano run {self.job} ended with exit code {code} after "
                  f"{time.monotonic() - started:.0f} s")
+        self._record(run_id, started_at, code)
         return code
+
+    def _record(self, run_id: str, started_at: datetime, code: int) -> None:
+        """This run in ml-connector's own run records, for `ml-connector status`: Meltano
+        records no run that fails before its first task starts (a setting it cannot parse),
+        and such failures count among the runs failing in a row all the same."""
+        try:
+            from ml_connector.status import record_run
+
+            record_run(self.root, self.environment, self.job, run_id, started_at, _now(), code)
+        except Exception as exc:  # noqa: BLE001 - the run's result stands; say why
+            self.say(f"could not record the run for ml-connector status ({type(exc).__name__})")
 
 
 # --------------------------------------------------------------------------- command

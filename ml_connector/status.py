@@ -241,8 +241,10 @@ def job_status(job: str, records: list[dict[str, Any]], redactor: Redactor) -> J
     for record in records:
         run = runs.setdefault(record["run_id"], {"run_id": record["run_id"], "states": [],
                                                  "started_at": record["started_at"],
-                                                 "ended_at": None, "error": None})
+                                                 "ended_at": None, "error": None,
+                                                 "meltano": False})
         run["states"].append(record["state"])
+        run["meltano"] = run["meltano"] or record.get("state_id") is not None
         run["started_at"] = min(_utc(run["started_at"]), _utc(record["started_at"]))
         if record["ended_at"] is not None:
             run["ended_at"] = max(filter(None, (_utc(run["ended_at"]),
@@ -254,6 +256,10 @@ def job_status(job: str, records: list[dict[str, Any]], redactor: Redactor) -> J
         states = set(run.pop("states"))
         run["status"] = ("failed" if states & {"FAIL", "DEAD"} else
                          "running" if "RUNNING" in states else "success")
+        if run["status"] == "failed" and not run.pop("meltano") and not run["error"]:
+            run["error"] = ("meltano run failed before its first task started (Meltano kept "
+                            "no record: a setting it could not read?)")
+        run.pop("meltano", None)
     successes = [run for run in ordered if run["status"] == "success"]
     finished = [run for run in ordered if run["status"] != "running"]
     failing = 0
@@ -268,16 +274,72 @@ def job_status(job: str, records: list[dict[str, Any]], redactor: Redactor) -> J
         last_error=finished[0]["error"] if failing else None)
 
 
+#: ml-connector run's own records (JSON lines), next to the notifications' state.
+RUNS_FILE = "runs.jsonl"
+_RUNS_FILE_MAX = 1_000_000  # bytes; then only the newest _RUNS_KEPT lines are kept
+_RUNS_KEPT = 2_000
+
+
+def runs_file(project_root: Path) -> Path:
+    from ml_connector.notify import state_dir
+
+    settings = connector_settings(project_root)
+    return state_dir(project_root, ledger_url_for(project_root, settings, None)) / RUNS_FILE
+
+
+def record_run(project_root: Path, environment: str | None, job: str, run_id: str,
+               started_at: datetime, ended_at: datetime, exit_code: int) -> None:
+    """One `ml-connector run` that started Meltano: its exit code is the run's outcome even
+    when Meltano recorded nothing (it failed before its first task)."""
+    path = runs_file(project_root)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    line = json.dumps({"environment": environment, "job": job, "run_id": run_id,
+                       "started_at": started_at.isoformat(), "ended_at": ended_at.isoformat(),
+                       "exit_code": exit_code}) + "\n"
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    with os.fdopen(fd, "a") as handle:
+        handle.write(line)  # one write of one line: appends of concurrent runs stay whole
+    if path.stat().st_size > _RUNS_FILE_MAX:
+        kept = path.read_text().splitlines(keepends=True)[-_RUNS_KEPT:]
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text("".join(kept))
+        temporary.replace(path)
+
+
+def recorded_runs(project_root: Path, environment: str | None, job: str
+                  ) -> list[dict[str, Any]]:
+    """The job's `ml-connector run` records, shaped as Meltano's (`MeltanoRuns.history`)."""
+    path = runs_file(project_root)
+    found = []
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        try:
+            run = json.loads(line)
+        except ValueError:
+            continue  # a line cut by a crash
+        if run.get("job") != job or run.get("environment") != environment:
+            continue
+        failed = run.get("exit_code") != 0
+        found.append({"state_id": None, "run_id": run["run_id"],
+                      "state": "FAIL" if failed else "SUCCESS",
+                      "started_at": datetime.fromisoformat(run["started_at"]),
+                      "ended_at": datetime.fromisoformat(run["ended_at"]),
+                      "exit_code": run.get("exit_code")})
+    return found
+
+
 def read_jobs(project_root: Path, environment: str | None, redactor: Redactor
               ) -> list[JobStatus]:
-    """Every job of meltano.yml with its runs, from Meltano's system database."""
+    """Every job of meltano.yml with its runs: Meltano's records, and ml-connector run's own
+    (a run Meltano failed before its first task has only those)."""
     from meltano.core.task_sets_service import TaskSetsService
 
     from ml_connector.run import MeltanoRuns
 
     runs = MeltanoRuns(project_root, environment)
     jobs = [task_set.name for task_set in TaskSetsService(runs.project).list_task_sets()]
-    return [job_status(job, runs.history(runs.state_ids(job)), redactor) for job in jobs]
+    return [job_status(job, runs.history(runs.state_ids(job))
+                       + recorded_runs(project_root, environment, job), redactor)
+            for job in jobs]
 
 
 def _remedy(stream: str, error: str | None, business_id: str) -> list[str]:

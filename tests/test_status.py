@@ -12,7 +12,7 @@ One sandbox, the runs an operator would see:
    the demo's ending shows the same (ml_connector/demo.py `ending`); the commands of
    docs/operations.md and README.md run as written;
 4. an invoices run with a wrong Basware secret: the job failing, with Meltano's reason and no
-   secret.
+   secret; then one Meltano fails before its first task (no Meltano record): failing twice.
 """
 
 from __future__ import annotations
@@ -161,6 +161,17 @@ def test_status_names_what_waits_and_its_fix(fresh_sandbox: Sandbox, tmp_path: P
     assert code == 0 and not failing["problem"]  # one failure: under the default of 2
     code, report = status_json(project, "--failed-runs", "1")
     assert code == 1 and items(report, "failing_runs")[0]["problem"]
+
+    # A run Meltano fails before its first task (a setting it cannot parse) leaves no
+    # Meltano record and no ledger run: ml-connector run's own record counts it.
+    unreadable = {**project.env, "TAP_BASWARE_COMPANY_CODES": "[not json"}
+    result = subprocess.run([CLI, "run", "invoices"], cwd=root, env=unreadable,
+                            capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False)
+    assert result.returncode != 0
+    code, report = status_json(project)
+    invoices = next(job for job in report["jobs"] if job["job"] == "invoices")
+    assert invoices["failing_in_a_row"] == 2 and code == 1
+    assert "before its first task started" in invoices["last_error"]
     outputs = {"text": status(project).stdout, "json": json.dumps(report)}
     assert [name for name, out in outputs.items()
             if any(secret in out for secret in [*planted_secrets(fresh_sandbox),
