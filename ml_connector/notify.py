@@ -188,7 +188,12 @@ def send_email(channels: Channels, subject: str, text: str) -> None:
 
 
 def state_dir(project_root: Path, ledger_url: str | None) -> Path:
-    """Next to a SQLite ledger (its backup goes with it), else the project's .ml-connector/."""
+    """$ML_CONNECTOR_STATE_DIR (environment or .env: a folder that outlives the checkout, for
+    a CI runner whose workspace is cleaned), else next to a SQLite ledger (its backup goes
+    with it), else the project's .ml-connector/."""
+    chosen = connector_settings(project_root).get("ML_CONNECTOR_STATE_DIR")
+    if chosen:
+        return Path(chosen)
     if ledger_url and ledger_url.startswith("sqlite:///"):
         return Path(ledger_url.removeprefix("sqlite:///")).parent
     return project_root / ".ml-connector"

@@ -320,3 +320,16 @@ def test_starttls_a_failed_delivery_and_resolved(receivers: tuple[Any, Any], tmp
     notify(status(), channels, tmp_path)
     assert len(hook.posts) == 2 and len(sink.messages) == 2
     assert json.loads((tmp_path / "notifications.json").read_text())["problems"] == {}
+
+
+def test_where_what_was_sent_is_remembered(tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Next to a SQLite ledger; the project's .ml-connector/ for PostgreSQL; a folder that
+    outlives a cleaned CI workspace when ML_CONNECTOR_STATE_DIR says so (in `.env` here)."""
+    from ml_connector.notify import state_dir
+
+    monkeypatch.delenv("ML_CONNECTOR_STATE_DIR", raising=False)
+    assert state_dir(tmp_path, f"sqlite:///{tmp_path / 'db' / 'l.sqlite'}") == tmp_path / "db"
+    assert state_dir(tmp_path, "postgresql://u@h/db") == tmp_path / ".ml-connector"
+    (tmp_path / ".env").write_text(f"ML_CONNECTOR_STATE_DIR={tmp_path / 'kept'}\n")
+    assert state_dir(tmp_path, "postgresql://u@h/db") == tmp_path / "kept"
