@@ -126,9 +126,12 @@ def process_cpu(pid: int) -> float:
 # -- plugin configuration ----------------------------------------------------------------------
 
 def tap_config(sandbox: Sandbox, **extra: Any) -> dict[str, Any]:
+    """tap-sage300 on its own, without a ledger unless `extra` names one: the overhead, peer
+    and memory benchmarks measure the read (bench/ledger_reads.py measures the ledger)."""
     sage = sandbox.info["sage300"]
     return {"base_url": sage["base_url"], "company_ids": COMPANIES,
-            "username": sage["username"], "password": sage["password"], **extra}
+            "username": sage["username"], "password": sage["password"], "ledger_url": "off",
+            **extra}
 
 
 def write_json(directory: Path, name: str, value: Any) -> Path:

@@ -124,6 +124,35 @@ def test_the_inline_failures_commands(demo: Project) -> None:
     assert sum(line.startswith("  - ") and line.endswith("  open") for line in lines) == 6
 
 
+def test_the_readme_audit_trail_commands_as_written(demo: Project) -> None:
+    """README.md's "Audit trail": the trace and failures commands typed as it shows them (from
+    the project directory), and every line it shows of failures' output, in that order
+    (`...` stands for what it leaves out)."""
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"^## Audit trail\n.*?^```bash\n(.*?)^```", readme, re.M | re.S)[1]
+    lines = block.splitlines()
+    trace = next(line for line in lines if line.startswith(".venv/bin/ml-connector audit trace"))
+    at = lines.index(".venv/bin/ml-connector audit failures --since 2d")
+    shown = []
+    for line in lines[at + 1:]:
+        if not line.startswith("#   "):
+            break
+        shown.append(line.removeprefix("#   "))
+    assert len(shown) > 5
+
+    def typed(command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(shlex.split(command), cwd=ROOT, env=demo.env,
+                              capture_output=True, text=True, timeout=120, check=False)
+
+    traced = typed(trace)
+    assert traced.returncode == 0 and traced.stdout.startswith("invoice INV-18825 "), traced
+    printed = typed(lines[at])
+    assert printed.returncode == 0, printed.stderr
+    pattern = ".*?".join(re.escape(line).replace(re.escape("..."), ".*?")
+                         for line in shown if line != "...")
+    assert re.search(pattern, printed.stdout, re.S), printed.stdout
+
+
 def test_failures_show_real_messages_business_ids_and_what_to_do(demo: Project) -> None:
     out = audit(demo, "ml-connector audit failures").stdout
     # The messages as recorded: account, currency and term intact, nothing collapsed.
