@@ -44,6 +44,7 @@ from ml_connector.project_config import (
     add_project_arguments,
     meltano_command,
     meltano_env,
+    prepare_system_database,
     project_from_args,
     run_meltano,
 )
@@ -405,10 +406,8 @@ def main(args: argparse.Namespace) -> int:
     project = Project(root, environment, args.timeout)
     jobs = list(JOBS.values()) if args.job == "both" else [JOBS[args.job]]
     if len(jobs) > 1:
-        # Two Meltano processes opening a new system database at once race to create its
-        # tables ("table job already exists"): let one create them before the jobs start.
         try:
-            run_meltano(root, environment, ["state", "list"], what="state list")
+            prepare_system_database(root, environment)
         except MeltanoError as exc:
             print(f"ml-connector plan: {exc}", file=sys.stderr)
             return 1

@@ -108,7 +108,9 @@ def run_meltano(project_root: Path, environment: str | None, args: list[str], *,
     except subprocess.TimeoutExpired:
         raise MeltanoError(f"`meltano {what}` did not finish in {timeout:g} s") from None
     if result.returncode != 0:
-        last = [line for line in result.stderr.splitlines() if line.strip()][-1:] or ["?"]
+        # Meltano ends every failure with the same "Need help fixing this problem?" line.
+        last = [line for line in result.stderr.splitlines()
+                if line.strip() and "Need help fixing this problem" not in line][-1:] or ["?"]
         raise MeltanoError(f"`meltano {what}` failed (exit {result.returncode}): "
                            f"{last[0][:300]}", stderr=result.stderr)
     return result
@@ -135,10 +137,19 @@ def meltano_config(project_root: Path, plugin: str, environment: str | None
         raise MeltanoError(f"`meltano config print {plugin}` did not print JSON") from exc
 
 
+def prepare_system_database(project_root: Path, environment: str | None) -> None:
+    """Let one Meltano process create the project's system database before several start at
+    once: two opening a new one race to create its tables ("table alembic_version already
+    exists"), as a fresh install's first `check` or `plan` would."""
+    run_meltano(project_root, environment, ["state", "list"], what="state list")
+
+
 def read_plugin_configs(project_root: Path, environment: str | None, plugins: Iterable[str]
                         ) -> dict[str, dict[str, Any] | None]:
     """Every plugin's config, read in parallel (each `meltano` start costs most of a second)."""
     names = list(plugins)
+    if len(names) > 1:
+        prepare_system_database(project_root, environment)
     with ThreadPoolExecutor(max_workers=len(names) or 1) as pool:
         results = list(pool.map(lambda name: meltano_config(project_root, name, environment),
                                 names))
