@@ -395,8 +395,14 @@ def test_an_approved_invoice_reaches_sage_through_the_webhook(
              document_number]
     assert len(found) == 1, f"no AP invoice {document_number} in Sage"
     assert invoice["invoiceId"] in json.dumps(found[0])  # the idempotency key went with it
-    # No poll: the only job run was the one the notification started.
+    # No poll: the only job run was the one the notification started, and it also answered
+    # Basware (the job's second task), so AP sees the outcome within that run, not the next.
     assert status["runs_started"] == 1
+    basware = requests.get(f"{fresh_sandbox.basware.base_url}/_sandbox/state", timeout=60).json()
+    answered = [i for tenant in basware["tenants"].values() for i in tenant["invoices"]
+                if i["invoiceId"] == invoice["invoiceId"]]
+    assert [i["processingStatus"] for i in answered] == ["Transferred"]
+    assert answered[0]["transferResponses"][-1]["success"] is True
 
 
 def _ap_entries(state: dict[str, Any]) -> list[dict[str, Any]]:
