@@ -121,6 +121,10 @@ def test_the_inline_failures_commands(demo: Project) -> None:
     assert since[1:] == every[1:]
     lines = audit(demo, history).stdout.splitlines()
     assert lines[0] == "6 failed record(s), 6 still open in 5 cause(s)"
+    # docs/operations.md's, for the records Basware refuses.
+    operations = "ml-connector audit failures --since 1d"
+    assert f"`{operations}`" in (ROOT / "docs" / "operations.md").read_text()
+    assert audit(demo, operations).stdout.splitlines()[1:] == every[1:]
     assert sum(line.startswith("  - ") and line.endswith("  open") for line in lines) == 6
 
 
