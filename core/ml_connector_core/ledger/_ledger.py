@@ -445,9 +445,10 @@ class Ledger:
                 stored = _dumps(payload)
         source_key = str(entry.source_key)
         target_key = None if entry.target_key is None else str(entry.target_key)
-        named.append((entry.stream, source_key, business.refs(
-            entry.stream, source_key, payload, target_key=target_key,
-            sage_batch=entry.sage_batch, sage_entry=entry.sage_entry)))
+        if entry.stream != MARKS_STREAM:  # the ledger's bookkeeping names no record
+            named.append((entry.stream, source_key, business.refs(
+                entry.stream, source_key, payload, target_key=target_key,
+                sage_batch=entry.sage_batch, sage_entry=entry.sage_entry)))
         error = entry.error
         if isinstance(error, BaseException):
             error = f"{type(error).__name__}: {error}"
