@@ -1,7 +1,7 @@
 """Operator commands on the audit ledger: `ml-connector audit trace|failures|replay|report`.
 
-Also runs as `python -m ml_connector_core.audit`. Exit codes: 0 ok, 1 nothing found (trace),
-2 usage or ledger errors.
+Also runs as `python -m ml_connector_core.audit`. Exit codes: 0 ok, 1 nothing found (trace,
+or an id naming more than one record), 2 usage or ledger errors.
 """
 
 from __future__ import annotations
