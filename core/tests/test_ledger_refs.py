@@ -6,7 +6,11 @@ The payloads have the shapes the plugins record (the demo's INV-18825, SAMLTD/16
 
 from __future__ import annotations
 
+import multiprocessing
+
+import mlc_core_workers
 import pytest
+from sqlalchemy import func, select
 
 from ml_connector_core.ledger import (
     BASWARE_TO_SAGE,
@@ -15,6 +19,7 @@ from ml_connector_core.ledger import (
     Entry,
     Ledger,
 )
+from ml_connector_core.ledger._schema import refs
 
 INVOICE_ID = "e00e7ef4de3b68b89314f8c4c31c6dae"
 READ_INVOICE = {"invoiceId": INVOICE_ID, "invoiceNumber": "INV-18825", "supplierCode": "1400",
@@ -138,3 +143,21 @@ def test_open_failures_are_records_whose_latest_outcome_failed(ledger: Ledger) -
 
     invoice_pipeline(ledger, created=True)  # recoded in Basware and sent again
     assert [f.business_id for f in ledger.open_failures()] == ["SAMLTD/1600"]
+
+
+def test_writers_recording_the_same_records_at_once_neither_fail_nor_duplicate(
+        ledger_url: str) -> None:
+    """Two plugins name the same record at the same moment (tap-sage300 reads a vendor while
+    target-basware records its outcome): on PostgreSQL their inserts of the same ids wait for
+    each other (taken in one order), and each id is stored once."""
+    workers, rounds = 4, 5
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        done = pool.starmap(mlc_core_workers.record_the_same_vendors,
+                            [(ledger_url, w, rounds) for w in range(workers)])
+    assert done == [rounds] * workers
+    with Ledger.open(ledger_url) as ledger:
+        [vendor] = ledger.resolve("SAMINC/1042")
+        assert sorted(vendor.plugins) == [f"worker-{w}" for w in range(workers)]
+        with ledger.engine.connect() as conn:
+            # Each of the 300 vendors: its key and its number, once each.
+            assert conn.execute(select(func.count()).select_from(refs)).scalar() == 600

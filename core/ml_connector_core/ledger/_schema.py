@@ -235,10 +235,13 @@ def insert_refs(conn: Connection, rows: list[tuple[str, str, str]]) -> None:
         return
     # The driver's executemany with plain tuples: SQLAlchemy's insert() processed every row's
     # parameters, a quarter of what recording a read cost (bench/ledger_reads.py).
+    # Sorted: writers inserting the same ids at once (tap-sage300's read of a vendor and
+    # target-basware's outcome of it) take PostgreSQL's unique-index locks in one order, so
+    # they wait for each other instead of deadlocking.
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     conn.exec_driver_sql(
         f"INSERT INTO {PREFIX}refs (ref, stream, source_key) VALUES ({mark}, {mark}, {mark}) "
-        "ON CONFLICT DO NOTHING", rows)
+        "ON CONFLICT DO NOTHING", sorted(rows))
 
 
 def _add_refs(conn: Connection) -> None:
