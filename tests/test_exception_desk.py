@@ -205,3 +205,31 @@ def test_a_vendor_is_traced_from_its_read_in_sage_to_basware(demo: Project) -> N
     assert ambiguous.returncode == 1 and ambiguous.stdout == ""
     assert "ml-connector audit trace SAMINC/1200" in ambiguous.stderr
     assert "ml-connector audit trace SAMLTD/1200" in ambiguous.stderr
+
+
+def test_a_refused_record_deleted_in_sage_is_no_longer_open(fresh_sandbox: Sandbox,
+                                                            tmp_path: Path) -> None:
+    """Vendor SAMLTD/1610 (terms N90, refused by Basware) is deleted in Sage 300 before anyone
+    fixed it: nothing to switch off in Basware, and nothing left to fix, so the next
+    master-data run resolves its failure; the other refusals stay open."""
+    from mlc_sandbox.data import SAGE_PASSWORD, SAGE_USER
+
+    project = Project.create(fresh_sandbox, tmp_path)
+    first = project.run("master-data")
+    assert first.ok, first.output[-4000:]
+    assert "  - SAMLTD/1610 " in audit(project, "ml-connector audit failures").stdout
+    deleted = requests.delete(
+        f"{fresh_sandbox.sage300.base_url}/Sage300WebApi/v1.0/-/SAMLTD/AP/APVendors('1610')",
+        auth=(SAGE_USER, SAGE_PASSWORD.upper()), timeout=30)
+    assert deleted.status_code == 204, deleted.text
+
+    second = project.run("master-data")
+
+    assert second.ok, second.output[-4000:]
+    failures = audit(project, "ml-connector audit failures").stdout
+    assert "SAMLTD/1610" not in failures and "  - SAMLTD/1600 " in failures, failures
+    history = audit(project, "ml-connector audit failures --all").stdout
+    assert re.search(r"  - SAMLTD/1610 .*  resolved: unchanged 20", history), history
+    trace = audit(project, "ml-connector audit trace SAMLTD/1610").stdout
+    assert "not sent: deleted in the source before Basware took it" in trace
+    assert "Open failure" not in trace

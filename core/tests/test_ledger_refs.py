@@ -161,3 +161,12 @@ def test_writers_recording_the_same_records_at_once_neither_fail_nor_duplicate(
         with ledger.engine.connect() as conn:
             # Each of the 300 vendors: its key and its number, once each.
             assert conn.execute(select(func.count()).select_from(refs)).scalar() == 600
+
+
+def test_failing_keys_with_the_payload_of_their_failure(ledger: Ledger) -> None:
+    vendor(ledger, "SAMLTD", "1600", Action.REJECTED, "Basware: Currency EUR is not active")
+    vendor(ledger, "SAMLTD", "1610", Action.REJECTED, "Basware: Payment term N90 missing")
+    vendor(ledger, "SAMLTD", "1610", Action.CREATED)
+    assert ledger.failing("vendors") == {"SAMLTD/1600": {
+        "vendorCode": "1600", "externalCode": "SAMLTD-1600", "currencyCode": "EUR"}}
+    assert ledger.failing("vendors", system="another tenant") == {}

@@ -117,6 +117,15 @@ class Deletions:
             if not isinstance(payload, dict) or payload.get("companyCode") not in companies:
                 continue
             self._deactivate(target, written, f"deleted in the source ({what})")
+        # Records Basware never took (their latest outcome a failure) that the source no
+        # longer has: nothing to switch off, and nothing left to fix; an `unchanged` entry
+        # says so and resolves the failure (`audit failures` lists open ones).
+        for key, payload in self.ledger.failing(target, self.system).items():
+            if self.seen.has(_SEEN, f"{stream}{_SEP}{key}"):
+                continue
+            if not isinstance(payload, dict) or payload.get("companyCode") not in companies:
+                continue
+            self.delivery.gone_before_taken(target, key)
         logger.info("%s: %d deleted in the source, sent %s", target, self.queued - before,
                     "closed" if INACTIVE[target][0] == "isClosed" else "inactive")
 

@@ -334,6 +334,17 @@ class Delivery:
             payload_hash=record.payload_hash, error=reason, target_key=record.key,
             basware_request_id=latest.basware_request_id))
 
+    def gone_before_taken(self, stream: str, source_key: str) -> None:
+        """A record Basware never took (its latest outcome a failure) that the source has
+        deleted: nothing to send; an `unchanged` entry says so and resolves its failure."""
+        logger.info("%s record %s: deleted in the source before Basware took it; its failure "
+                    "is resolved, nothing to send", stream, source_key)
+        if self.dry_run:
+            return
+        self._entries.append(self._entry(
+            stream, source_key, Action.UNCHANGED, target_key=None,
+            error="not sent: deleted in the source before Basware took it"))
+
     def queue_deactivation(self, record: Prepared, latest: KeyOutcome | None,
                            seq: int | None = None) -> None:
         """Queue a record the source deleted (target_basware.deletions), sent inactive; not

@@ -587,6 +587,29 @@ class Ledger:
                         error=row.error, basware_request_id=row.basware_request_id),
                         kept_row[1])
 
+    def failing(self, stream: str, system: str | None = None) -> dict[str, Any]:
+        """The keys of `stream` (about `system`) whose latest outcome is a failure, each with
+        the payload that failure kept (None if none): e.g. records Basware never took, which a
+        target compares with what the source still has (a record the source deleted before
+        Basware took it is resolved, not deactivated)."""
+        c = entries.c
+        failure = [a.value for a in FAILURE]
+        with self.engine.connect() as conn:
+            keys = conn.execute(select(c.source_key).distinct().where(
+                c.stream == stream, c.action.in_(failure), *_about(system))).scalars().all()
+        failing = [key for key, outcome in self.outcomes(stream, keys, system).items()
+                   if outcome.action in FAILURE]
+        found: dict[str, Any] = {}
+        with self.engine.connect() as conn:
+            for start in range(0, len(failing), _BULK_KEYS):
+                chunk = failing[start:start + _BULK_KEYS]
+                latest = (select(func.max(c.id)).where(
+                    c.stream == stream, c.source_key.in_(chunk), *_about(system),
+                    c.action != Action.READ.value).group_by(c.source_key))
+                for row in conn.execute(select(c.source_key, c.payload).where(c.id.in_(latest))):
+                    found[row.source_key] = _loads(row.payload)
+        return found
+
     def payload_history(self, stream: str, source_keys: Iterable[str],
                         system: str | None = None) -> dict[str, list[Any]]:
         """Every payload the keys' outcomes in `system` kept, oldest first (read entries
