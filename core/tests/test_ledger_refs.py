@@ -10,6 +10,8 @@ import multiprocessing
 
 import mlc_core_workers
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from ml_connector_core.ledger import (
@@ -170,3 +172,27 @@ def test_failing_keys_with_the_payload_of_their_failure(ledger: Ledger) -> None:
     assert ledger.failing("vendors") == {"SAMLTD/1600": {
         "vendorCode": "1600", "externalCode": "SAMLTD-1600", "currencyCode": "EUR"}}
     assert ledger.failing("vendors", system="another tenant") == {}
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda children: st.lists(children, max_size=3)
+    | st.dictionaries(st.text(max_size=12), children, max_size=4), max_leaves=12)
+FIELDS = st.sampled_from(["invoiceNumber", "invoiceId", "lines", "codingRows", "orderNumbers",
+                          "company", "company_id", "supplierCode", "VendorNumber", "vendorCode",
+                          "orderNumber", "orderExternalCode", "externalCode", "LineNumber",
+                          "AccountNumber", "grossSum", "currencyCode", "document_number"])
+
+
+@given(stream=st.sampled_from(["ap_invoices", "accounting_documents", "vendors",
+                               "matching_orders", "matching_order_lines", "accounts", "other"]),
+       payload=JSON | st.dictionaries(FIELDS, JSON, max_size=6))
+def test_ids_of_any_payload_never_raise(stream: str, payload: object) -> None:
+    """A rejected record is often malformed: any field of any JSON type (codingRows a number,
+    an invoice number a list) still gives its ids, and never an error."""
+    from ml_connector_core.ledger._refs import business_ids, primary_id, refs
+
+    ids = business_ids(stream, "SAMINC/1", payload, target_key="T", sage_batch=5, sage_entry=9)
+    assert all(isinstance(value, str) for value in ids.values())
+    assert "SAMINC/1" in refs(stream, "SAMINC/1", payload)
+    assert isinstance(primary_id(stream, "SAMINC/1", ids), str)

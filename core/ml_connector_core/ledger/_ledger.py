@@ -446,9 +446,8 @@ class Ledger:
         source_key = str(entry.source_key)
         target_key = None if entry.target_key is None else str(entry.target_key)
         if entry.stream != MARKS_STREAM:  # the ledger's bookkeeping names no record
-            named.append((entry.stream, source_key, business.refs(
-                entry.stream, source_key, payload, target_key=target_key,
-                sage_batch=entry.sage_batch, sage_entry=entry.sage_entry)))
+            named.append((entry.stream, source_key, _refs_of(entry, source_key, target_key,
+                                                             payload)))
         error = entry.error
         if isinstance(error, BaseException):
             error = f"{type(error).__name__}: {error}"
@@ -1103,6 +1102,17 @@ class Ledger:
             found += self._select(select(entries)
                                   .where(c.run_id.in_(ids[start:start + _BULK_KEYS]), *where))
         return sorted(found, key=lambda entry: entry.id or 0)
+
+
+def _refs_of(entry: Entry, source_key: str, target_key: str | None, payload: Any) -> set[str]:
+    """The ids naming the entry's record. They are an index: a payload they cannot be read
+    from (a bug there, on a malformed record) leaves the record named by its keys, and the
+    entry is recorded all the same."""
+    try:
+        return business.refs(entry.stream, source_key, payload, target_key=target_key,
+                             sage_batch=entry.sage_batch, sage_entry=entry.sage_entry)
+    except Exception:  # noqa: BLE001 - never lose an entry over its ids
+        return business.refs(entry.stream, source_key, None, target_key=target_key)
 
 
 def _about(system: str | None) -> tuple[Any, ...]:

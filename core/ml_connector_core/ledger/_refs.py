@@ -126,10 +126,13 @@ def business_ids(stream: str, source_key: str, payload: Any = None, *,
         put("company", company)
         put("vendor", _first(data, "supplierCode", "vendor_number"))
         put("name", _first(data, "supplierName"))
+        # Payloads are whatever the source sent (a rejected record is often malformed): any
+        # field may have any JSON type, and an id that is not text is no id.
         orders = data.get("orderNumbers")
         if not isinstance(orders, list):
-            lines = data.get("lines") or data.get("codingRows") or []
-            orders = [line.get("orderNumber") for line in lines if isinstance(line, Mapping)]
+            lines = data.get("lines") or data.get("codingRows")
+            orders = [line.get("orderNumber") for line in lines if isinstance(line, Mapping)] \
+                if isinstance(lines, list) else []
         put("po", ", ".join(dict.fromkeys(o for o in map(_text, orders) if o)) or None)
         put("amount", _first(data, "grossSum", "gross_total"))
         put("currency", _first(data, "currencyCode", "currency"))
