@@ -267,9 +267,14 @@ def _add_refs(conn: Connection) -> None:
                 payload = json.loads(row.payload) if row.payload else None
             except ValueError:
                 payload = None
-            found.append((row.stream, row.source_key, business.refs(
-                row.stream, row.source_key, payload, target_key=row.target_key,
-                sage_batch=row.sage_batch, sage_entry=row.sage_entry)))
+            try:
+                named = business.refs(row.stream, row.source_key, payload,
+                                      target_key=row.target_key, sage_batch=row.sage_batch,
+                                      sage_entry=row.sage_entry)
+            except Exception:  # noqa: BLE001 - a malformed payload: named by its keys
+                named = business.refs(row.stream, row.source_key, None,
+                                      target_key=row.target_key)
+            found.append((row.stream, row.source_key, named))
         insert_refs(conn, business.unique_refs(found))
 
 
