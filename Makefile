@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PLUGINS := tap-sage300 target-basware tap-basware target-sage300
 PYPROJECTS := pyproject.toml core/pyproject.toml sandbox/pyproject.toml $(addsuffix /pyproject.toml,$(PLUGINS))
 
-.PHONY: install test demo lint meltano-install clean bench
+.PHONY: install test demo demo-serve lint meltano-install clean bench
 
 $(BIN)/.installed: $(PYPROJECTS) requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,11 @@ bench: install meltano-install $(PEER_TAP)
 
 demo: install meltano-install
 	$(BIN)/python -m ml_connector.demo
+
+# The demo, then the simulators keep serving its data so its failure can be fixed by hand
+# (README, "Fix the demo's failed invoice yourself"); Ctrl-C stops them.
+demo-serve: install meltano-install
+	$(BIN)/python -m ml_connector.demo --serve
 
 lint: install
 	$(BIN)/ruff check .

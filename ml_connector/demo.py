@@ -7,9 +7,12 @@ own Meltano state and ledger under output/, so running it twice tells the same s
 
 from __future__ import annotations
 
+import argparse
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -21,6 +24,11 @@ from mlc_sandbox.serve import Sandbox, start_sandbox
 
 ROOT = Path(__file__).resolve().parent.parent
 SAGE_PORT, BASWARE_PORT = 47300, 47400
+LATEST = "demo-latest"  # output/demo-latest: the newest demo's folder
+#: What ml-connector and meltano need to find this demo's state and ledger (demo.env).
+DEMO_SETTINGS = ("MELTANO_ENVIRONMENT", "MELTANO_STATE_BACKEND_URI", "ML_CONNECTOR_LEDGER_URL",
+                 "MELTANO_SEND_ANONYMOUS_USAGE_STATS")
+READY = "   Serving."
 
 
 def say(text: str = "") -> None:
@@ -32,9 +40,17 @@ def step(title: str) -> None:
     say(f"== {title}")
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ml_connector.demo", description=__doc__)
+    parser.add_argument("--serve", action="store_true",
+                        help="after the story, keep both simulators serving (until Ctrl-C) so "
+                             "the demo's failure can be fixed by hand (`make demo-serve`)")
+    args = parser.parse_args(argv)
     run_dir = ROOT / "output" / f"demo-{datetime.now():%Y%m%d-%H%M%S}"
     run_dir.mkdir(parents=True, exist_ok=True)
+    latest = ROOT / "output" / LATEST
+    latest.unlink(missing_ok=True)
+    latest.symlink_to(run_dir.name)  # relative: the recipes name output/demo-latest/
     step("Starting the Sage 300 and Basware simulators")
     sandbox = start_sandbox(sage_port=SAGE_PORT, basware_port=BASWARE_PORT)
     sandbox.write_info(run_dir / "sandbox.json")
@@ -75,6 +91,9 @@ def main() -> int:
                 show_invoices(sandbox)
         ending(env, run_dir)
         say(f"\nLogs, state, ledger and report.html of this demo: {run_dir.relative_to(ROOT)}")
+        write_env_file(run_dir)
+        if args.serve:
+            serve_until_stopped()
         return 0
     finally:
         sandbox.stop()
@@ -85,15 +104,41 @@ def ending(env: dict[str, str], run_dir: Path) -> None:
     demo's one failed invoice (INV-18825, coded to GL account 6999-200, which Sage 300 lacks:
     intended), its reason and the command that fixes it. The demo still exits 0: status says
     the failure waits for someone, which is the story, not a fault of the demo."""
-    step("The audit trail (`ml-connector audit failures` and `report`)")
-    connector(["audit", "failures"], env)
-    connector(["audit", "report", "--html", str(run_dir / "report.html")], env)
+    step("The AP lead's report (`ml-connector audit report --html report.html`)")
+    # Its text (every invoice created) is long for a demo: the page is the report.
+    report = run_dir / "report.html"
+    code = connector(["audit", "report", "--html", str(report)], env, quiet=True)
+    say(f"   {'written to ' + str(report) if code == 0 else 'FAILED (exit ' + str(code) + ')'}")
     step("Is anything stuck? (`ml-connector status`: what waits, why, and the command that "
          "fixes it)")
     connector(["status"], env)
     say("\n   INV-18825 failed on purpose: Basware coded it to GL account 6999-200, which Sage "
         "300 company SAMINC lacks.\n   The fix: create the GL account in Sage 300, then "
-        "`ml-connector retry INV-18825` (it is created once and Basware hears Transferred).")
+        "`ml-connector retry INV-18825` (it is created once and Basware hears Transferred).\n"
+        "   Try it: `make demo-serve` keeps the simulators serving and prints the commands.")
+
+
+def write_env_file(run_dir: Path) -> None:
+    """What `ml-connector` needs to work on this demo's Meltano state and ledger (no secret:
+    the sandbox environment in meltano.yml holds the simulators' credentials)."""
+    lines = [f"{name}={value}" for name, value in demo_environment(run_dir).items()
+             if name in DEMO_SETTINGS]
+    (run_dir / "demo.env").write_text("\n".join(lines) + "\n")
+
+
+def serve_until_stopped() -> None:
+    """`make demo-serve`: the simulators keep this demo's data until Ctrl-C, so the failure
+    can be fixed the way README.md shows ("Fix the demo's failed invoice yourself")."""
+    step("The simulators keep serving this demo's data (Ctrl-C to stop). In another terminal:")
+    say(f"   set -a; . output/{LATEST}/demo.env; set +a")
+    say(f"   .venv/bin/ml-connector sandbox gl-account --info-file output/{LATEST}/sandbox.json "
+        "--company SAMINC 6999-200")
+    say("   .venv/bin/ml-connector retry INV-18825")
+    say(READY)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
 
 
 def show_sage(sage: dict[str, Any]) -> None:
@@ -193,10 +238,15 @@ def _values(collection: Any) -> list[Any]:
     return list(collection.values()) if isinstance(collection, dict) else list(collection)
 
 
-def connector(args: list[str], env: dict[str, str]) -> int:
-    """One `ml-connector` command, its output shown as is; returns its exit status."""
+def connector(args: list[str], env: dict[str, str], quiet: bool = False) -> int:
+    """One `ml-connector` command, its output shown as is (errors only if `quiet`); returns
+    its exit status."""
     cli = str(Path(sys.executable).with_name("ml-connector"))
-    return subprocess.run([cli, *args], cwd=ROOT, env=env, check=False).returncode
+    result = subprocess.run([cli, *args], cwd=ROOT, env=env, check=False,
+                            capture_output=quiet, text=True)
+    if quiet and result.returncode != 0:
+        say(result.stdout + result.stderr)
+    return result.returncode
 
 
 if __name__ == "__main__":
