@@ -171,8 +171,9 @@ def test_failures_show_real_messages_business_ids_and_what_to_do(demo: Project) 
     assert "  - SAMLTD/PO200161 (vendor 1600)" in out
     assert ("What to do: Create GL account 6999-200 in Sage 300 company SAMINC (or recode the "
             "invoice in Basware), then: ml-connector retry INV-18825") in out
-    assert ("What to do: Activate currency EUR in Basware P2P (or change the currency in Sage "
-            "300), then: ml-connector retry SAMLTD/1600") in out
+    assert ("What to do: Activate currency EUR in Basware P2P or change the currency in Sage "
+            "300; either way the record must change in Sage 300 (Basware ignores a re-send of "
+            "exactly what it refused), then: ml-connector retry SAMLTD/1600") in out
     assert out.splitlines()[0] == "6 open failure(s) in 5 cause(s)"
 
 

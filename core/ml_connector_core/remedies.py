@@ -85,14 +85,19 @@ _INVOICE_RULES: tuple[_Rule, ...] = (
                     f"companies setting of target-sage300, or the invoice's company in Basware)"),
 )
 
+#: Basware answers a re-send of exactly the record it refused NotProcessed and keeps the
+#: refusal (its FAQ: "modify the record slightly"), so a fix made in P2P alone is not enough.
+RESEND_NEEDS_A_CHANGE = ("either way the record must change in Sage 300 (Basware ignores a "
+                         "re-send of exactly what it refused)")
+
 # Master data: Basware P2P refused what target-basware sent (Sage 300 -> Basware).
 _BASWARE_RULES: tuple[_Rule, ...] = (
     _rule(r"Currency {ID} is not active",
-          lambda m, _: f"Activate currency {m[1]} in Basware P2P (or change the currency in "
-                    f"Sage 300)"),
+          lambda m, _: f"Activate currency {m[1]} in Basware P2P or change the currency in "
+                    f"Sage 300"),
     _rule(r"Payment term {ID} does not exist for company {ID}\b",
-          lambda m, _: f"Create payment term {m[1]} for company {m[2]} in Basware P2P (or change "
-                    f"the terms in Sage 300)"),
+          lambda m, _: f"Create payment term {m[1]} for company {m[2]} in Basware P2P or change "
+                    f"the terms in Sage 300"),
     _rule(r"Supplier {ID} does not exist for company {ID}\b",
           lambda m, company: f"Get vendor {m[1]} into Basware company {m[2]} first (its own "
                              f"failure: ml-connector audit trace {company}{m[1]})"),
@@ -140,6 +145,8 @@ def remedy(stream: str, error: str | None, business_id: str) -> str:
     fixes, retrying_helps = _fixes(_INVOICE_RULES if invoice else _BASWARE_RULES, text, company)
     if not fixes and invoice:
         fixes, retrying_helps = _fixes(_BASWARE_RULES, text, company)
+    if fixes and not invoice and any("in Basware P2P" in fix for fix in fixes):
+        fixes.append(RESEND_NEEDS_A_CHANGE)
     if fixes:
         return "; ".join(fixes) + (f", then: {retry}" if retrying_helps else "")
     if _TECHNICAL.search(text):

@@ -11,6 +11,8 @@ import pytest
 from ml_connector_core.remedies import remedy
 
 RETRY = ", then: ml-connector retry "
+P2P_FIX = ("; either way the record must change in Sage 300 (Basware ignores a re-send of "
+           "exactly what it refused)")
 
 
 @pytest.mark.parametrize(("stream", "error", "business_id", "expected"), [
@@ -32,16 +34,16 @@ RETRY = ", then: ml-connector retry "
      "Correct the invoice's supplier (1400) or its PO (PO100001, vendor 1200's) in Basware"
      + RETRY + "INV-4"),
     ("vendors", "Basware: Currency EUR is not active in P2P", "SAMLTD/1600",
-     "Activate currency EUR in Basware P2P (or change the currency in Sage 300)" + RETRY
-     + "SAMLTD/1600"),
+     "Activate currency EUR in Basware P2P or change the currency in Sage 300" + P2P_FIX
+     + RETRY + "SAMLTD/1600"),
     ("vendors", "Basware: Payment term N90 does not exist for company CA01", "SAMLTD/1610",
-     "Create payment term N90 for company CA01 in Basware P2P (or change the terms in Sage "
-     "300)" + RETRY + "SAMLTD/1610"),
+     "Create payment term N90 for company CA01 in Basware P2P or change the terms in Sage "
+     "300" + P2P_FIX + RETRY + "SAMLTD/1610"),
     ("matching_orders", "Basware: Supplier 1600 does not exist for company CA01; Currency EUR "
      "is not active in P2P", "SAMLTD/PO200161",
      "Get vendor 1600 into Basware company CA01 first (its own failure: ml-connector audit "
-     "trace SAMLTD/1600); activate currency EUR in Basware P2P (or change the currency in Sage "
-     "300)" + RETRY + "SAMLTD/PO200161"),
+     "trace SAMLTD/1600); activate currency EUR in Basware P2P or change the currency in Sage "
+     "300" + P2P_FIX + RETRY + "SAMLTD/PO200161"),
     ("matching_order_lines", "Basware: Matching order with externalCode SAMLTD-PO200161 does "
      "not exist", "SAMLTD/PO200161/1000 SAMLTD/PO200161/2000",
      "Get order SAMLTD-PO200161 into Basware first (its own failure: ml-connector audit trace "
