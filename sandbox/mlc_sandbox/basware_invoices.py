@@ -42,7 +42,7 @@ from .basware_common import (
     query_arg,
 )
 from .basware_masterdata import queue_status, strip_nulls
-from .basware_schemas import TRANSFER_RESPONSE, validate
+from .basware_schemas import PAYMENT_RESPONSE, TRANSFER_RESPONSE, validate
 from .basware_state import PendingItem, Tenant
 from .data import EXPENSES, Dataset, _coding_row, _invoice, _po_coding_row
 from .http import Request, Response
@@ -307,10 +307,75 @@ def _apply_transfer(invoice: dict[str, Any], response: dict[str, Any], stamp: st
     invoice["lastUpdated"] = stamp
 
 
+# -- payment responses (ref §9.1 step 5) -------------------------------------------------------
+
+# What the latest payment response says of the invoice's payment; a field it omits is cleared.
+PAYMENT_FIELDS = ("paymentDate", "paidTotal", "paymentMethod", "paymentTermCode", "cashDiscount",
+                  "checkNumber", "paymentNumber", "paymentDocument", "paymentReversalDocument")
+PAYABLE = ("Transferred", "Paid")
+PAID_TOLERANCE = 0.005
+
+
+def post_payment_response(ctx: Ctx, invoice_id: str) -> Response:
+    """Guesses (docs/decisions.md, "Payment status"): accepted once the ERP has the invoice
+    (Transferred or Paid); a reused externalCode is 409 (the one conflict the spec's 409 can
+    sensibly name); ``paidTotal`` is cumulative, and absent on a success it means paid in full;
+    the invoice is ``Paid`` once a successful response's paidTotal reaches its grossSum, and
+    back to ``Transferred`` when a later one says less (a payment reversed)."""
+    invoice = ctx.tenant.invoices.get(invoice_id)
+    if invoice is None:
+        raise not_found(ctx.request_id, "Record to update not found", invoice_id)
+    body = json_body(ctx)
+    if not isinstance(body, dict):
+        raise ApiError(error_response(400, ctx.request_id, "SCHEMA_VALIDATION_ERROR",
+                                      "Payment response must be a single JSON object, not an "
+                                      "array"))
+    errors = validate(PAYMENT_RESPONSE, body)
+    if errors:
+        raise ApiError(errors_response(400, ctx.request_id, errors))
+    response = strip_nulls(body)
+    code, status = response["externalCode"], invoice["processingStatus"]
+    if any(r.get("externalCode") == code for r in invoice.get("paymentResponses", [])):
+        raise ApiError(error_response(409, ctx.request_id, "CONFLICT",
+                                      f"A payment response with externalCode {code} already "
+                                      f"exists for invoice {invoice_id}; every response needs a "
+                                      "new externalCode", type_="BUSINESS", external_code=code,
+                                      info=invoice_id))
+    if status not in PAYABLE:
+        raise ApiError(error_response(400, ctx.request_id, "DATA_VALIDATION_FAILED",
+                                      f"Invoice {invoice_id} is {status}; payment responses are "
+                                      "accepted only once it is Transferred", type_="BUSINESS",
+                                      external_code=code, info=invoice_id))
+    stamp = ctx.sim.clock.stamp()
+    response.setdefault("paymentDate", stamp[:10] + "T00:00:00Z")  # "defaults to today"
+    ctx.tenant.invoice_index.remove(invoice)
+    _apply_payment(invoice, response, stamp)
+    ctx.tenant.invoice_index.add(invoice)
+    item = PendingItem(code, {**response, "lastUpdated": stamp}, 0, False, parent=invoice_id)
+    queue_status(ctx, "PaymentResponse", "POST", [item], None)
+    return json_response(200, response, ctx.request_id)
+
+
+def _apply_payment(invoice: dict[str, Any], response: dict[str, Any], stamp: str) -> None:
+    history = [*invoice.get("paymentResponses", []), {**response, "lastUpdated": stamp}]
+    invoice["paymentResponses"] = history[-KEEP_RESPONSES:]
+    invoice["paymentBlock"] = response["paymentBlock"]
+    for name in PAYMENT_FIELDS:  # "omitted fields are cleared"
+        if name in response:
+            invoice[name] = response[name]
+        else:
+            invoice.pop(name, None)
+    gross = abs(float(invoice.get("grossSum") or 0))
+    paid = response.get("paidTotal")
+    full = paid is None or abs(float(paid)) >= gross - PAID_TOLERANCE
+    invoice["processingStatus"] = "Paid" if response["success"] and full else "Transferred"
+    invoice["lastUpdated"] = stamp
+
+
 # -- admin: what a P2P user does ---------------------------------------------------------------
 
 _FIXED_FIELDS = {"companyCode", "supplierCode", "orderNumber", "invoiceId", "processingStatus",
-                 "transferResponses", "lastUpdated"}
+                 "transferResponses", "paymentResponses", "lastUpdated"}
 _QUEUE_FIELDS = {"invoiceId", "companyCode", "processingStatus", "transferResponses",
                  "lastUpdated"}
 

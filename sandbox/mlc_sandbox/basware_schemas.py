@@ -257,6 +257,17 @@ TRANSFER_RESPONSE = entity(
      "transferDate": DATE_TIME},
 )
 
+# paymentResponses (ref §9.1 step 5): externalCode, success and paymentBlock required; the
+# lengths of the optional texts are guesses (the 2022 spec gives none).
+PAYMENT_RESPONSE = entity(
+    {"externalCode": EXTERNAL_CODE_36, "success": BOOL, "paymentBlock": BOOL},
+    {"paymentDate": DATE_TIME, "paidTotal": number(), "paymentMethod": text(25),
+     "paymentTermCode": text(25), "cashDiscount": number(), "checkNumber": text(50),
+     "paymentNumber": text(50), "paymentDocument": text(50),
+     "paymentReversalDocument": text(50), "paymentMessage": text(250),
+     "responseMessage": text(250), "sourceSystem": text(32)},
+)
+
 # -- push notifications (ref §11) ------------------------------------------------------------
 
 TASK_TYPES = ("AccountingDocuments", "ExportedPurchaseRequisitions", "ExportedPurchaseOrders",

@@ -1200,3 +1200,62 @@ def test_snapshot_and_reset(bw: Bw, server: SimulatorServer) -> None:
     bad = requests.patch(f"{bw.admin}/settings", json={"processing_delay": "soon"}, timeout=10)
     assert bad.status_code == 400
     assert requests.patch(f"{bw.admin}/settings", json={"nope": 1}, timeout=10).status_code == 400
+
+
+def payment(externalcode: str, **extra: Any) -> dict[str, Any]:
+    return {"externalCode": externalcode, "success": True, "paymentBlock": False, **extra}
+
+
+def _transferred(bw: Bw) -> str:
+    invoice_id = first_waiting(bw)
+    bw.post(f"/v1/accountingDocuments/{invoice_id}/acknowledge")
+    assert bw.post(f"/v1/accountingDocuments/{invoice_id}/transferResponses",
+                   json=transfer(f"T-{invoice_id}")).status_code == 200
+    return invoice_id
+
+
+def test_payment_responses_partial_then_full(bw: Bw, server: SimulatorServer) -> None:
+    invoice_id = _transferred(bw)
+    gross = _invoice(server, invoice_id)["grossSum"]
+    path = f"/v1/accountingDocuments/{invoice_id}/paymentResponses"
+    part = bw.post(path, json=payment("P1", paidTotal=round(gross / 2, 2), checkNumber="CHK-1",
+                                      paymentDate="2026-12-01T00:00:00Z"))
+    assert part.status_code == 200
+    invoice = _invoice(server, invoice_id)
+    assert invoice["processingStatus"] == "Transferred"
+    assert (invoice["paidTotal"], invoice["checkNumber"]) == (round(gross / 2, 2), "CHK-1")
+    rest = bw.post(path, json=payment("P2", paidTotal=gross, paymentNumber="7"))
+    assert rest.status_code == 200
+    invoice = _invoice(server, invoice_id)
+    assert invoice["processingStatus"] == "Paid" and invoice["paidTotal"] == gross
+    assert "checkNumber" not in invoice  # omitted fields are cleared
+    assert invoice["paymentDate"].endswith("T00:00:00Z")  # defaults to today
+    assert [r["externalCode"] for r in invoice["paymentResponses"]] == ["P1", "P2"]
+    status = bw.status(rest.headers["x-amzn-RequestId"])
+    assert status["entityType"] == "PaymentResponse" and status["requestStatus"] == "Success"
+    reused = bw.post(path, json=payment("P1", paidTotal=gross))
+    assert reused.status_code == 409 and "already exists" in messages(reused)
+    assert [r["externalCode"] for r in _invoice(server, invoice_id)["paymentResponses"]] == [
+        "P1", "P2"]
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"externalCode": "P1", "success": True}, "paymentBlock"),
+    ({"success": True, "paymentBlock": False}, "externalCode"),
+    (payment("P" * 37), "externalCode"),
+    (payment("P1", paidTotal="12.50"), "paidTotal"),
+    ([payment("P1")], "single JSON object"),
+])
+def test_payment_response_validation(bw: Bw, body: Any, field: str) -> None:
+    invoice_id = _transferred(bw)
+    response = bw.post(f"/v1/accountingDocuments/{invoice_id}/paymentResponses", json=body)
+    assert response.status_code == 400 and field in messages(response)
+    assert bw.post("/v1/accountingDocuments/nope/paymentResponses",
+                   json=payment("P1")).status_code == 404
+
+
+def test_payment_response_needs_a_transferred_invoice(bw: Bw) -> None:
+    invoice_id = first_waiting(bw)
+    early = bw.post(f"/v1/accountingDocuments/{invoice_id}/paymentResponses",
+                    json=payment("P1"))
+    assert early.status_code == 400 and "Transferred" in messages(early)
