@@ -12,7 +12,8 @@ credentials. Routes, under ``/Sage300WebApi/v1.0/-/{COMPANY}/{MODULE}/``:
 Resources (verbs per the reference §1.2 matrix, 405 ``MethodNotAllowed`` otherwise):
 AP/APVendors, AP/APTerms, AP/APDistributionCodes, AR/ARCustomers, GL/GLAccounts,
 GL/GLSegmentCodes (all five verbs); PO/POPurchaseOrders (GET POST); AP/APInvoiceBatches
-(GET POST PATCH); AP/APPostedDocuments (GET); AP/APPostInvoices (POST ``$process``).
+(GET POST PATCH); AP/APPostedDocuments, AP/APPostedPayments (GET); AP/APPostInvoices (POST
+``$process``).
 
 Settings (``/_sandbox/settings``): ``page_size`` (100), ``next_link`` (True; False: a page
 cut short by ``page_size`` carries no ``@odata.nextLink``, as a server that caps its pages
@@ -33,6 +34,11 @@ record as a Sage user would (``DateLastMaintained`` = today). ``changes`` may re
 collection whole, rows as a GET returns them: ``{"PurchaseOrderLines": [...]}`` with a line
 left out is a line removed from the PO in PO Entry (POPurchaseOrders has no PUT, PATCH or
 DELETE in the Web API); the PO's ``ExtendedCostTotal`` follows its lines.
+``POST /_sandbox/pay`` ``{"company", "vendor", "document", "amount"?, "date"?,
+"check_number"?, "payment_code"?}`` records a posted payment against a posted document (a
+payment batch entered and posted in AP): a row in ``AP/APPostedPayments``, the document's
+``CurrentBalance``, ``FullyPaid``, ``DateLastActivity`` and ``Last*`` payment fields
+(sage300_ap.record_payment); ``amount`` defaults to the balance (paid in full).
 
 Guesses beyond the reference (see also odata.py, sage300_schema.py, sage300_store.py and
 sage300_ap.py, which list theirs):
@@ -280,6 +286,15 @@ class Sage300Simulator(Simulator):
         if action == "touch" and request.method == "POST":
             with self.lock:
                 return Response.json(200, self._touch(request.json() or {}))
+        if action == "pay" and request.method == "POST":
+            with self.lock:
+                body = request.json() or {}
+                state = self.companies.get(str(body.get("company")))
+                if state is None:
+                    raise ValueError(f"unknown company {body.get('company')!r}")
+                document = sage300_ap.record_payment(state, body, self.today())
+                return Response.json(200, Serializer(self.settings["offset"]).record(
+                    state.table(sage300_ap.POSTED).spec.entity, document))
         return None
 
     def _touch(self, body: dict[str, Any]) -> dict[str, Any]:

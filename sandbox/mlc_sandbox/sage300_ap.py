@@ -62,6 +62,7 @@ from .sage300_store import (
 
 BATCHES = "AP/APInvoiceBatches"
 POSTED = "AP/APPostedDocuments"
+PAYMENTS = "AP/APPostedPayments"
 BATCH_SPEC = MODULES["AP"].resources["APInvoiceBatches"].entity
 INVOICE_SPEC = BATCH_SPEC.details["Invoices"]
 DETAIL_SPEC = INVOICE_SPEC.details["InvoiceDetails"]
@@ -409,7 +410,7 @@ def post_batches(state: CompanyState, data: Record, today: str) -> list[int]:
                    "DateLastEdited": today}
         batches.put(updated)
         for entry in batch["Invoices"]:
-            posted.put(_posted_document(entry, sequence))
+            posted.put({**_posted_document(entry, sequence), "DateLastActivity": today})
     return [b["BatchNumber"] for b in chosen]
 
 
@@ -425,6 +426,44 @@ def _posted_document(entry: Record, sequence: int) -> dict[str, Any]:
         "InvoiceDescription": entry["InvoiceDescription"], "Terms": entry["Terms"],
         "DocumentTotalBeforeTaxes": entry["DocumentTotalBeforeTaxes"],
         "TaxTotal": entry["TaxTotal"], "OriginalDocumentAmount": total,
-        "CurrentBalance": total, "FullyPaid": "No",
+        "CurrentBalance": total, "FullyPaid": "No", "DateLastActivity": None,
+        "LastPaymentDate": None, "LastPaymentNumber": None, "LastCheckNumber": None,
+        "LastPaymentCode": None,
     }
 
+
+
+def record_payment(state: CompanyState, body: Record, today: str) -> Record:
+    """What a posted AP payment batch does to one document (the sandbox's ``/_sandbox/pay``,
+    standing in for AP payment entry and ``APPostPaymentsAndAdjustments``): a row in
+    ``APPostedPayments`` and the document's balance, last activity and last payment updated.
+    ``amount`` defaults to the whole balance; more than the balance is refused (guess: no
+    overpayment simulated). Returns the updated posted document."""
+    vendor, number = str(body.get("vendor") or ""), str(body.get("document") or "")
+    posted = state.table(POSTED)
+    document = posted.get((vendor, number))
+    if document is None:
+        raise ValueError(f"no posted document {vendor}/{number} in {state.company.sage_id}")
+    balance = dec(document["CurrentBalance"])
+    amount = dec(body["amount"]) if body.get("amount") is not None else balance
+    if amount <= 0 or amount > balance:
+        raise ValueError(f"payment {amount} must be positive and at most the balance {balance}")
+    payments = state.table(PAYMENTS)
+    sequence = 1 + sum(1 for p in payments.ordered()
+                       if (p["VendorNumber"], p["DocumentNumber"]) == (vendor, number))
+    day = str(body.get("date") or today)[:10]
+    check = str(body.get("check_number") or f"CHK{state.next_batch:05d}{sequence:02d}")
+    code = str(body.get("payment_code") or "CHECK")
+    batch = state.next_batch  # a payment batch takes the next AP batch number
+    state.next_batch += 1
+    payments.put({"VendorNumber": vendor, "DocumentNumber": number, "PaymentNumber": sequence,
+                  "CheckNumber": check, "PaymentDate": day, "PaymentAmount": money(amount),
+                  "PaymentCode": code, "BankCode": "SEATTLE", "BatchNumber": batch,
+                  "EntryNumber": 1})
+    left = balance - amount
+    updated = {**document, "CurrentBalance": money(left),
+               "FullyPaid": "Yes" if left == 0 else "No", "DateLastActivity": today,
+               "LastPaymentDate": day, "LastPaymentNumber": sequence, "LastCheckNumber": check,
+               "LastPaymentCode": code}
+    posted.put(updated)
+    return updated

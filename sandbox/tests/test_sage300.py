@@ -1183,3 +1183,47 @@ def test_info_and_snapshot(sage: Sage) -> None:
     assert state["settings"]["page_size"] == 100
     ltd = sage.get(f"{sage.root}/SAMLTD/AP/APVendors", {"$top": 1}).json()["value"][0]
     assert ltd["CurrencyCode"] == "CAD"
+
+
+def pay(sage: Sage, **body: Any) -> requests.Response:
+    return requests.post(f"{sage.admin}/pay", json={"company": "SAMINC", **body}, timeout=10)
+
+
+def test_payments_against_a_posted_document_partial_then_full(sage: Sage) -> None:
+    sage.settings(today="2026-10-01")
+    created = sage.post("AP/APInvoiceBatches", batch(invoice("P-1"), BatchStatus="ReadyToPost"))
+    number = created.json()["BatchNumber"]
+    assert sage.post("AP/APPostInvoices('$process')", {
+        "ProcessAllBatches": "Donotpostallbatches", "FromBatch": number,
+        "ToBatch": number}).status_code == 204
+    key = "AP/APPostedDocuments(VendorNumber='1200',DocumentNumber='P-1')"
+    fresh = sage.get(key).json()
+    assert (fresh["CurrentBalance"], fresh["FullyPaid"], fresh["LastPaymentNumber"]) == (
+        105, "No", None)
+    assert fresh["DateLastActivity"].startswith("2026-10-01")
+    sage.settings(today="2026-10-05")
+    first = pay(sage, vendor="1200", document="P-1", amount=40, check_number="CHK-7",
+                date="2026-10-04")
+    assert first.status_code == 200, first.text
+    document = sage.get(key).json()
+    assert (document["CurrentBalance"], document["FullyPaid"], document["LastCheckNumber"],
+            document["LastPaymentNumber"]) == (65, "No", "CHK-7", 1)
+    assert document["LastPaymentDate"].startswith("2026-10-04")
+    assert document["DateLastActivity"].startswith("2026-10-05")
+    assert pay(sage, vendor="1200", document="P-1", amount=66).status_code == 400  # > balance
+    assert pay(sage, vendor="1200", document="P-1").status_code == 200  # the rest
+    document = sage.get(key).json()
+    assert (document["CurrentBalance"], document["FullyPaid"], document["LastPaymentNumber"]) == (
+        0, "Yes", 2)
+    payments = sage.values("AP/APPostedPayments", {
+        "$filter": "VendorNumber eq '1200' and DocumentNumber eq 'P-1'"})
+    assert [(p["PaymentNumber"], p["PaymentAmount"], p["CheckNumber"]) for p in payments][:1] == [
+        (1, 40, "CHK-7")]
+    assert [p["PaymentAmount"] for p in payments] == [40, 65]
+    changed = sage.values("AP/APPostedDocuments", {
+        "$filter": "DateLastActivity ge 2026-10-05", "$select": "DocumentNumber"})
+    assert [d["DocumentNumber"] for d in changed] == ["P-1"]
+    assert pay(sage, vendor="1200", document="NOPE").status_code == 400
+    assert "LastCheckNumber" in metadata_properties(sage, "AP", "PostedDocument")
+    assert {"PaymentNumber", "CheckNumber", "PaymentAmount"} <= metadata_properties(
+        sage, "AP", "PostedPayment")
