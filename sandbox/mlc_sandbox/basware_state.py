@@ -267,9 +267,29 @@ def _check_order(record: dict[str, Any], p2p: P2PRegistry,
 
 def _check_order_line(record: dict[str, Any], p2p: P2PRegistry, _: frozenset[str]) -> list[str]:
     order = record["orderExternalCode"]
-    if p2p.has("MatchingOrder", (order,)):
-        return []
-    return [f"Matching order with externalCode {order} does not exist"]
+    problems = [] if p2p.has("MatchingOrder", (order,)) else [
+        f"Matching order with externalCode {order} does not exist"]
+    return problems + _check_goods_receipts(record)
+
+
+def _check_goods_receipts(record: dict[str, Any]) -> list[str]:
+    """A line's goodsReceipts[] (the required fields are checked by the schema): codes unique
+    on the line, and a cancelling entry (referenceGRExternalCode) names another entry of the
+    same line. An upsert replaces the line's whole record, receipts included, so a receipt
+    cancelled must be sent together with the cancellation."""
+    receipts = record.get("goodsReceipts") or []
+    codes = [r.get("externalCode") for r in receipts]
+    problems = [f"Goods receipt externalCode {code} appears more than once on line "
+                f"{record['externalCode']}" for code in sorted({c for c in codes
+                                                                 if codes.count(c) > 1})]
+    for receipt in receipts:
+        reference = receipt.get("referenceGRExternalCode")
+        if reference is not None and (reference == receipt.get("externalCode")
+                                      or reference not in codes):
+            problems.append(f"Goods receipt {receipt.get('externalCode')} cancels "
+                            f"{reference}, which is not a goods receipt of line "
+                            f"{record['externalCode']}")
+    return problems
 
 
 RULES: dict[str, Callable[[dict[str, Any], P2PRegistry, frozenset[str]], list[str]]] = {

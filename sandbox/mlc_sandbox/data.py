@@ -143,7 +143,49 @@ def build_dataset(data: str = "demo", seed: int = 0) -> Dataset:
         dataset.basware_invoices += _bulk_invoices(rng, dataset, invoice_count)
     if not extra:
         _add_p2p_refusals(dataset.sage["SAMLTD"])
+    for company in COMPANIES:
+        _add_receipts(dataset.sage[company.sage_id], company)
     return dataset
+
+
+# -- PO receipts (PO/POGetReceipts) ----------------------------------------------------------
+#
+# Goods received against three open POs per company, with no random draw (the rest of the
+# data is the same as without them): the first open PO received in full (every line), the
+# second partially (its first line, half the quantity), the third received and then the
+# receipt cancelled (Cancelled=Yes). Maintained the day each PO was.
+
+def receipt_plan(orders: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """(kind, order) of the demo receipts: full, partial, cancelled, in that order."""
+    open_orders = [o for o in orders if o["Completed"] == "No"][:3]
+    return list(zip(("full", "partial", "cancelled"), open_orders, strict=False))
+
+
+def _add_receipts(records: dict[str, list[dict[str, Any]]], company: Company) -> None:
+    receipts = []
+    prefix = "1" if company.sage_id == "SAMINC" else "2"
+    for index, (kind, order) in enumerate(receipt_plan(records["PO/POPurchaseOrders"])):
+        sequence = 50001 + index
+        po_lines = order["PurchaseOrderLines"] if kind == "full" else \
+            order["PurchaseOrderLines"][:1]
+        lines = [{
+            "ReceiptSequenceKey": sequence, "LineNumber": 1000 * (n + 1),
+            "PurchaseOrderLineNumber": line["LineNumber"], "ItemNumber": line["ItemNumber"],
+            "Location": line["Location"], "UnitOfMeasure": line["UnitOfMeasure"],
+            "QuantityReceived": (max(1, line["QuantityOrdered"] // 2) if kind == "partial"
+                                 else line["QuantityOrdered"]),
+            "UnitCost": line["UnitCost"],
+        } for n, line in enumerate(po_lines)]
+        receipts.append({
+            "ReceiptSequenceKey": sequence, "ReceiptNumber": f"RC{prefix}{index + 1:05d}",
+            "ReceiptDate": order["DateLastMaintained"], "Vendor": order["Vendor"],
+            "PurchaseOrderNumber": order["PurchaseOrderNumber"],
+            "PurchaseOrderSequenceKey": order["PurchaseOrderSequenceKey"],
+            "Description": f"Receipt for {order['PurchaseOrderNumber']}",
+            "Reference": order["Reference"], "Cancelled": "Yes" if kind == "cancelled" else "No",
+            "DateLastMaintained": order["DateLastMaintained"], "ReceiptLine2s": lines,
+        })
+    records["PO/POGetReceipts"] = receipts
 
 
 # -- records Basware's P2P refuses ---------------------------------------------------------

@@ -1259,3 +1259,30 @@ def test_payment_response_needs_a_transferred_invoice(bw: Bw) -> None:
     early = bw.post(f"/v1/accountingDocuments/{invoice_id}/paymentResponses",
                     json=payment("P1"))
     assert early.status_code == 400 and "Transferred" in messages(early)
+
+
+def test_order_lines_store_their_goods_receipts_and_check_them(bw: Bw) -> None:
+    post_ok(bw, "/v1/paymentTerms", [payment_term("N30")])
+    post_ok(bw, "/v1/vendors", [vendor("1200")])
+    post_ok(bw, "/v1/matchingOrders", [order("PO1", "1200")])
+    received = {"externalCode": "GR-1-1000", "goodsReceiptNumber": "RC1", "quantity": 5}
+    cancel = {"externalCode": "GR-1-1000-C", "goodsReceiptNumber": "RC1", "quantity": 5,
+              "referenceGRExternalCode": "GR-1-1000"}
+    good = post_ok(bw, "/v1/matchingOrderLines", [
+        {**order_line("PO-US01-PO1", 1000), "goodsReceipts": [received, cancel]}])
+    assert bw.status(good)["requestStatus"] == "Success"
+    (line,) = bw.get("/v1/matchingOrderLines", params={
+        "orderExternalCode": "PO-US01-PO1"}).json()["matchingOrderLines"]
+    assert [r["externalCode"] for r in line["goodsReceipts"]] == ["GR-1-1000", "GR-1-1000-C"]
+    state = requests.get(f"{bw.admin}/state", timeout=10).json()
+    assert "GR-1-1000-C" in json.dumps(state)
+
+    # A required field missing is a 400 for the request; a cancellation of a receipt the line
+    # does not carry (the upsert replaces the line's receipts) is refused by P2P.
+    missing = bw.post("/v1/matchingOrderLines", json=[
+        {**order_line("PO-US01-PO1", 2000), "goodsReceipts": [{"externalCode": "GR-2"}]}])
+    assert missing.status_code == 400 and "goodsReceiptNumber" in missing.text
+    orphan = post_ok(bw, "/v1/matchingOrderLines", [
+        {**order_line("PO-US01-PO1", 1000), "goodsReceipts": [cancel]}])
+    (error,) = bw.items(orphan)["PO-US01-PO1-1000"]["errors"]
+    assert "cancels GR-1-1000, which is not a goods receipt" in error["message"]

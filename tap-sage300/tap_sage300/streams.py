@@ -575,6 +575,42 @@ class PurchaseOrderLinesStream(Sage300Stream):
         return self.accept(record, problems)
 
 
+class POReceiptsStream(Sage300Stream):
+    """PO receipts (goods received against purchase orders), with their lines inline.
+
+    Read through ``PO/POGetReceipts``, the read side of receipts since the 2022.2 SDK
+    (``PO/POReceipts`` takes POSTs only); an older install has no such entity set and the
+    field check says so before the first read (turn the stream off there). Incremental on
+    ``DateLastMaintained``. Each line names the PO line it received
+    (``PurchaseOrderLineNumber``); a receipt undone in Sage stays, with ``Cancelled`` Yes.
+    Usable on its own (e.g. into a warehouse); the master-data job sends it to Basware as
+    the goods receipts of the matching order lines (target-basware ``goods_receipts``).
+    """
+
+    name = "po_receipts"
+    resource = "PO/POGetReceipts"
+    primary_keys: ClassVar[list[str]] = ["company_id", "ReceiptSequenceKey"]
+    replication_key = "DateLastMaintained"
+    schema = th.PropertiesList(
+        COMPANY,
+        whole("ReceiptSequenceKey", required=True,
+              description="The receipt's key (Edm.Decimal in Sage, always integral)"),
+        text("ReceiptNumber"), day("ReceiptDate"),
+        text("Vendor", description="Vendor number (APVendors.VendorNumber)"),
+        text("PurchaseOrderNumber"),
+        whole("PurchaseOrderSequenceKey", description="The PO received against"),
+        text("Description"), text("Reference"),
+        choice("Cancelled", YES_NO, description="Yes: the receipt was undone in Sage"),
+        day("DateLastMaintained"),
+        th.Property("ReceiptLine2s", th.ArrayType(th.ObjectType(
+            whole("LineNumber"),
+            whole("PurchaseOrderLineNumber", description="The PO line received"),
+            text("ItemNumber"), text("Location"), text("UnitOfMeasure"),
+            amount("QuantityReceived"), amount("UnitCost"),
+        )), description="The receipt's lines (Sage's own name for the collection)"),
+    ).to_dict()
+
+
 class APInvoiceBatchesStream(Sage300Stream):
     """AP invoice batches with their entries: which Basware invoice became which Sage entry
     (the BWINVID optional field), and whether the batch is open, ready or posted.

@@ -62,6 +62,7 @@ STREAM_TYPES: list[type[streams.Sage300Stream]] = [
     streams.VendorKeysStream,  # after vendors: a whole read there gives its list for free
     streams.PurchaseOrdersStream,
     streams.PurchaseOrderLinesStream,
+    streams.POReceiptsStream,  # after the PO lines its receipts belong to
     streams.CustomersStream,
     streams.APInvoiceBatchesStream,
 ]
