@@ -170,9 +170,9 @@ def test_deletions_in_sage_reach_basware_inactive_once(fresh_sandbox: Sandbox,
     assert third.ok, third.output[-5000:]
     assert posts(fresh_sandbox) == []
     reads, metadata = sage_reads(fresh_sandbox)
-    # One per stream and company (5 x 2), plus the vendor count (the first keys-only page)
+    # One per stream and company (6 x 2), plus the vendor count (the first keys-only page)
     # of each company; and the install check's $metadata, one per module.
-    assert len(reads) == len(set(reads)) == 12, reads
+    assert len(reads) == len(set(reads)) == 14, reads
     assert sum("$select=VendorNumber&" in r for r in reads) == 2
     assert metadata == 3
 

@@ -204,9 +204,64 @@ MATCHING_ORDER_LINES: dict[str, Any] = {
         "isReceiptRequired": _optional({"type": "boolean",
                                         "description": "Goods receipt needed before matching; "
                                                        "not sent when null (Basware decides)."}),
+        "isReceiptBasedMatching": _optional({
+            "type": "boolean", "description": "Invoices match the received quantities (goods "
+                                              "receipts), not the ordered ones; not sent when "
+                                              "null."}),
         "isClosed": _optional({"type": "boolean",
                                "description": "Closed/received in full in the source; same "
                                               "rule as orders. Default false."}),
+        "goodsReceipts": _optional({
+            "type": "array", "items": {
+                "type": "object", "additionalProperties": False,
+                "required": ["externalCode", "goodsReceiptNumber", "quantity"],
+                "properties": {
+                    "externalCode": EXTERNAL_CODE,
+                    "goodsReceiptNumber": _text(100, "The receipt number."),
+                    "quantity": _amount("Quantity received."),
+                    "referenceGRExternalCode": _optional(_text(
+                        36, "externalCode of the receipt entry this one cancels.")),
+                }},
+            "description": "Every goods receipt of the line. Normally not given: this target "
+                           "adds the receipts of the `goods_receipts` stream, and keeps those "
+                           "sent before (Basware replaces the line's whole record)."}),
+    },
+}
+
+#: A goods receipt (tap-sage300 po_receipts): not posted itself; each of its lines becomes a
+#: goodsReceipts[] entry of the matching order line it received (target_basware.receipts).
+GOODS_RECEIPTS: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["externalCode", "goodsReceiptNumber", "orderExternalCode", "lines"],
+    "properties": {
+        "externalCode": EXTERNAL_CODE,
+        "sourceKey": SOURCE_KEY,
+        "goodsReceiptNumber": _text(100, "The receipt number (Sage ReceiptNumber)."),
+        "orderExternalCode": _text(36, "externalCode of the matching order received against; "
+                                       "a line's code is <orderExternalCode>-<orderLineNumber>."),
+        "orderSourceKey": _optional(_text(500, "sourceKey of that order; a line's ledger key is "
+                                               "<orderSourceKey>/<orderLineNumber>. Default: "
+                                               "the line's externalCode.")),
+        "receiveDate": _optional({"type": "string", "format": "date",
+                                  "description": "Date received (kept in the ledger only)."}),
+        "isCancelled": _optional({"type": "boolean",
+                                  "description": "Undone in the source: each of its entries "
+                                                 "gets a cancelling one "
+                                                 "(referenceGRExternalCode)."}),
+        "lines": {
+            "type": "array", "minItems": 1, "items": {
+                "type": "object", "additionalProperties": False,
+                "required": ["lineNumber", "orderLineNumber", "quantity"],
+                "properties": {
+                    "lineNumber": {"type": "integer", "minimum": 0,
+                                   "description": "The receipt's line number."},
+                    "orderLineNumber": {"type": "integer", "minimum": 0,
+                                        "description": "lineNumber of the order line received."},
+                    "quantity": _amount("Quantity received."),
+                }},
+            "description": "The receipt's lines, in the names of the `receipt_line_fields` "
+                           "setting (stream maps cannot rename inside a list)."},
     },
 }
 
@@ -233,6 +288,7 @@ CONTRACTS: dict[str, dict[str, Any]] = {
     "vendors": VENDORS,
     "matching_orders": MATCHING_ORDERS,
     "matching_order_lines": MATCHING_ORDER_LINES,
+    "goods_receipts": GOODS_RECEIPTS,
     "vendor_keys": VENDOR_KEYS,
 }
 

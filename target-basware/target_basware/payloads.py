@@ -144,11 +144,15 @@ def matching_order_line(record: dict[str, Any], _source_system: str) -> dict[str
         "productName": record.get("productName"),
         "uom": record.get("uom"),
         "isReceiptRequired": record.get("isReceiptRequired"),
+        "isReceiptBasedMatching": record.get("isReceiptBasedMatching"),
         "isClosed": bool(record.get("isClosed")),
         # Best-fit matching needs isDeleted non-null (ref §7). A line removed in the source
         # is sent closed (isClosed), never deleted (target_basware.deletions).
         "isDeleted": False,
     })
+    if record.get("goodsReceipts"):
+        # Every receipt of the line: an upsert replaces the line's whole record in Basware.
+        entity["goodsReceipts"] = [_compact(dict(entry)) for entry in record["goodsReceipts"]]
     if _present(record.get("accountCode")) or _present(record.get("costCenterCode")):
         # The default coding an invoice matched to this line inherits in Basware.
         entity["orderLineCoding"] = [_compact({

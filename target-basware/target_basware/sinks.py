@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 from singer_sdk.sinks import BatchSink
 
 from ml_connector_core.ledger import payload_hash, to_jsonable
-from target_basware import contracts, payloads
+from target_basware import contracts, payloads, receipts
 from target_basware.delivery import Delivery, Prepared, Rejected, StreamSpec
 
 PREPARED = "_target_basware_prepared"  # where preprocess_record leaves its result
@@ -234,12 +234,58 @@ class MatchingOrderLinesSink(BaswareSink):
     build = staticmethod(payloads.matching_order_line)
 
     def references(self, record: dict[str, Any]) -> list[str]:
-        refs = [_ref("matching_orders", record["orderExternalCode"])]
-        if record.get("accountCode"):
-            refs.append(_ref("accounts", record["accountCode"]))
-        if record.get("costCenterCode"):
-            refs.append(_ref("cost_centers", record["costCenterCode"]))
-        return refs
+        return line_references(record)
+
+
+def line_references(record: dict[str, Any]) -> list[str]:
+    """What a matching order line needs in Basware first: its order, account, cost center."""
+    refs = [_ref("matching_orders", record["orderExternalCode"])]
+    if record.get("accountCode"):
+        refs.append(_ref("accounts", record["accountCode"]))
+    if record.get("costCenterCode"):
+        refs.append(_ref("cost_centers", record["costCenterCode"]))
+    return refs
+
+
+class GoodsReceiptsSink(BaswareSink):
+    """Goods receipts: nothing of their own is posted; each becomes the goodsReceipts[] of
+    the matching order lines it received, sent as line records (target_basware.receipts)."""
+
+    endpoint = ""
+    entity_type = ""
+    post_limit = 0
+    contract = contracts.GOODS_RECEIPTS
+    build = staticmethod(lambda record, source_system: {})
+
+    def preprocess_record(self, record: dict, context: dict) -> dict:
+        record = dict(record)
+        receipts.rename_lines(record, receipts.line_fields(self.config))
+        return super().preprocess_record(record, context)
+
+    def process_record(self, record: dict, context: dict) -> None:
+        result = record[PREPARED]
+        if isinstance(result, Prepared):
+            source_system = self.config.get("source_system") or "SAGE300"
+
+            def line(data: dict[str, Any]) -> Prepared:
+                entity = payloads.matching_order_line(data, source_system)
+                key = data["externalCode"]
+                return Prepared(stream=receipts.LINES, key=key, record=data, payload=entity,
+                                payload_hash=payload_hash(entity),
+                                references=tuple(line_references(data)),
+                                closed=bool(data.get("isClosed")),
+                                source_key=data.get("sourceKey") or key)
+
+            lines = self._target.receipts.lines_for(result.record, line)
+            if isinstance(lines, str):
+                result = Rejected(self.stream_name, result.key, result.record, lines,
+                                  source_key=result.source_key, external_code=result.key)
+            else:
+                self.delivery.summary.add(self.stream_name, "received")
+                for prepared in lines:
+                    self.delivery.accept(prepared)
+                return
+        self.delivery.reject(result)
 
 
 class KeyListSink(BaswareSink):
@@ -279,3 +325,5 @@ SINKS: dict[str, type[BaswareSink]] = {
     "matching_orders": MatchingOrdersSink,
     "matching_order_lines": MatchingOrderLinesSink,
 }
+#: Streams sent as part of another stream's records: receipts go in their order lines.
+PART_SINKS: dict[str, type[BaswareSink]] = {"goods_receipts": GoodsReceiptsSink}

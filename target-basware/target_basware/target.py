@@ -46,7 +46,8 @@ from ml_connector_core.systems import DELIVERED_TO_KEY, basware_system, delivere
 from target_basware import stream_maps
 from target_basware.deletions import Deletions
 from target_basware.delivery import Delivery, Rejected
-from target_basware.sinks import KEY_LIST_SINKS, SINKS, BaswareSink
+from target_basware.receipts import Receipts
+from target_basware.sinks import KEY_LIST_SINKS, PART_SINKS, SINKS, BaswareSink
 
 stream_maps.install()  # plain renames skip simpleeval (see stream_maps.py)
 
@@ -83,6 +84,13 @@ class TargetBasware(PrivateConfigFiles, Target):
         th.Property("request_status_timeout", th.NumberType, default=300,
                     description="Seconds to wait for Basware to finish processing an import "
                                 "(requestStatus) before the run fails"),
+        th.Property("receipt_line_fields", th.ObjectType(additional_properties=th.StringType),
+                    description="Where the goods_receipts stream's lines have the contract's "
+                                "fields, {contract name: incoming name} (stream maps cannot "
+                                "rename inside a list); default tap-sage300's po_receipts: "
+                                "{\"lineNumber\": \"LineNumber\", \"orderLineNumber\": "
+                                "\"PurchaseOrderLineNumber\", \"quantity\": "
+                                "\"QuantityReceived\"}"),
         *ledger_properties(),
         *dry_run_properties(),
     ).to_dict()
@@ -125,7 +133,16 @@ class TargetBasware(PrivateConfigFiles, Target):
             delivery=self.delivery, ledger=self.ledger, system=self.system,
             builders={name: cls.build for name, cls in SINKS.items()},
             source_system=config.get("source_system") or "SAGE300")
-        self.delivery.on_intake = self.deletions.check_orders
+        # Goods receipts travel inside their order lines (target_basware.receipts); every
+        # line on its way keeps the receipts it was sent with before.
+        self.receipts = Receipts(
+            delivery=self.delivery, ledger=self.ledger, system=self.system,
+            build=SINKS["matching_order_lines"].build,
+            source_system=config.get("source_system") or "SAGE300")
+        self.delivery.on_intake = self._on_intake
+        # Known to the delivery for its ledger entries (a rejected receipt, with its contract
+        # for replay), never posted: not in the delivery order.
+        self.delivery.specs.update({name: cls.spec(name) for name, cls in PART_SINKS.items()})
         # Tap STATEs not written yet, each with the number of records received before it.
         self._received_states: list[tuple[int, dict]] = []
         self._emitted_state: dict | None = None  # latest STATE written (all before confirmed)
@@ -141,12 +158,16 @@ class TargetBasware(PrivateConfigFiles, Target):
         self._resend_next = False  # ... and sends every record it reads (RESEND_KEY)
         self._resend_handed = False  # this run is that next run
 
+    def _on_intake(self, intake: list[Any]) -> None:
+        self.deletions.check_orders(intake)
+        self.receipts.merge_earlier(intake)
+
     def _make_client(self) -> BaswareClient:
         return basware_client(self.config, default_scopes=DEFAULT_SCOPES)
 
     def get_sink_class(self, stream_name: str) -> type[Sink]:
         sink_class: type[BaswareSink] | None = SINKS.get(stream_name) \
-            or KEY_LIST_SINKS.get(stream_name)
+            or KEY_LIST_SINKS.get(stream_name) or PART_SINKS.get(stream_name)
         if sink_class is None:
             raise UnknownStreamError(
                 f"target-basware has no stream {stream_name!r}; it accepts "
@@ -173,7 +194,7 @@ class TargetBasware(PrivateConfigFiles, Target):
         record = message_dict.get("record")
         maps = self.mapper.stream_maps.get(message_dict.get("stream")) or []
         alias = maps[0].stream_alias if maps else None
-        if not isinstance(record, dict) and alias in SINKS:
+        if not isinstance(record, dict) and (alias in SINKS or alias in PART_SINKS):
             # Not a JSON object: no stream map, key or contract can look inside it, and the
             # SDK would stop the run with a TypeError. Rejected alone, like any bad record.
             shown = json.dumps(record, default=str)[:200]
