@@ -99,7 +99,7 @@ def test_status_names_what_waits_and_its_fix(fresh_sandbox: Sandbox, tmp_path: P
     assert code == 0 and report["problems"] == 0
     assert len(items(report, "unanswered")) == 28
     assert {job["job"]: job["last_success"] is not None for job in report["jobs"]} == {
-        "master-data": True, "invoices": True}
+        "master-data": True, "invoices": True, "payments": False}
 
     # 3. Answered: one invoice waits as TransferFailed, with its reason and its fix.
     assert project.run("invoices").ok

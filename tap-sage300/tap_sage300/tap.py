@@ -51,6 +51,7 @@ from tap_sage300.audit import ReadAudit
 from tap_sage300.deletions import STATE_KEY as VENDOR_COUNTS
 from tap_sage300.deletions import VendorKeyPlan
 from tap_sage300.output import BufferedSingerWriter
+from tap_sage300.payments import APPaymentsStream
 from tap_sage300.prefetch import PageConnection, tls_context
 
 STREAM_TYPES: list[type[streams.Sage300Stream]] = [
@@ -65,6 +66,7 @@ STREAM_TYPES: list[type[streams.Sage300Stream]] = [
     streams.POReceiptsStream,  # after the PO lines its receipts belong to
     streams.CustomersStream,
     streams.APInvoiceBatchesStream,
+    APPaymentsStream,  # the payments job (docs/decisions.md, "Payment status")
 ]
 
 

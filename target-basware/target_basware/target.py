@@ -46,6 +46,7 @@ from ml_connector_core.systems import DELIVERED_TO_KEY, basware_system, delivere
 from target_basware import stream_maps
 from target_basware.deletions import Deletions
 from target_basware.delivery import Delivery, Rejected
+from target_basware.payments import PAYMENTS_STREAM, PaymentResponsesSink
 from target_basware.receipts import Receipts
 from target_basware.sinks import KEY_LIST_SINKS, PART_SINKS, SINKS, BaswareSink
 
@@ -53,11 +54,12 @@ stream_maps.install()  # plain renames skip simpleeval (see stream_maps.py)
 
 #: Write scopes of the six import endpoints, read scopes for look-ups, and requestStatus.read to
 #: follow each import to its outcome.
+#: accountingDocuments: the payments job's paymentResponses and the look-up of a lost answer.
 DEFAULT_SCOPES = " ".join(
     f"{api}.{access}" for api in ("vendors", "accounts", "costCenters", "paymentTerms",
                                   "matchingOrders", "matchingOrderLines")
     for access in ("write", "read")
-) + " requestStatus.read"
+) + " requestStatus.read accountingDocuments.write accountingDocuments.read"
 
 
 #: STATE key: the ledger was found older than the state (or replaced); the run handed it
@@ -166,6 +168,8 @@ class TargetBasware(PrivateConfigFiles, Target):
         return basware_client(self.config, default_scopes=DEFAULT_SCOPES)
 
     def get_sink_class(self, stream_name: str) -> type[Sink]:
+        if stream_name == PAYMENTS_STREAM:  # the payments job: answers, not imports
+            return PaymentResponsesSink
         sink_class: type[BaswareSink] | None = SINKS.get(stream_name) \
             or KEY_LIST_SINKS.get(stream_name) or PART_SINKS.get(stream_name)
         if sink_class is None:

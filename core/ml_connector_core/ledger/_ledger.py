@@ -711,6 +711,22 @@ class Ledger:
 
     # -- business ids ----------------------------------------------------------------------
 
+    def named_by(self, stream: str, ids: Iterable[str]) -> dict[str, str]:
+        """For business ids (a Sage entry COMPANY/BATCH/ENTRY, ...): the source key of the
+        record of `stream` each names, from ledger_refs (indexed; no payload is read). An id
+        naming no record of the stream is absent. target-basware finds the Basware invoice a
+        posted Sage document came from this way (its batch and entry)."""
+        wanted = {business.normalize_ref(ref): ref for ref in ids}
+        found: dict[str, str] = {}
+        r = refs.c
+        keys = list(wanted)
+        with self.engine.connect() as conn:
+            for start in range(0, len(keys), _BULK_KEYS):
+                for row in conn.execute(select(r.ref, r.source_key).where(
+                        r.stream == stream, r.ref.in_(keys[start:start + _BULK_KEYS]))):
+                    found.setdefault(wanted[row.ref], row.source_key)
+        return found
+
     def resolve(self, ref: str) -> list[ResolvedRecord]:
         """The records a business id names: an invoice number (INV-18825), a Basware invoice
         id, a vendor (SAMLTD/1600, or 1600 alone), a PO number (PO200161 or SAMLTD/PO200161;

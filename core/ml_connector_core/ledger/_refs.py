@@ -34,6 +34,7 @@ FAMILIES: dict[str, str] = {
     "ap_invoices": "invoice",
     "transfer_responses": "invoice",
     "invoice_responses": "invoice",
+    "payment_responses": "invoice",  # target-basware's answers of Sage's payments
     "transfer_outcomes": "invoice",  # outcomes an older release kept in the STATE, adopted
 }
 
