@@ -12,16 +12,20 @@ its line, with the receipts it had; an unchanged run posts nothing.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from e2e import Project, basware_tenant, request_log
+from e2e import ROOT, Project, basware_tenant, request_log
 
 from ml_connector_core.ledger import Action, Ledger
 from mlc_sandbox.data import build_dataset, receipt_plan
 from mlc_sandbox.serve import Sandbox
+
+CLI = str(Path(sys.executable).with_name("ml-connector"))
 
 
 @pytest.fixture
@@ -68,6 +72,15 @@ def test_goods_receipts_reach_basware_on_their_order_lines(fresh_sandbox: Sandbo
     first = project.run("tap-sage300", "target-basware")
     assert first.ok, first.output[-5000:]
     lines = lines_in_basware(fresh_sandbox)
+
+    # Inventory items need a receipt and match what was received; supplies do not.
+    for order in (full_po, partial_po, cancelled_po):
+        for po_line in order["PurchaseOrderLines"]:
+            line = lines[f"SAMINC-{order['PurchaseOrderNumber']}-{po_line['LineNumber']}"]
+            stock = po_line["StockItem"] == "Yes"
+            assert (line["isReceiptRequired"], line["isReceiptBasedMatching"]) == (stock, stock)
+    assert {po_line["StockItem"] for order in (full_po, partial_po, cancelled_po)
+            for po_line in order["PurchaseOrderLines"]} == {"Yes", "No"}
 
     receipt = receipts[full_po["PurchaseOrderNumber"]]
     for po_line, received in zip(full_po["PurchaseOrderLines"], receipt["ReceiptLine2s"],
@@ -150,11 +163,31 @@ def test_goods_receipts_reach_basware_on_their_order_lines(fresh_sandbox: Sandbo
     assert rejected.ok, rejected.output[-5000:]
     assert writes(fresh_sandbox) == []
     with Ledger.open(project.ledger_url) as ledger:
-        (entry,) = [e for e in ledger.trace(f"SAMINC/{receipt['ReceiptSequenceKey']}")
-                    if e.plugin == "target-basware"]
+        trail = [e for e in ledger.trace(f"SAMINC/{receipt['ReceiptSequenceKey']}")
+                 if e.plugin == "target-basware"]
+    # Sent with its line in the first run; now rejected, with the line it cannot find.
+    assert trail[0].action == Action.UNCHANGED
+    assert trail[0].error == ("sent as goodsReceipts of order line(s) "
+                              f"SAMINC-{cancelled_po['PurchaseOrderNumber']}-1000")
+    entry = trail[-1]
     assert entry.action == Action.REJECTED
     assert entry.error.startswith(
         f"order line(s) SAMINC-{closed_po['PurchaseOrderNumber']}-1000 not in Basware")
+
+    # -- fixed in Sage (back on its PO): `ml-connector retry` sends it, the failure resolved --
+    touch(fresh_sandbox, "PO/POGetReceipts", receipt["ReceiptSequenceKey"], {
+        "PurchaseOrderNumber": cancelled_po["PurchaseOrderNumber"],
+        "PurchaseOrderSequenceKey": cancelled_po["PurchaseOrderSequenceKey"]})
+    clear_logs(fresh_sandbox)
+    retried = subprocess.run(
+        [CLI, "retry", f"SAMINC/{receipt['ReceiptSequenceKey']}"], cwd=project.workdir,
+        env={**project.env, "MELTANO_PROJECT_ROOT": str(ROOT)}, capture_output=True,
+        text=True, timeout=600, check=False)
+    assert retried.returncode == 0, retried.stdout + retried.stderr[-3000:]
+    # The line had the receipt already (from the first run): an identical line, no POST.
+    assert writes(fresh_sandbox) == []
+    with Ledger.open(project.ledger_url) as ledger:
+        assert not [f for f in ledger.open_failures() if f.stream == "goods_receipts"]
 
     # -- nothing changed: no write at all (receipts read again on their bookmark day) --------
     clear_logs(fresh_sandbox)

@@ -246,7 +246,7 @@ def _add_p2p_refusals(records: dict[str, list[dict[str, Any]]]) -> None:
         "ItemDescription": description, "Location": "EAST", "UnitOfMeasure": "Each",
         "QuantityOrdered": quantity, "QuantityReceived": 0, "UnitCost": cost,
         "ExtendedCost": round(quantity * cost, 2), "ExpenseAccount": "6300200",
-        "Completed": "No",
+        "Completed": "No", "StockItem": stock_item(item),
     } for number, item, description, quantity, cost in (
         (1000, "HY-5120", "Hydraulic hose 3/8in", 20, 38.5),
         (2000, "FS-6001", "Hex bolt M10, box", 50, 12.8))]
@@ -420,6 +420,16 @@ def _terms(code: str, description: str, due: int, discount: int, discount_days: 
     }
 
 
+#: Supplies expensed on receipt of the invoice, not kept in inventory: non-stock PO lines.
+NON_STOCK_ITEMS = frozenset({"SF-4410", "OF-7002", "JN-9003"})
+
+
+def stock_item(item: str) -> str:
+    """A PO line's StockItem: Yes for inventory items (received into a location), No for
+    supplies (no derived draw: the rest of the data stays the same)."""
+    return "No" if item in NON_STOCK_ITEMS else "Yes"
+
+
 def _purchase_order(rng: random.Random, company: Company, sequence: int, number: str,
                     vendor: dict[str, Any], index: int) -> dict[str, Any]:
     ordered = _day(rng, date(2025, 9, 1), 420)
@@ -444,6 +454,7 @@ def _purchase_order(rng: random.Random, company: Company, sequence: int, number:
             "ExtendedCost": round(quantity * unit_cost, 2),
             "ExpenseAccount": expense + dept,  # unformatted GL account; its dept is the cost center
             "Completed": "Yes" if completed else "No",
+            "StockItem": stock_item(item),
         })
     return {
         "PurchaseOrderSequenceKey": sequence,

@@ -322,7 +322,7 @@ def _po(b: _Builder) -> list[ResourceSpec]:
         n("PurchaseOrderSequenceKey"), n("LineNumber"), s("ItemNumber"), s("ItemDescription"),
         s("Location"), s("UnitOfMeasure"), n("QuantityOrdered"), n("QuantityReceived"),
         n("UnitCost"), n("ExtendedCost"), s("ExpenseAccount"), b.e("Completed", YES_NO),
-        b.update_operation(),
+        b.e("StockItem", YES_NO), b.update_operation(),
     ], key=["LineNumber"], number_step=1000)
     order = StructSpec("PO", "PurchaseOrder", [
         n("PurchaseOrderSequenceKey"), s("PurchaseOrderNumber"), s("Vendor"), s("VendorName"),

@@ -458,6 +458,8 @@ class PurchaseOrderLinesStream(Sage300Stream):
         text("gl_account_formatted", description="The same account as GLAccounts formats it"),
         text("cost_center", description="Cost-center segment code of gl_account"),
         th.Property("completed", th.BooleanType, description="Line is complete (Completed=Yes)"),
+        choice("StockItem", YES_NO, description="Yes: an inventory item, received into a "
+                                                "location (its invoices match a receipt)"),
     ).to_dict()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -345,6 +345,17 @@ class Delivery:
             stream, source_key, Action.UNCHANGED, target_key=None,
             error="not sent: deleted in the source before Basware took it"))
 
+    def handed_over(self, stream: str, source_key: str, target_key: str,
+                    record: dict[str, Any], note: str) -> None:
+        """A record sent as part of other records (a goods receipt in its order lines,
+        target_basware.receipts): an `unchanged` entry with the record and where it went, so
+        `audit trace` finds it and an earlier rejection of it is resolved; the outcome in
+        Basware is that of the records it went into."""
+        if self.dry_run:
+            return  # its verdict is that of the records it went into
+        self._entries.append(self._entry(stream, source_key, Action.UNCHANGED,
+                                         target_key=target_key, payload=record, error=note))
+
     def queue_deactivation(self, record: Prepared, latest: KeyOutcome | None,
                            seq: int | None = None) -> None:
         """Queue a record the source deleted (target_basware.deletions), sent inactive; not

@@ -284,6 +284,10 @@ class GoodsReceiptsSink(BaswareSink):
                 self.delivery.summary.add(self.stream_name, "received")
                 for prepared in lines:
                     self.delivery.accept(prepared)
+                self.delivery.handed_over(
+                    self.stream_name, result.source_key, result.key, result.record,
+                    "sent as goodsReceipts of order line(s) "
+                    + ", ".join(prepared.key for prepared in lines))
                 return
         self.delivery.reject(result)
 

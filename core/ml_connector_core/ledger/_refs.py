@@ -30,6 +30,8 @@ FAMILIES: dict[str, str] = {
     "accounts": "account",
     "cost_centers": "cost center",
     "payment_terms": "payment term",
+    "po_receipts": "goods receipt",  # tap-sage300's read of a receipt ...
+    "goods_receipts": "goods receipt",  # ... and target-basware's outcome of it
     "accounting_documents": "invoice",
     "ap_invoices": "invoice",
     "transfer_responses": "invoice",
