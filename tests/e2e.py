@@ -52,7 +52,8 @@ SEQUENCE = ("master-data", "invoices")
 #: nothing fails (demo data); random kill points are drawn below these.
 REQUESTS_PER_STEP = (80, 148)
 STATE_IDS = {"master-data": "sandbox:tap-sage300-to-target-basware",
-             "invoices": "sandbox:tap-basware-to-target-sage300"}
+             "invoices": "sandbox:tap-basware-to-target-sage300",
+             "payments": "sandbox:tap-sage300--payments-to-target-basware"}
 
 
 # -- one test's Meltano project ----------------------------------------------------------------

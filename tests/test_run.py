@@ -383,7 +383,7 @@ def test_the_cron_lines_of_the_docs_run_as_written(fresh_sandbox: Sandbox,
     doc = (ROOT / "docs" / "operations.md").read_text()
     (block,) = re.findall(r"^```cron\n(.*?)^```", doc, re.M | re.S)
     lines = [line for line in block.splitlines() if line.strip() and not line.startswith("#")]
-    assert len(lines) == 2
+    assert len(lines) == 3  # master-data, invoices, payments
 
     project = project_copy(tmp_path)
     sage = f"{fresh_sandbox.sage300.base_url}/Sage300WebApi/v1.0/-"
