@@ -28,6 +28,9 @@ LATEST = "demo-latest"  # output/demo-latest: the newest demo's folder
 #: What ml-connector and meltano need to find this demo's state and ledger (demo.env).
 DEMO_SETTINGS = ("MELTANO_ENVIRONMENT", "MELTANO_STATE_BACKEND_URI", "ML_CONNECTOR_LEDGER_URL",
                  "MELTANO_SEND_ANONYMOUS_USAGE_STATS")
+#: The plugins' base URL settings, set to where this demo's simulators answer.
+SIMULATOR_URLS = {"TAP_SAGE300_BASE_URL": "sage300", "TARGET_SAGE300_BASE_URL": "sage300",
+                  "TAP_BASWARE_BASE_URL": "basware", "TARGET_BASWARE_BASE_URL": "basware"}
 READY = "   Serving."
 
 
@@ -45,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--serve", action="store_true",
                         help="after the story, keep both simulators serving (until Ctrl-C) so "
                              "the demo's failure can be fixed by hand (`make demo-serve`)")
+    parser.add_argument("--sage-port", type=int, default=SAGE_PORT,
+                        help="the Sage 300 simulator's port (0: any free one)")
+    parser.add_argument("--basware-port", type=int, default=BASWARE_PORT,
+                        help="the Basware simulator's port (0: any free one)")
     args = parser.parse_args(argv)
     run_dir = ROOT / "output" / f"demo-{datetime.now():%Y%m%d-%H%M%S}"
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -52,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     latest.unlink(missing_ok=True)
     latest.symlink_to(run_dir.name)  # relative: the recipes name output/demo-latest/
     step("Starting the Sage 300 and Basware simulators")
-    sandbox = start_sandbox(sage_port=SAGE_PORT, basware_port=BASWARE_PORT)
+    sandbox = start_sandbox(sage_port=args.sage_port, basware_port=args.basware_port)
     sandbox.write_info(run_dir / "sandbox.json")
     try:
         info = sandbox.info()
@@ -64,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         if not jobs:
             say("\n(no Meltano jobs defined yet: the pipelines are still being built)")
             return 0
-        env = demo_environment(run_dir)
+        env = demo_environment(run_dir, info)
         step("Connection check (`ml-connector check`)")
         if connector(["check"], env) != 0:
             say("   FAILED: the check above says what to fix")
@@ -91,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
                 show_invoices(sandbox)
         ending(env, run_dir)
         say(f"\nLogs, state, ledger and report.html of this demo: {run_dir.relative_to(ROOT)}")
-        write_env_file(run_dir)
+        write_env_file(run_dir, env)
         if args.serve:
             serve_until_stopped()
         return 0
@@ -118,11 +125,11 @@ def ending(env: dict[str, str], run_dir: Path) -> None:
         "   Try it: `make demo-serve` keeps the simulators serving and prints the commands.")
 
 
-def write_env_file(run_dir: Path) -> None:
+def write_env_file(run_dir: Path, env: dict[str, str]) -> None:
     """What `ml-connector` needs to work on this demo's Meltano state and ledger (no secret:
     the sandbox environment in meltano.yml holds the simulators' credentials)."""
-    lines = [f"{name}={value}" for name, value in demo_environment(run_dir).items()
-             if name in DEMO_SETTINGS]
+    lines = [f"{name}={value}" for name, value in env.items()
+             if name in DEMO_SETTINGS or name in SIMULATOR_URLS]
     (run_dir / "demo.env").write_text("\n".join(lines) + "\n")
 
 
@@ -182,8 +189,12 @@ def meltano_jobs() -> list[str]:
     return [job for job in ("master-data", "invoices") if f"name: {job}" in text]
 
 
-def demo_environment(run_dir: Path) -> dict[str, str]:
+def demo_environment(run_dir: Path, info: dict[str, Any]) -> dict[str, str]:
     env = dict(os.environ)
+    # Where the simulators really answer: the sandbox environment's URLs name the default
+    # ports, and a demo on other ports (--sage-port, --basware-port) must still be found.
+    for name, system in SIMULATOR_URLS.items():
+        env[name] = info[system]["base_url"]
     env.update({
         "MELTANO_ENVIRONMENT": "sandbox",
         "MELTANO_STATE_BACKEND_URI": f"file://{run_dir / 'state'}",

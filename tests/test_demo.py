@@ -1,7 +1,8 @@
 """The demo as a user meets it: `make demo-serve`'s story, then README's "Fix the demo's failed
 invoice yourself" typed as written in a second shell, checked in both simulators.
 
-The demo serves on its fixed ports (47300, 47400), as `make demo` does; no other test uses them.
+The demo runs on free ports (`--sage-port 0 --basware-port 0`): its fixed ones may be taken
+on a machine where someone runs `make demo`; demo.env carries the ports to the commands.
 """
 
 from __future__ import annotations
@@ -36,13 +37,15 @@ def readme_block(section: str) -> str:
 
 
 class Demo:
-    """`python -m ml_connector.demo --serve` (what `make demo-serve` runs), its output kept."""
+    """`python -m ml_connector.demo --serve` (what `make demo-serve` runs, on free ports), its
+    output kept."""
 
     def __init__(self) -> None:
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("MELTANO_", "ML_CONNECTOR_", "TAP_", "TARGET_"))}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "ml_connector.demo", "--serve"], cwd=ROOT, env=env,
+            [sys.executable, "-m", "ml_connector.demo", "--serve", "--sage-port", "0",
+             "--basware-port", "0"], cwd=ROOT, env=env,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
         self.lines: list[str] = []
         self.serving = threading.Event()
