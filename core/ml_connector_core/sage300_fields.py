@@ -287,6 +287,7 @@ class Finding:
     problem: str  # what is wrong, in the install's names
     candidates: tuple[str, ...] = ()  # similar names the install has
     missing: bool = False  # the install has no property of that name (field_names may help)
+    whole_resource: bool = False  # the install lacks the entity set: one finding for all uses
 
     @property
     def severity(self) -> str:
@@ -309,7 +310,7 @@ class Finding:
 
     def as_dict(self) -> dict[str, Any]:
         return {"severity": self.severity, "plugin": self.use.plugin, "role": self.use.role,
-                "field": self.use.name, "problem": self.problem, "missing": self.missing,
+                "field": self.use.resource if self.whole_resource else self.use.name, "problem": self.problem, "missing": self.missing,
                 "candidates": list(self.candidates), "message": self.message()}
 
 
@@ -321,9 +322,11 @@ def verify(uses: Iterable[FieldUse], metadata: Mapping[str, Metadata],
     findings: dict[tuple[str, str, str], Finding] = {}
     for use in uses:
         key = (use.plugin, use.name, ",".join(use.members))
-        if key in findings:
+        if key in findings or (use.plugin, use.resource, "") in findings:
             continue
         found = _check(use, metadata.get(use.module), names)
+        if found is not None and found.whole_resource:  # said once, not once per field
+            key = (use.plugin, use.resource, "")
         if found is not None:
             findings[key] = found
     return list(findings.values())
@@ -335,7 +338,8 @@ def _check(use: FieldUse, module: Metadata | None, names: FieldNames) -> Finding
     struct = module.entity(use.entity_set)
     if struct is None:
         similar = difflib.get_close_matches(use.entity_set, module.entity_sets, n=3)
-        return Finding(use, f"this install has no entity set {use.resource}", tuple(similar))
+        return Finding(use, f"this install has no entity set {use.resource}", tuple(similar),
+                       whole_resource=True)
     wire = names.wire_path(use.resource, use.path)
     for depth, name in enumerate(wire):
         where = "/".join([use.resource, *wire[:depth]])
