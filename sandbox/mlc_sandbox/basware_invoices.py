@@ -246,19 +246,25 @@ def acknowledge(ctx: Ctx, invoice_id: str) -> Response:
     return json_response(200, "Success", ctx.request_id)
 
 
-def post_transfer_response(ctx: Ctx, invoice_id: str) -> Response:
+def _invoice_response(ctx: Ctx, invoice_id: str, schema: dict[str, Any], kind: str
+                      ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The invoice a transfer or payment response is for, and the response, validated."""
     invoice = ctx.tenant.invoices.get(invoice_id)
     if invoice is None:
         raise not_found(ctx.request_id, "Record to update not found", invoice_id)
     body = json_body(ctx)
     if not isinstance(body, dict):
         raise ApiError(error_response(400, ctx.request_id, "SCHEMA_VALIDATION_ERROR",
-                                      "Transfer response must be a single JSON object, not an "
+                                      f"{kind} response must be a single JSON object, not an "
                                       "array"))
-    errors = validate(TRANSFER_RESPONSE, body)
+    errors = validate(schema, body)
     if errors:
         raise ApiError(errors_response(400, ctx.request_id, errors))
-    response = strip_nulls(body)
+    return invoice, strip_nulls(body)
+
+
+def post_transfer_response(ctx: Ctx, invoice_id: str) -> Response:
+    invoice, response = _invoice_response(ctx, invoice_id, TRANSFER_RESPONSE, "Transfer")
     _check_transfer_allowed(ctx, invoice, response["externalCode"])
     stamp = ctx.sim.clock.stamp()
     ctx.tenant.invoice_index.remove(invoice)
@@ -322,18 +328,7 @@ def post_payment_response(ctx: Ctx, invoice_id: str) -> Response:
     sensibly name); ``paidTotal`` is cumulative, and absent on a success it means paid in full;
     the invoice is ``Paid`` once a successful response's paidTotal reaches its grossSum, and
     back to ``Transferred`` when a later one says less (a payment reversed)."""
-    invoice = ctx.tenant.invoices.get(invoice_id)
-    if invoice is None:
-        raise not_found(ctx.request_id, "Record to update not found", invoice_id)
-    body = json_body(ctx)
-    if not isinstance(body, dict):
-        raise ApiError(error_response(400, ctx.request_id, "SCHEMA_VALIDATION_ERROR",
-                                      "Payment response must be a single JSON object, not an "
-                                      "array"))
-    errors = validate(PAYMENT_RESPONSE, body)
-    if errors:
-        raise ApiError(errors_response(400, ctx.request_id, errors))
-    response = strip_nulls(body)
+    invoice, response = _invoice_response(ctx, invoice_id, PAYMENT_RESPONSE, "Payment")
     code, status = response["externalCode"], invoice["processingStatus"]
     if any(r.get("externalCode") == code for r in invoice.get("paymentResponses", [])):
         raise ApiError(error_response(409, ctx.request_id, "CONFLICT",
