@@ -115,6 +115,21 @@ class JobLock:
         except (ValueError, TypeError, OSError):
             return None
 
+    def current_holder(self, patience: float = 2.0) -> Holder | None:
+        """The holder of the lock as taken now. The new holder writes itself just after
+        taking the lock, so for a moment the file is empty or names the previous (ended)
+        holder: read again until it names a live process (on this host), at most `patience`
+        seconds."""
+        deadline = time.monotonic() + patience
+        while True:
+            holder = self.holder()
+            if holder is not None and (holder.host != socket.gethostname()
+                                       or _alive(holder.pid)):
+                return holder
+            if time.monotonic() >= deadline:
+                return holder
+            time.sleep(0.05)
+
     def write_holder(self, holder: Holder) -> None:
         data = json.dumps(asdict(holder)).encode()
         os.ftruncate(self.fd, 0)
@@ -122,6 +137,16 @@ class JobLock:
 
     def close(self) -> None:
         os.close(self.fd)  # releases the lock unless the Meltano child still runs
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
 
 
 def lock_path(sys_dir: Path, environment: str | None, job: str) -> Path:
@@ -343,7 +368,7 @@ class JobRun:
 
     def _locked_run(self, lock: JobLock, runs: MeltanoRuns, state_ids: list[str]) -> int:
         if not lock.try_acquire():
-            holder = lock.holder()
+            holder = lock.current_holder()
             running = f"a run of {self.job} ({holder.describe() if holder else 'pid unknown'})"
             if self.if_running == "skip":
                 self.say(f"skipped: {running} is in progress; the next run reads what this "
