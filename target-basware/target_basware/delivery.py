@@ -226,6 +226,12 @@ class Delivery:
         self.resend = False
 
     @property
+    def intake(self) -> tuple[Prepared, ...]:
+        """The records accepted and not yet checked against the ledger or queued (a copy:
+        read it, never change it; `accept` adds to it)."""
+        return tuple(self._intake)
+
+    @property
     def client(self) -> BaswareClient:
         # Created on first use: a run that posts nothing asks Basware for nothing, not even
         # a token.

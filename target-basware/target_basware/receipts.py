@@ -118,7 +118,7 @@ class Receipts:
         else the one this target last sent (the ledger), by ledger key."""
         found: dict[str, dict[str, Any]] = {}
         pending = self.delivery.pending.get(LINES, {})
-        intake = {r.key: r for r in self.delivery._intake if r.stream == LINES}
+        intake = {r.key: r for r in self.delivery.intake if r.stream == LINES}
         rest = []
         for code, key in codes_keys:
             latest = intake.get(code) or pending.get(code)
