@@ -44,7 +44,7 @@ from .basware_common import (
 from .basware_masterdata import queue_status, strip_nulls
 from .basware_schemas import PAYMENT_RESPONSE, TRANSFER_RESPONSE, validate
 from .basware_state import PendingItem, Tenant
-from .data import EXPENSES, Dataset, _coding_row, _invoice, _po_coding_row
+from .data import EXPENSES, Dataset, _coding_row, _invoice, _po_coding_row, expense_tax
 from .http import Request, Response
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -380,7 +380,8 @@ def create_invoice(sim: BaswareSimulator, tenant: Tenant, body: dict[str, Any]) 
 
     ``companyCode`` (default US01), ``supplierCode`` and ``orderNumber`` pick what it is for;
     with an ``orderNumber`` it is matched line by line to that Sage PO. Any other field given
-    overrides the generated value. The same seed and call sequence give the same invoices.
+    overrides the generated value; ``taxCode`` codes every line with that tax code (its
+    percent and amounts unchanged). The same seed and call sequence give the same invoices.
 
     For data a P2P user should not be able to make (tests of bad input): ``_set`` overrides
     any field with any JSON value after generation (``supplierCode`` too) and ``_remove``
@@ -403,20 +404,25 @@ def create_invoice(sim: BaswareSimulator, tenant: Tenant, body: dict[str, Any]) 
         if order is None:
             raise ValueError(f"no purchase order {order_number} in {company.sage_id}")
         accounts = {a["UnformattedAccount"]: a for a in records["GL/GLAccounts"]}
-        rows = [_po_coding_row(rng, line, order, accounts) for line in order["PurchaseOrderLines"]]
+        rows = [_po_coding_row(rng, line, order, accounts, company)
+                for line in order["PurchaseOrderLines"]]
         vendor = _vendor(vendors, body.get("supplierCode") or order["Vendor"])
         invoice = _invoice(rng, company, vendor, rows, [order_number])
     else:
         active = [v for v in vendors.values() if v["Status"] == "Active"]
         vendor = _vendor(vendors, body.get("supplierCode") or active[0]["VendorNumber"])
-        row = _coding_row(rng, "6300-100", EXPENSES["6300"], "100", round(rng.uniform(80, 2500), 2))
+        row = _coding_row(rng, "6300-100", EXPENSES["6300"], "100",
+                          round(rng.uniform(80, 2500), 2), expense_tax(company))
         invoice = _invoice(rng, company, vendor, [row], [])
     raw = body.get("_set") or {}
     remove = body.get("_remove") or []
     if not isinstance(raw, dict) or not isinstance(remove, list):
         raise ValueError("_set must be an object and _remove a list of field names")
+    if "taxCode" in body:
+        for row in invoice["codingRows"]:
+            row["taxCode"] = body["taxCode"]
     invoice.update({k: v for k, v in body.items()
-                    if k not in _FIXED_FIELDS and k not in ("_set", "_remove")})
+                    if k not in _FIXED_FIELDS and k not in ("_set", "_remove", "taxCode")})
     invoice.update({k: v for k, v in raw.items() if k not in _QUEUE_FIELDS})
     for name in remove:
         if name not in _QUEUE_FIELDS:

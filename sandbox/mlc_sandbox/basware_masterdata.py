@@ -38,6 +38,7 @@ from .basware_schemas import (
     MATCHING_ORDER,
     MATCHING_ORDER_LINE,
     PAYMENT_TERM,
+    TAX_CODE,
     VENDOR,
     validate,
 )
@@ -62,6 +63,7 @@ ENDPOINTS: dict[str, Endpoint] = {e.name: e for e in (
     Endpoint("accounts", "accounts", "Account", ACCOUNT, 500, 500, 500),
     Endpoint("costCenters", "costCenters", "CostCenter", COST_CENTER, 500, 500, 100),
     Endpoint("paymentTerms", "paymentTerms", "PaymentTerm", PAYMENT_TERM, 500, 500, 100),
+    Endpoint("taxCodes", "taxCodes", "TaxCode", TAX_CODE, 500, 500, 100),
     Endpoint("matchingOrders", "matchingOrders", "MatchingOrder", MATCHING_ORDER, 500, 500, 100),
     Endpoint("matchingOrderLines", "matchingOrderLines", "MatchingOrderLine",
              MATCHING_ORDER_LINE, 100, 100, 100, required_filter="orderExternalCode"),

@@ -111,6 +111,16 @@ COST_CENTER = entity(
      **numbered("int", 5, integer()), **LAST_UPDATED},
 )
 
+TAX_CODE = entity(
+    {"externalCode": EXTERNAL_CODE_36, "taxCode": text(25, 1),
+     "taxCodeNames": array(TRANSLATION), "taxPercentage": number(minimum=0, maximum=100),
+     "companies": array(entity({"companyCode": text(32, 2), "inherit": BOOL, "active": BOOL},
+                               {}))},
+    {"taxPercentage2": number(minimum=0, maximum=100), "taxGroup": text(25),
+     "additionalData": array(entity({}, {"key": text(250), "value": text(250)})),
+     **LAST_UPDATED},
+)
+
 _NON_NEGATIVE_INT = integer(minimum=0, maximum=2147483647)
 PAYMENT_TERM = entity(
     {"externalCode": EXTERNAL_CODE_36, "paymentTermCode": text(25, 1),

@@ -297,6 +297,7 @@ RULES: dict[str, Callable[[dict[str, Any], P2PRegistry, frozenset[str]], list[st
     "Account": _check_companies,
     "CostCenter": _check_companies,
     "PaymentTerm": _check_companies,
+    "TaxCode": _check_companies,
     "MatchingOrder": _check_order,
     "MatchingOrderLine": _check_order_line,
 }
@@ -306,6 +307,7 @@ REGISTER: dict[str, Callable[[dict[str, Any]], set[tuple[str, ...]]]] = {
     "Account": lambda r: {(c, r["accountCode"]) for c in _active_companies(r)},
     "CostCenter": lambda r: {(c, r["costCenterCode"]) for c in _active_companies(r)},
     "PaymentTerm": lambda r: {(c, r["paymentTermCode"]) for c in _active_companies(r)},
+    "TaxCode": lambda r: {(c, r["taxCode"]) for c in _active_companies(r)},
     "MatchingOrder": lambda r: {(r["externalCode"],)},
     "MatchingOrderLine": lambda r: {(r["externalCode"],)},
 }

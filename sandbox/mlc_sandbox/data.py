@@ -33,7 +33,8 @@ BASWARE_CLIENT_ID = "ml-connector-sandbox"
 BASWARE_CLIENT_SECRET = "sandbox-client-secret-7d41e2"  # noqa: S105 - simulator demo credential
 BASWARE_SCOPES = (
     "vendors.read vendors.write accounts.read accounts.write costCenters.read costCenters.write "
-    "paymentTerms.read paymentTerms.write matchingOrders.read matchingOrders.write "
+    "paymentTerms.read paymentTerms.write taxCodes.read taxCodes.write "
+    "matchingOrders.read matchingOrders.write "
     "matchingOrderLines.read matchingOrderLines.write accountingDocuments.read "
     "accountingDocuments.write requestStatus.read requestStatus.write subscriptions.read "
     "subscriptions.write subscriptions.delete tasks.read"
@@ -285,7 +286,70 @@ def _company_records(rng: random.Random, company: Company) -> dict[str, list[dic
         # Added for the Sage 300 simulator; no RNG draws, so the rest of the data is unchanged.
         "AP/APDistributionCodes": _distribution_codes(),
         "AP/APPostedDocuments": _posted_history(company, active_vendors),
+        **_tax_services(company),
     }
+
+
+# -- tax services (TX/TXTaxAuthorities, TXTaxGroups, TXTaxRates) -----------------------------
+#
+# One tax group per company with two authorities, as Sage sets them up: item class 1 taxable
+# and 2 exempt; buyer (vendor) class 1 taxable and 2 exempt. Every vendor is in the group at
+# class 1. No random draws. Invoice lines are coded in Basware with the connector's flat codes
+# (ml_connector_core.tax_codes): expenses taxable everywhere, goods bought for resale exempt
+# from the sales taxes (WA sales tax, BC PST) but not from Canada's GST.
+TAX_SETUP: dict[str, tuple[str, str, list[tuple[str, str, float]]]] = {
+    "SAMINC": ("WATAX", "Washington sales tax", [
+        ("WASTATE", "Washington State sales tax", 6.5),
+        ("KINGCO", "King County and Seattle local tax", 3.6)]),
+    "SAMLTD": ("BCTAX", "British Columbia GST and PST", [
+        ("GST", "Goods and Services Tax", 5.0),
+        ("BCPST", "BC Provincial Sales Tax", 7.0)]),
+}
+TAX_MAINTAINED = date(2024, 1, 2)
+
+
+def _tax_services(company: Company) -> dict[str, list[dict[str, Any]]]:
+    group, description, authorities = TAX_SETUP[company.sage_id]
+    maintained = sage_date(TAX_MAINTAINED)
+    groups = [{
+        "TaxGroupKey": group, "TransactionType": kind, "Description": description,
+        "TaxReportingCurrency": company.currency, "LastMaintained": maintained,
+        **{f"TaxAuthority{n}": code for n, (code, _, _) in enumerate(authorities, start=1)},
+        **{f"Taxable{n}": False for n in range(1, len(authorities) + 1)},
+    } for kind in ("Sales", "Purchases")]
+    rates = [{
+        "TaxAuthority": code, "TransactionType": kind, "BuyerClass": buyer,
+        "ItemRate1": rate if buyer == 1 else 0.0, "LastMaintained": maintained,
+    } for code, _, rate in authorities for kind in ("Sales", "Purchases") for buyer in (1, 2)]
+    return {
+        "TX/TXTaxAuthorities": [{"TaxAuthority": code, "Description": name,
+                                 "TaxReportingCurrency": company.currency,
+                                 "LastMaintained": maintained}
+                                for code, name, _ in sorted(authorities)],
+        "TX/TXTaxGroups": groups,
+        "TX/TXTaxRates": sorted(rates, key=lambda r: (r["TaxAuthority"], r["TransactionType"],
+                                                      r["BuyerClass"])),
+    }
+
+
+def tax_code(company: Company, item_class: int) -> tuple[str, float]:
+    """(Basware tax code, percent) of the company's group with one item class everywhere."""
+    group, _, authorities = TAX_SETUP[company.sage_id]
+    classes = [item_class] * len(authorities)
+    return (f"{group}-" + ".".join(map(str, classes)),
+            sum(rate for _, _, rate in authorities) if item_class == 1 else 0.0)
+
+
+def expense_tax(company: Company) -> tuple[str, float]:
+    return tax_code(company, 1)
+
+
+def resale_tax(company: Company) -> tuple[str, float]:
+    """Goods for resale: WA sales tax exempt; in BC, GST applies and PST does not."""
+    group, _, authorities = TAX_SETUP[company.sage_id]
+    if company.country == "Canada":
+        return f"{group}-1.2", authorities[0][2]
+    return tax_code(company, 2)
 
 
 # Distribution codes: code, description, unformatted GL account, status.
@@ -528,39 +592,44 @@ def _invoices(rng: random.Random, dataset: Dataset) -> list[dict[str, Any]]:
         open_orders = [o for o in records["PO/POPurchaseOrders"][:160] if o["Completed"] == "No"]
         matched = rng.sample(open_orders, 12 if company.sage_id == "SAMINC" else 8)
         for order in matched:
-            rows = [_po_coding_row(rng, line, order, accounts) for line in order["PurchaseOrderLines"]]
+            rows = [_po_coding_row(rng, line, order, accounts, company)
+                    for line in order["PurchaseOrderLines"]]
             invoices.append(_invoice(rng, company, vendors[order["Vendor"]], rows,
                                      [order["PurchaseOrderNumber"]]))
         active = [v for v in vendors.values() if v["Status"] == "Active"]
         for account, dept in (("6300", "100"), ("6500", "400"), ("6700", "100")):
             row = _coding_row(rng, f"{account}-{dept}", EXPENSES[account], dept,
-                              round(rng.uniform(80, 2500), 2))
+                              round(rng.uniform(80, 2500), 2), expense_tax(company))
             invoices.append(_invoice(rng, company, rng.choice(active), [row], []))
         if company.sage_id == "SAMINC":
-            credit = _coding_row(rng, "6200-200", EXPENSES["6200"], "200", -round(rng.uniform(40, 300), 2))
+            credit = _coding_row(rng, "6200-200", EXPENSES["6200"], "200",
+                                 -round(rng.uniform(40, 300), 2), expense_tax(company))
             invoices.append(_invoice(rng, company, rng.choice(active), [credit], [], credit_note=True))
-            unknown = _coding_row(rng, UNKNOWN_ACCOUNT, "Unknown account", "200", 412.50)
+            unknown = _coding_row(rng, UNKNOWN_ACCOUNT, "Unknown account", "200", 412.50,
+                                  expense_tax(company))
             invoices.append(_invoice(rng, company, rng.choice(active), [unknown], []))
     return invoices
 
 
 def _coding_row(rng: random.Random, account: str, account_name: str, dept: str,
-                net: float) -> dict[str, Any]:
-    tax = round(net * 0.05, 2)
+                net: float, tax_code: tuple[str, float]) -> dict[str, Any]:
+    code, percent = tax_code
+    tax = round(net * percent / 100, 2)
     return {
         "externalCode": uuid.UUID(int=rng.getrandbits(128)).hex,
         "accountCode": account, "accountName": account_name,
         "costCenterCode": dept, "costCenterName": DEPARTMENTS[dept],
-        "taxCode": "GST5", "taxPercent": 5.0, "taxSum": tax,
+        "taxCode": code, "taxPercent": percent, "taxSum": tax,
         "netTotal": net, "grossTotal": round(net + tax, 2),
     }
 
 
 def _po_coding_row(rng: random.Random, line: dict[str, Any], order: dict[str, Any],
-                   accounts: dict[str, dict[str, Any]]) -> dict[str, Any]:
+                   accounts: dict[str, dict[str, Any]], company: Company) -> dict[str, Any]:
     account = accounts[line["ExpenseAccount"]]
     row = _coding_row(rng, account["AccountNumber"], EXPENSES[account["AccountSegmentCode1"]],
-                      account["AccountSegmentCode2"], line["ExtendedCost"])
+                      account["AccountSegmentCode2"], line["ExtendedCost"],
+                      resale_tax(company))
     row.update({
         "matchingType": 0,
         "orderNumber": order["PurchaseOrderNumber"],
@@ -596,7 +665,7 @@ def _invoice(rng: random.Random, company: Company, vendor: dict[str, Any],
         "currencyCode": company.currency,
         "netSum": net,
         "taxSum1": tax,
-        "taxPercent1": 5.0,
+        "taxPercent1": rows[0]["taxPercent"],
         "grossSum": round(net + tax, 2),
         "baseLineDate": invoice_date.isoformat(),
         "dueDate": (invoice_date + timedelta(days=terms_days)).isoformat(),
@@ -640,14 +709,14 @@ def _bulk_invoices(rng: random.Random, dataset: Dataset, count: int) -> list[dic
         company, accounts, vendors, orders, active, expense = pools[i % len(pools)]
         if i % 3 != 2:
             order = orders[rng.randrange(len(orders))]
-            rows = [_po_coding_row(rng, line, order, accounts)
+            rows = [_po_coding_row(rng, line, order, accounts, company)
                     for line in order["PurchaseOrderLines"]]
             invoice = _invoice(rng, company, vendors[order["Vendor"]], rows,
                                [order["PurchaseOrderNumber"]])
         else:
             account, natural, dept = expense[rng.randrange(len(expense))]
             row = _coding_row(rng, account, EXPENSES[natural], dept,
-                              round(rng.uniform(80, 2500), 2))
+                              round(rng.uniform(80, 2500), 2), expense_tax(company))
             invoice = _invoice(rng, company, active[rng.randrange(len(active))], [row], [])
         invoice["invoiceNumber"] = f"{BULK_DOCUMENT_PREFIX}{i + 1:07d}"
         invoices.append(invoice)

@@ -12,7 +12,8 @@ credentials. Routes, under ``/Sage300WebApi/v1.0/-/{COMPANY}/{MODULE}/``:
 Resources (verbs per the reference §1.2 matrix, 405 ``MethodNotAllowed`` otherwise):
 AP/APVendors, AP/APTerms, AP/APDistributionCodes, AR/ARCustomers, GL/GLAccounts,
 GL/GLSegmentCodes (all five verbs); PO/POPurchaseOrders (GET POST); AP/APInvoiceBatches
-(GET POST PATCH); AP/APPostedDocuments, AP/APPostedPayments (GET); AP/APPostInvoices (POST
+(GET POST PATCH); AP/APPostedDocuments, AP/APPostedPayments, PO/POGetReceipts,
+TX/TXTaxAuthorities, TX/TXTaxGroups, TX/TXTaxRates (GET); AP/APPostInvoices (POST
 ``$process``).
 
 Settings (``/_sandbox/settings``): ``page_size`` (100), ``next_link`` (True; False: a page

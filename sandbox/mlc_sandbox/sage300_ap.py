@@ -16,8 +16,12 @@ Reference §4.4, §5 and §9.6-9.8, and these guesses where the reference is sil
   posted or deleted, among posted documents (``APPostedDocuments``), and earlier in the same
   payload. Document numbers compare case-insensitively and ignoring trailing spaces (guess:
   SQL Server's default collation and Sage's fixed-width fields).
-- **Amounts.** A detail's ``DistributedAmount`` is its amount before tax; ``TaxAmount1`` of the
-  entry defaults to the sum of the details' ``TaxAmount1``; ``DocumentTotalBeforeTaxes``
+- **Taxes.** The entry's ``TaxGroup`` (default: the vendor's) must be a purchases tax group
+  of ``TX/TXTaxGroups``; its authorities fill ``TaxAuthority1..5``. A tax class (entry or
+  detail ``TaxClass1..5``) must be 1-10 and have a rate row for its authority (guesses).
+- **Amounts.** A detail's ``DistributedAmount`` is its amount before tax; each ``TaxAmount<n>``
+  of the entry defaults to the sum of the details' ``TaxAmount<n>``, the entry's tax is the
+  sum of its ``TaxAmount1..5``; ``DocumentTotalBeforeTaxes``
   defaults to the sum of the distributed amounts and ``DocumentTotalIncludingTax`` to that plus
   tax. A total that is given and differs by a cent or more is refused as out of balance, and a
   negative total is refused (credit notes carry positive amounts) (guesses). An entry needs at
@@ -140,6 +144,7 @@ class EntryBuilder:
         self.accounts = state.table("GL/GLAccounts")
         self.codes = state.table("AP/APDistributionCodes")
         self.terms = state.table("AP/APTerms")
+        self.tax_groups = state.table("TX/TXTaxGroups")
 
     def build(self, data: Record, batch_number: int, entry_number: int, batch_date: str,
               previous: Record | None = None) -> Record:
@@ -195,6 +200,7 @@ class EntryBuilder:
                                  f"currency {vendor['CurrencyCode']} of vendor "
                                  f"{vendor['VendorNumber']}.")
         entry["TaxGroup"] = entry["TaxGroup"] or vendor["TaxGroup"]
+        self._tax_group(entry)
         entry["DocumentDate"] = entry["DocumentDate"] or batch_date
         entry["PostingDate"] = entry["PostingDate"] or entry["DocumentDate"]
         if not entry["DueDate"]:
@@ -203,24 +209,42 @@ class EntryBuilder:
             due = date.fromisoformat(entry["DocumentDate"]) + timedelta(days=days)
             entry["DueDate"] = due.isoformat()
 
+    def _tax_group(self, entry: Record) -> None:
+        group = self.tax_groups.get((entry["TaxGroup"], "Purchases"))
+        if group is None:
+            raise business_error(f"Tax group {entry['TaxGroup']} does not exist for purchases.")
+        for n in range(1, 6):
+            entry[f"TaxAuthority{n}"] = group[f"TaxAuthority{n}"]
+        self._tax_classes(entry, entry)
+
+    def _tax_classes(self, entry: Record, row: Record) -> None:
+        for n in range(1, 6):
+            item_class = row[f"TaxClass{n}"]
+            if not entry[f"TaxAuthority{n}"]:
+                continue
+            if not 1 <= item_class <= 10:
+                raise business_error(f"Tax class {item_class} is not valid for tax authority "
+                                     f"{entry[f'TaxAuthority{n}']}. Enter a class from 1 to 10.")
+
     # -- details ------------------------------------------------------------------------------
     def _details(self, entry: Record, data: Record, previous: Record | None,
                  keys: Record) -> list[Record]:
         patches = data.get("InvoiceDetails")
         if previous is None:
             rows = build_details(DETAIL_SPEC, patches or [], keys, renumber=True)
-            rows = [self._detail(row) for row in rows]
+            rows = [self._detail(entry, row) for row in rows]
         elif patches is None:
             rows = previous["InvoiceDetails"]
         else:
             rows = merge_details(DETAIL_SPEC, previous["InvoiceDetails"], patches, keys,
-                                 on_row=lambda row, _old: self._detail(row))
+                                 on_row=lambda row, _old: self._detail(entry, row))
         if not rows:
             raise business_error(f"Document {entry['DocumentNumber']} has no distribution "
                                  "details. Enter at least one detail.")
         return rows
 
-    def _detail(self, row: Record) -> Record:
+    def _detail(self, entry: Record, row: Record) -> Record:
+        self._tax_classes(entry, row)
         code = row["DistributionCode"]
         if code:
             distribution = self.codes.get((code,))
@@ -265,8 +289,10 @@ class EntryBuilder:
     def _totals(self, entry: Record, given: Record) -> None:
         details = entry["InvoiceDetails"]
         before = sum((dec(row["DistributedAmount"]) for row in details), Decimal(0))
-        tax = dec(entry["TaxAmount1"]) if "TaxAmount1" in given else \
-            sum((dec(row["TaxAmount1"]) for row in details), Decimal(0))
+        amounts = [dec(entry[name]) if name in given else
+                   sum((dec(row[name]) for row in details), Decimal(0))
+                   for name in (f"TaxAmount{n}" for n in range(1, 6))]
+        tax = sum(amounts, Decimal(0))
         total = before + tax
         document = entry["DocumentNumber"]
         if "DocumentTotalBeforeTaxes" in given and \
@@ -282,7 +308,8 @@ class EntryBuilder:
         if total < 0:
             raise business_error(f"Document {document}: the document total cannot be negative. "
                                  "Enter a credit note with positive amounts instead.")
-        entry["TaxAmount1"] = money(tax)
+        for n, amount in enumerate(amounts, start=1):
+            entry[f"TaxAmount{n}"] = money(amount)
         entry["TaxTotal"] = money(tax)
         entry["DocumentTotalBeforeTaxes"] = money(before)
         entry["DocumentTotalIncludingTax"] = money(total)

@@ -32,6 +32,7 @@ from xml.sax.saxutils import quoteattr
 from .odata import (
     COLLECTION,
     DATE,
+    EDM_BOOL,
     EDM_DATE,
     EDM_DECIMAL,
     EDM_INT,
@@ -67,6 +68,7 @@ BATCH_STATUS = ("BatchStatus", ("Open", "ReadyToPost", "Posted", "Deleted", "Pos
 BATCH_TYPE = ("BatchType", ("Entered", "Imported", "Generated", "Recurring", "External"))
 DOCUMENT_TYPE = ("DocumentType", ("Invoice", "DebitNote", "CreditNote"))
 PROCESS_ALL = ("ProcessAllBatches", ("Donotpostallbatches", "Postallbatches"))
+TRANSACTION_TYPE = ("TransactionType", ("Sales", "Purchases"))
 
 
 @dataclass
@@ -171,6 +173,10 @@ def i(name: str, default: int = 0) -> Prop:
     return Prop(name, EDM_INT, default, False)
 
 
+def flag(name: str, default: bool = False) -> Prop:
+    return Prop(name, EDM_BOOL, default, False)
+
+
 def c(name: str, element: str) -> Prop:
     return Prop(name, collection_type(element), None)
 
@@ -214,7 +220,8 @@ def _ap(b: _Builder) -> list[ResourceSpec]:
     detail = StructSpec("AP", "InvoiceDetail", [
         n("BatchNumber"), i("EntryNumber"), i("LineNumber"), s("DistributionCode"),
         s("GLAccount"), n("DistributedAmount"), n("DistributedAmountBeforeTaxes"),
-        s("DistributionDescription"), i("TaxClass1", 1), n("TaxAmount1"), s("Comment"),
+        s("DistributionDescription"), *[i(f"TaxClass{k}", 1) for k in range(1, 6)],
+        *[n(f"TaxAmount{k}") for k in range(1, 6)], s("Comment"),
         b.update_operation(),
     ], key=["LineNumber"], number_step=20)
     optional = StructSpec("AP", "InvoiceOptionalField", [
@@ -229,7 +236,9 @@ def _ap(b: _Builder) -> list[ResourceSpec]:
         n("BatchNumber"), i("EntryNumber"), s("VendorNumber"), s("DocumentNumber"),
         b.e("DocumentType", DOCUMENT_TYPE), s("InvoiceDescription"), d("DocumentDate"),
         d("DueDate"), d("PostingDate"), s("CurrencyCode"), s("PONumber"), s("OrderNumber"),
-        s("Terms"), s("TaxGroup"), i("TaxClass1", 1), n("TaxAmount1"), n("TaxTotal"),
+        s("Terms"), s("TaxGroup"), *[s(f"TaxAuthority{k}") for k in range(1, 6)],
+        *[i(f"TaxClass{k}", 1) for k in range(1, 6)], *[n(f"TaxAmount{k}") for k in range(1, 6)],
+        n("TaxTotal"),
         n("DocumentTotalBeforeTaxes"), n("DocumentTotalIncludingTax"), i("NumberOfDetails"),
         b.update_operation(),
         c("InvoiceDetails", "InvoiceDetail"), c("InvoiceOptionalFields", "InvoiceOptionalField"),
@@ -354,6 +363,30 @@ def _po(b: _Builder) -> list[ResourceSpec]:
                          label="Receipt")]
 
 
+def _tx(b: _Builder) -> list[ResourceSpec]:
+    # Tax services (TX0002 authorities, TX0003 groups, TX0004 rates), GET only (reference
+    # §1.2). Group fields as go-sage300/iTaxSuiteV2 read them; the authority and rate fields
+    # (Description, BuyerClass, ItemRate1..10, LastMaintained) are inferred from the TX views
+    # (docs/sage-fields.md).
+    authority = StructSpec("TX", "TaxAuthority", [
+        s("TaxAuthority"), s("Description"), s("TaxReportingCurrency"), d("LastMaintained"),
+    ], key=["TaxAuthority"])
+    group = StructSpec("TX", "TaxGroup", [
+        s("TaxGroupKey"), b.e("TransactionType", TRANSACTION_TYPE), s("Description"),
+        s("TaxReportingCurrency"), *[s(f"TaxAuthority{k}") for k in range(1, 6)],
+        *[flag(f"Taxable{k}") for k in range(1, 6)], d("LastMaintained"),
+    ], key=["TaxGroupKey", "TransactionType"])
+    rate = StructSpec("TX", "TaxRate", [
+        s("TaxAuthority"), b.e("TransactionType", TRANSACTION_TYPE), i("BuyerClass", 1),
+        *[n(f"ItemRate{k}") for k in range(1, 11)], d("LastMaintained"),
+    ], key=["TaxAuthority", "TransactionType", "BuyerClass"])
+    get = frozenset({"GET"})
+    return [ResourceSpec("TX", "TXTaxAuthorities", authority, get, kind="inquiry",
+                         label="Tax authority"),
+            ResourceSpec("TX", "TXTaxGroups", group, get, kind="inquiry", label="Tax group"),
+            ResourceSpec("TX", "TXTaxRates", rate, get, kind="inquiry", label="Tax rate")]
+
+
 @dataclass
 class Module:
     name: str
@@ -367,7 +400,7 @@ class Module:
 
 def build_modules() -> dict[str, Module]:
     modules: dict[str, Module] = {}
-    for name, factory in (("AP", _ap), ("AR", _ar), ("GL", _gl), ("PO", _po)):
+    for name, factory in (("AP", _ap), ("AR", _ar), ("GL", _gl), ("PO", _po), ("TX", _tx)):
         builder = _Builder(name)
         resources = {spec.name: spec for spec in factory(builder)}
         modules[name] = Module(name, resources, builder.enums)
