@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import socket
 import ssl
 import sys
@@ -66,7 +67,10 @@ from ml_connector_core.sage300_api import (
 CHECK_POLICY = RetryPolicy(connect_timeout=5.0, read_timeout=30.0, max_tries=2,
                            max_elapsed=15.0, base_delay=0.5, max_delay=2.0)
 
-SAGE_PLUGINS = ("tap-sage300", "target-sage300")
+#: tap-sage300--payments (job payments) inherits tap-sage300's login: one connection, its
+#: own reads (SAGE_JOB_PROBES) and its own field check.
+PAYMENTS_TAP = "tap-sage300--payments"
+SAGE_PLUGINS = ("tap-sage300", "target-sage300", PAYMENTS_TAP)
 BASWARE_PLUGINS = ("tap-basware", "target-basware")
 
 # One cheap GET per module; $select keeps fat entities (POs with lines) small.
@@ -74,6 +78,14 @@ SAGE_MODULE_PROBES = {
     "AP": ("AP/APVendors", "VendorNumber"),
     "PO": ("PO/POPurchaseOrders", "PurchaseOrderSequenceKey"),
     "GL": ("GL/GLAccounts", "UnformattedAccount"),
+}
+
+# The resources a job reads beyond the module probes, per plugin that reads them: a Sage
+# user's rights are granted per screen, so the module's vendor list proves nothing about them.
+SAGE_JOB_PROBES: dict[str, tuple[str, str, str, str]] = {
+    # plugin: (what, resource, key field, job)
+    PAYMENTS_TAP: ("posted AP documents", "AP/APPostedDocuments", "DocumentNumber",
+                   "payments"),
 }
 
 # One cheap GET per Basware API the connector uses; a 404 on a list means "reachable, empty".
@@ -90,17 +102,36 @@ BASWARE_API_PROBES = {
 # The vendor and PO sync APIs are the ones that insist on X-BW-REQUEST-ID (BRIEF decision 2).
 REQUEST_ID_APIS = ("vendors", "matchingOrders")
 
-# Scope -> who needs it. Requested all at once; Basware grants what the client may have.
+# Scope -> who needs it, for which job. Requested all at once; Basware grants what the client
+# may have. A scope is named by the first path segment under /v1 (Basware's `<api>.read` /
+# `<api>.write`): paymentResponses are posted under accountingDocuments, goods receipts go
+# inside the matching order lines.
 NEEDED_SCOPES = {
-    "vendors.read": "this check", "vendors.write": "target-basware: vendors",
-    "accounts.read": "this check", "accounts.write": "target-basware: GL accounts",
-    "costCenters.read": "this check", "costCenters.write": "target-basware: cost centers",
-    "paymentTerms.read": "this check", "paymentTerms.write": "target-basware: payment terms",
-    "matchingOrders.read": "this check", "matchingOrders.write": "target-basware: PO headers",
-    "matchingOrderLines.write": "target-basware: PO lines",
-    "requestStatus.read": "target-basware: import outcomes",
-    "accountingDocuments.read": "tap-basware: approved invoices",
-    "accountingDocuments.write": "tap-basware: acknowledge, transfer responses",
+    "vendors.read": "this check", "vendors.write": "target-basware: vendors (job master-data)",
+    "accounts.read": "this check",
+    "accounts.write": "target-basware: GL accounts (job master-data)",
+    "costCenters.read": "this check",
+    "costCenters.write": "target-basware: cost centers (job master-data)",
+    "paymentTerms.read": "this check",
+    "paymentTerms.write": "target-basware: payment terms (job master-data)",
+    "matchingOrders.read": "this check",
+    "matchingOrders.write": "target-basware: PO headers (job master-data)",
+    "matchingOrderLines.write": "target-basware: PO lines and their goods receipts (job "
+                                "master-data)",
+    "requestStatus.read": "target-basware: import outcomes (jobs master-data, payments)",
+    "accountingDocuments.read": "tap-basware: approved invoices (job invoices); "
+                                "target-basware: a lost payment answer looked up (job "
+                                "payments)",
+    "accountingDocuments.write": "tap-basware: acknowledge, transfer responses (job "
+                                 "invoices); target-basware: payment responses (job payments)",
+}
+# Needed once a plugin asks for them (its `scopes` setting): the streams that use them are
+# selected by the project, not by every install.
+SCOPE_USES = {
+    **NEEDED_SCOPES,
+    "taxCodes.write": "target-basware: tax codes (job master-data)",
+    "taxCodes.read": "target-basware: tax codes (job master-data)",
+    "matchingOrderLines.read": "target-basware: PO lines (job master-data)",
 }
 
 
@@ -123,6 +154,16 @@ class BaswareConnection:
     client_secret: str
     verify_tls: bool
     plugins: list[str] = field(default_factory=list)
+    requested: dict[str, list[str]] = field(default_factory=dict)  # scope -> plugins asking
+
+    def needed_scopes(self) -> dict[str, str]:
+        """What the check asks Basware for: the connector's scopes, and every scope one of
+        these plugins requests in a run (its `scopes` setting), with who needs it."""
+        needed = dict(NEEDED_SCOPES)
+        for scope, plugins in self.requested.items():
+            needed.setdefault(scope, SCOPE_USES.get(scope) or
+                              f"{' and '.join(plugins)} (its scopes setting)")
+        return needed
 
 
 def _company_ids(config: dict[str, Any]) -> list[str]:
@@ -187,6 +228,10 @@ def basware_connections(configs: dict[str, dict[str, Any] | None]
         connection = connections.setdefault(key, BaswareConnection(
             base_url, config.get("region"), config["client_id"], config["client_secret"], verify))
         connection.plugins.append(plugin)
+        for scope in str(config.get("scopes") or "").split():
+            asking = connection.requested.setdefault(scope, [])
+            if plugin not in asking:
+                asking.append(plugin)
     return list(connections.values()), problems
 
 
@@ -286,7 +331,7 @@ def check_sage(connection: SageConnection) -> list[Check]:
 
     def probe(company: str, module: str, keep_case: bool = connection.keep_password_case
               ) -> requests.Response | Exception:
-        resource, key_field = SAGE_MODULE_PROBES[module]
+        resource, key_field = SAGE_MODULE_PROBES.get(module) or SAGE_JOB_PROBES[module][1:3]
         sage = client(company, keep_case)
         try:
             return sage.call("GET", sage.url(resource),
@@ -320,7 +365,31 @@ def check_sage(connection: SageConnection) -> list[Check]:
             if (company, module) not in probes:
                 probes[(company, module)] = probe(company, module)
         checks += _company_checks(connection, company, probes)
+        if checks[-1].what == f"company {company}" and not checks[-1].ok:
+            continue  # an unknown company: said once, nothing else to read there
+        for plugin in SAGE_JOB_PROBES:
+            if plugin in connection.plugins:
+                checks.append(_job_read_check(connection, company, plugin,
+                                              probe(company, plugin)))
     return checks
+
+
+def _job_read_check(connection: SageConnection, company: str, plugin: str,
+                    result: requests.Response | Exception) -> Check:
+    """Whether the user may read what one job reads beyond the module probes (the payments
+    job: the posted AP documents and their balances)."""
+    what, resource, _, job = SAGE_JOB_PROBES[plugin]
+    check = f"{company} {what}"
+    reader = f"{plugin}, job {job}"
+    if isinstance(result, Exception):
+        return Check("sage300", check, False, f"{_transport_failure(result)} ({reader})")
+    try:
+        raise_for_sage_status(result, connection.username, f"GET {resource}")
+    except Sage300Error as exc:
+        return Check("sage300", check, False, f"{exc} The {job} job ({plugin}) reads "
+                     f"{resource} and fails without it.")
+    return Check("sage300", check, True, f"GET {resource}?$top=1: {result.status_code} "
+                 f"{result.reason} ({reader})")
 
 
 def _credentials_pass(connection: SageConnection, response: requests.Response) -> Check:
@@ -435,9 +504,10 @@ def check_basware(connection: BaswareConnection) -> list[Check]:
     checks = [probe_network(system, connection.base_url, connection.verify_tls)]
     if not checks[0].ok:
         return checks
+    needed = connection.needed_scopes()
     client = BaswareClient(client_id=connection.client_id,
                            client_secret=connection.client_secret,
-                           scopes=" ".join(NEEDED_SCOPES), base_url=connection.base_url,
+                           scopes=" ".join(needed), base_url=connection.base_url,
                            policy=CHECK_POLICY, verify_tls=connection.verify_tls)
     where = (f"region {connection.region} ({connection.base_url})" if connection.region
              and connection.base_url == resolve_base_url(connection.region, None)
@@ -449,23 +519,23 @@ def check_basware(connection: BaswareConnection) -> list[Check]:
             # The credentials are fine; Basware grants this client none of what we need.
             return [*checks, Check(system, "token", False, f"client {connection.client_id} "
                                    "authenticated, but Basware grants it none of the needed "
-                                   f"scopes ({' '.join(NEEDED_SCOPES)}). Fix: ask your "
+                                   f"scopes ({' '.join(needed)}). Fix: ask your "
                                    "Basware consultant to grant them.")]
         return [*checks, Check(system, "token", False, str(exc))]
     except (requests.RequestException, RetryExhausted) as exc:
         return [*checks, Check(system, "token", False, _transport_failure(exc))]
     checks.append(Check(system, "token", True, f"issued to client {connection.client_id} at "
                         f"{where}"))
-    missing = [scope for scope in NEEDED_SCOPES if scope not in granted]
+    missing = [scope for scope in needed if scope not in granted]
     if missing:
-        needs = "; ".join(f"{scope} ({NEEDED_SCOPES[scope]})" for scope in missing)
+        needs = "; ".join(f"{scope} ({needed[scope]})" for scope in missing)
         checks.append(Check(system, "scopes", False, f"{len(missing)} needed scope(s) not "
                             f"granted: {needs}. Granted: {' '.join(sorted(granted)) or 'none'}. "
-                            f"Fix: ask your Basware consultant to grant them to client "
-                            f"{connection.client_id}."))
+                            f"{_jobs_broken(missing, needed)}Fix: ask your Basware consultant "
+                            f"to grant them to client {connection.client_id}."))
     else:
         checks.append(Check(system, "scopes", True,
-                            f"all {len(NEEDED_SCOPES)} needed scopes granted"))
+                            f"all {len(needed)} needed scopes granted"))
     request_ids: dict[str, tuple[str, requests.Response | None]] = {}
     for api, (path, params) in BASWARE_API_PROBES.items():
         request_id = str(uuid.uuid4())
@@ -474,6 +544,18 @@ def check_basware(connection: BaswareConnection) -> list[Check]:
         request_ids[api] = (request_id, response)
     checks.append(_request_id_check(request_ids))
     return checks
+
+
+def _jobs_broken(missing: list[str], needed: dict[str, str]) -> str:
+    """Which jobs the missing scopes stop, from the "(job x)" notes of their uses."""
+    jobs: list[str] = []
+    for scope in missing:
+        for note in re.findall(r"\(jobs? ([^)]*)\)", needed[scope]):
+            jobs += [job for job in re.split(r",\s*", note) if job and job not in jobs]
+    if not jobs:
+        return ""
+    return (f"{'Job' if len(jobs) == 1 else 'Jobs'} {', '.join(jobs)} "
+            f"{'fails' if len(jobs) == 1 else 'fail'} without them (HTTP 403). ")
 
 
 def _probe_api(client: BaswareClient, api: str, path: str, params: dict[str, Any],

@@ -132,8 +132,15 @@ def test_passes_against_the_sandbox_and_only_reads(fresh_sandbox: Sandbox) -> No
     expected += ["sage300 tap-sage300 fields", "sage300 target-sage300 fields",
                  "meltano master-data companies", "meltano invoice companies",
                  "meltano invoices answered"]
+    # The payments job: its tap reads the posted AP documents, its fields checked on their own.
+    expected += [f"sage300 {c} posted AP documents" for c in ("SAMINC", "SAMLTD")]
+    expected += ["sage300 tap-sage300--payments fields"]
     assert set(expected) <= set(checks)
     assert "all present" in checks["sage300 tap-sage300 fields"]["detail"]
+    payments_fields = checks["sage300 tap-sage300--payments fields"]["detail"]
+    assert "all present" in payments_fields and "of AP checked" in payments_fields
+    assert checks["sage300 SAMINC posted AP documents"]["detail"] == (
+        "GET AP/APPostedDocuments?$top=1: 200 OK (tap-sage300--payments, job payments)")
     credentials = checks["sage300 credentials"]["detail"]
     assert "'webapi' sent as WEBAPI" in credentials and "password sent UPPERCASED" in credentials
     # The queue has invoices, the master data APIs are empty: 404 counts as reachable.
@@ -172,6 +179,22 @@ def test_text_output_is_one_line_per_check_then_a_verdict(fresh_sandbox: Sandbox
 
 
 # --------------------------------------------------------------------------- Sage 300
+
+
+def test_no_ap_right_names_the_payments_job(fresh_sandbox: Sandbox) -> None:
+    set_settings(fresh_sandbox.sage300.base_url, {"forbidden_modules": ["AP"]})
+
+    code, report, _ = run_json(plugin_env(fresh_sandbox))
+
+    assert code == 1
+    failures = failed(report)
+    # AP's vendor list answers for the login; each company's AP right and posted documents.
+    assert {"sage300 SAMINC posted AP documents", "sage300 SAMLTD posted AP documents",
+            "sage300 SAMLTD AP permission"} <= set(failures)
+    detail = failures["sage300 SAMINC posted AP documents"]
+    assert "lacks the 'Sage 300 Web API' right" in detail
+    assert "The payments job (tap-sage300--payments) reads AP/APPostedDocuments" in detail
+    assert by_what(report)["sage300 SAMINC PO permission"]["status"] == "PASS"
 
 
 def test_wrong_password(fresh_sandbox: Sandbox) -> None:
@@ -291,6 +314,50 @@ def test_missing_basware_scopes(fresh_sandbox: Sandbox) -> None:
     assert "2 needed scope(s) not granted" in detail
     assert "accountingDocuments.write (tap-basware" in detail
     assert "matchingOrderLines.write (target-basware" in detail
+
+
+def test_a_client_without_the_payment_scope_names_the_payments_job(
+        fresh_sandbox: Sandbox) -> None:
+    """paymentResponses are posted under /v1/accountingDocuments: Basware's scope is
+    accountingDocuments.write, shared with tap-basware's acknowledgements."""
+    from mlc_sandbox.data import BASWARE_SCOPES
+    allowed = [s for s in BASWARE_SCOPES.split() if s != "accountingDocuments.write"]
+    set_settings(fresh_sandbox.basware.base_url, {"allowed_scopes": " ".join(allowed)})
+
+    code, report, _ = run_json(plugin_env(fresh_sandbox))
+
+    assert code == 1
+    failures = failed(report)
+    assert list(failures) == ["basware scopes"]
+    detail = failures["basware scopes"]
+    assert detail.startswith("1 needed scope(s) not granted: accountingDocuments.write (")
+    assert "target-basware: payment responses (job payments)" in detail
+    assert "Jobs invoices, payments fail without them (HTTP 403)" in detail
+
+
+def test_a_tax_code_scope_target_basware_asks_for_is_expected(fresh_sandbox: Sandbox) -> None:
+    """target-basware's tax_codes stream POSTs /v1/taxCodes: once its scopes setting asks for
+    taxCodes.write, a client Basware does not grant it fails the check, naming the job."""
+    from mlc_sandbox.data import BASWARE_SCOPES
+    granted = [s for s in BASWARE_SCOPES.split() if not s.startswith("taxCodes.")]
+    set_settings(fresh_sandbox.basware.base_url, {"allowed_scopes": " ".join(granted)})
+    env = plugin_env(fresh_sandbox)
+    env["TARGET_BASWARE_SCOPES"] = "vendors.write vendors.read taxCodes.write"
+
+    code, report, _ = run_json(env)
+
+    assert code == 1
+    detail = failed(report)["basware scopes"]
+    assert detail.startswith("1 needed scope(s) not granted: taxCodes.write (target-basware: "
+                             "tax codes (job master-data))")
+    assert "Job master-data fails without them (HTTP 403)" in detail
+
+    # Granted: the same client passes.
+    set_settings(fresh_sandbox.basware.base_url,
+                 {"allowed_scopes": " ".join([*granted, "taxCodes.write"])})
+    code, report, output = run_json(env)
+    assert code == 0, output
+    assert by_what(report)["basware scopes"]["status"] == "PASS"
 
 
 def test_no_needed_scope_at_all(fresh_sandbox: Sandbox) -> None:
