@@ -67,9 +67,10 @@ class Case:
 
 
 def rows(*amounts: float, tax: float = 0.0) -> list[dict[str, Any]]:
-    """Basware coding rows of a non-PO invoice on GL 6300-100 (cost center 100)."""
+    """Basware coding rows of a non-PO invoice on GL 6300-100 (cost center 100), without a tax
+    code: the tax total goes on the entry (target-sage300 tax.py)."""
     return [{"rowIndex": n, "externalCode": f"row-{n}", "accountCode": "6300-100",
-             "accountName": "Office supplies", "costCenterCode": "100", "taxCode": "GST5",
+             "accountName": "Office supplies", "costCenterCode": "100",
              "netTotal": amount, "taxSum": tax if n == 1 else 0.0}
             for n, amount in enumerate(amounts, start=1)]
 

@@ -18,7 +18,7 @@ from ml_connector_core.httppolicy import HttpSession, RetryPolicy
 from ml_connector_core.redaction import Redactor, install_log_redaction
 from ml_connector_core.retry_selection import keys_by_stream
 from ml_connector_core.run_files import PrivateConfigFiles
-from ml_connector_core.sage300_api import Sage300Auth
+from ml_connector_core.sage300_api import Sage300Auth, Sage300Client
 from ml_connector_core.sage300_fields import (
     FieldNames,
     FieldUse,
@@ -53,12 +53,14 @@ from tap_sage300.deletions import VendorKeyPlan
 from tap_sage300.output import BufferedSingerWriter
 from tap_sage300.payments import APPaymentsStream
 from tap_sage300.prefetch import PageConnection, tls_context
+from tap_sage300.tax import DEFAULT_ITEM_CLASSES, TaxCodesStream
 
 STREAM_TYPES: list[type[streams.Sage300Stream]] = [
     # Reference data first (BRIEF decision 5), then the documents that point at it.
     streams.GLAccountsStream,
     streams.CostCentersStream,
     streams.PaymentTermsStream,
+    TaxCodesStream,
     streams.VendorsStream,
     streams.VendorKeysStream,  # after vendors: a whole read there gives its list for free
     streams.PurchaseOrdersStream,
@@ -90,6 +92,11 @@ class TapSage300(PrivateConfigFiles, Tap):
         th.Property("page_size", th.IntegerType(minimum=1), default=1000,
                     description="Records per request ($top). Sage caps it at the PageSize of "
                                 "its web.config (default 100; Sage recommends 1000)"),
+        th.Property("tax_item_classes", th.IntegerType(minimum=1, maximum=10),
+                    default=DEFAULT_ITEM_CLASSES,
+                    description="Item tax classes per authority the tax_codes stream makes "
+                                "codes for (classes 1..n; Sage's usual set-up: 1 taxable, "
+                                "2 exempt). A group with k authorities gets n^k codes"),
         th.Property("retry_keys", th.ObjectType(additional_properties=th.ArrayType(
             th.StringType)),
             description="Retry mode (`ml-connector retry`, TAP_SAGE300_RETRY_KEYS), not set by "
@@ -234,14 +241,18 @@ class TapSage300(PrivateConfigFiles, Tap):
         """The gl_accounts stream read the company's whole chart: the look-up reuses it."""
         self._gl_accounts[company] = index
 
+    def company_client(self, company: str) -> Sage300Client:
+        """A client for look-ups beside the streams' own reads (same policy and session)."""
+        return sage300_client(self.config, company, policy=self.retry_policy,
+                              session=self.http_session)
+
     def gl_account_index(self, company: str) -> dict[str, tuple[str | None, str | None]]:
         """UnformattedAccount -> (formatted AccountNumber, cost-center segment code) for one
         company, read once per run: taken from the gl_accounts stream when it ran, else one
         small $select request per page of the chart."""
         index = self._gl_accounts.get(company)
         if index is None:
-            client = sage300_client(self.config, company, policy=self.retry_policy,
-                                    session=self.http_session)
+            client = self.company_client(company)
             segment = self.cost_center_field
             names = self.field_names
             index = {}

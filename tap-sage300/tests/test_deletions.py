@@ -19,7 +19,7 @@ from typing import Any
 from tap_sage300_testkit import SageSandbox, TapRun
 
 COMPANIES = ("SAMINC", "SAMLTD")
-WHOLE = ("gl_accounts", "cost_centers", "payment_terms")
+WHOLE = ("gl_accounts", "cost_centers", "payment_terms", "tax_codes")
 KEYS_ONLY = {"$select": ["VendorNumber"], "$top": ["1000"], "$count": ["true"]}
 
 

@@ -146,6 +146,23 @@ PAYMENT_TERMS: dict[str, Any] = {
     },
 }
 
+TAX_CODES: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["externalCode", "taxCode", "name", "taxPercentage", "companyCode", "active"],
+    "properties": {
+        "externalCode": EXTERNAL_CODE,
+        "sourceKey": SOURCE_KEY,
+        "taxCode": _text(25, "The code invoice lines carry (tap-sage300: the tax group and "
+                             "the item class per authority, BCTAX-1.2)."),
+        "name": TRANSLATED_NAME,
+        "taxPercentage": {"type": "number", "minimum": 0, "maximum": 100,
+                          "description": "The total rate, percent."},
+        "companyCode": COMPANY_CODE,
+        "active": ACTIVE,
+    },
+}
+
 MATCHING_ORDERS: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
@@ -283,6 +300,7 @@ KEY_LISTS: dict[str, str] = {"vendor_keys": "vendors"}
 
 CONTRACTS: dict[str, dict[str, Any]] = {
     "payment_terms": PAYMENT_TERMS,
+    "tax_codes": TAX_CODES,
     "accounts": ACCOUNTS,
     "cost_centers": COST_CENTERS,
     "vendors": VENDORS,

@@ -42,7 +42,8 @@ logger = logging.getLogger("target-basware")
 
 #: The field and value that deactivate a record of each stream (the contract's soft delete).
 INACTIVE: dict[str, tuple[str, bool]] = {
-    "payment_terms": ("active", False), "accounts": ("active", False),
+    "payment_terms": ("active", False), "tax_codes": ("active", False),
+    "accounts": ("active", False),
     "cost_centers": ("active", False), "vendors": ("active", False),
     "matching_orders": ("isClosed", True), "matching_order_lines": ("isClosed", True),
 }

@@ -3,7 +3,8 @@
 One `Delivery` per target run holds every record that still has to reach Basware, across all
 streams, and sends it in dependency order (BRIEF decision 5, reference data first):
 
-    payment_terms, accounts, cost_centers -> vendors -> matching_orders -> matching_order_lines
+    payment_terms, tax_codes, accounts, cost_centers -> vendors -> matching_orders
+    -> matching_order_lines
 
 Each stream's batches are POSTed, then their requestStatus is followed to the end *before* the
 next stream is posted, because Basware processes imports asynchronously and rejects a vendor

@@ -113,6 +113,17 @@ def payment_term(record: dict[str, Any], _source_system: str) -> dict[str, Any]:
     return _compact(entity)
 
 
+def tax_code(record: dict[str, Any], _source_system: str) -> dict[str, Any]:
+    return {
+        "externalCode": record["externalCode"],
+        "taxCode": record["taxCode"],
+        "taxCodeNames": _names(record["name"]),
+        "taxPercentage": record["taxPercentage"],
+        "companies": [{"companyCode": record["companyCode"], "inherit": False,
+                       "active": record["active"]}],
+    }
+
+
 def matching_order(record: dict[str, Any], source_system: str) -> dict[str, Any]:
     return _compact({
         "externalCode": record["externalCode"],

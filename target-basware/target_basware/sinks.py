@@ -171,6 +171,17 @@ class PaymentTermsSink(BaswareSink):
         return [_ref("payment_terms", record["companyCode"], record["paymentTermCode"])]
 
 
+class TaxCodesSink(BaswareSink):
+    endpoint = "/v1/taxCodes"
+    entity_type = "TaxCode"
+    post_limit = 500
+    contract = contracts.TAX_CODES
+    build = staticmethod(payloads.tax_code)
+
+    def provides(self, record: dict[str, Any]) -> list[str]:
+        return [_ref("tax_codes", record["companyCode"], record["taxCode"])]
+
+
 class AccountsSink(BaswareSink):
     endpoint = "/v1/accounts"
     entity_type = "Account"
@@ -287,7 +298,8 @@ class GoodsReceiptsSink(BaswareSink):
                 self.delivery.handed_over(
                     self.stream_name, result.source_key, result.key, result.record,
                     "sent as goodsReceipts of order line(s) "
-                    + ", ".join(prepared.key for prepared in lines))
+                    + ", ".join(prepared.key for prepared in lines),
+                    into_stream=receipts.LINES, into_keys=[p.key for p in lines])
                 return
         self.delivery.reject(result)
 
@@ -323,6 +335,7 @@ KEY_LIST_SINKS: dict[str, type[BaswareSink]] = {"vendor_keys": KeyListSink}
 # Dependency order (BRIEF decision 5): reference data, then vendors, then orders, then lines.
 SINKS: dict[str, type[BaswareSink]] = {
     "payment_terms": PaymentTermsSink,
+    "tax_codes": TaxCodesSink,
     "accounts": AccountsSink,
     "cost_centers": CostCentersSink,
     "vendors": VendorsSink,

@@ -52,12 +52,12 @@ from target_basware.sinks import KEY_LIST_SINKS, PART_SINKS, SINKS, BaswareSink
 
 stream_maps.install()  # plain renames skip simpleeval (see stream_maps.py)
 
-#: Write scopes of the six import endpoints, read scopes for look-ups, and requestStatus.read to
+#: Write scopes of the seven import endpoints, read scopes for look-ups, and requestStatus.read to
 #: follow each import to its outcome.
 #: accountingDocuments: the payments job's paymentResponses and the look-up of a lost answer.
 DEFAULT_SCOPES = " ".join(
     f"{api}.{access}" for api in ("vendors", "accounts", "costCenters", "paymentTerms",
-                                  "matchingOrders", "matchingOrderLines")
+                                  "taxCodes", "matchingOrders", "matchingOrderLines")
     for access in ("write", "read")
 ) + " requestStatus.read accountingDocuments.write accountingDocuments.read"
 

@@ -35,6 +35,7 @@ from .client import DocumentRef, SageCompany, duplicate_in_message
 from .coding import CodedLine, shorten
 from .contract import APInvoice
 from .run import InvoiceRun
+from .tax import InvoiceTax
 
 #: Consecutive unknown outcomes (timeouts with nothing found afterwards) before giving up.
 MAX_UNKNOWN = 3
@@ -64,6 +65,7 @@ class Ready:
     prepared: Prepared
     invoice: APInvoice
     lines: list[CodedLine]
+    tax: InvoiceTax | None = None  # None: the tax total goes on the entry (TaxAmount1)
 
 
 def _money(value: Any) -> float:
@@ -95,13 +97,20 @@ def invoice_payload(ready: Ready, idempotency_field: str,
     po_number = next((line.po_number for line in ready.lines if line.po_number), None)
     if po_number:
         body["PONumber"] = po_number
-    body["TaxAmount1"] = _money(invoice.tax_total)
+    tax = ready.tax
+    if tax is None:
+        body["TaxAmount1"] = _money(invoice.tax_total)
+    else:
+        body["TaxGroup"] = tax.group
+        body.update({f"TaxAmount{n}": _money(amount)
+                     for n, amount in enumerate(tax.totals, start=1)})
     body["DocumentTotalIncludingTax"] = _money(invoice.gross_total)
     body["InvoiceDetails"] = [{
         "GLAccount": line.gl_account,
         "DistributedAmount": _money(line.amount),
         "DistributionDescription": (line.description or _line_text(line))[:60],
-    } for line in ready.lines]
+        **(_line_tax_fields(tax, index) if tax else {}),
+    } for index, line in enumerate(ready.lines)]
     body["InvoiceOptionalFields"] = [{"OptionalField": idempotency_field,
                                       "Value": invoice.source_id}]
     for name in left_out:
@@ -109,6 +118,15 @@ def invoice_payload(ready: Ready, idempotency_field: str,
         for holder in (body[parent] if parent else [body]):
             holder.pop(child, None)
     return body
+
+
+def _line_tax_fields(tax: InvoiceTax, index: int) -> dict[str, Any]:
+    line = tax.lines[index]
+    fields: dict[str, Any] = {f"TaxClass{n}": item_class
+                              for n, item_class in enumerate(line.classes, start=1)}
+    fields.update({f"TaxAmount{n}": _money(amount)
+                   for n, amount in enumerate(line.amounts, start=1)})
+    return fields
 
 
 def _line_text(line: CodedLine) -> str:

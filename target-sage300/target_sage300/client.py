@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 from ml_connector_core.sage300_api import Sage300Client, Sage300Error, odata_literal
 from ml_connector_core.sage300_fields import FieldNames
+from ml_connector_core.tax_codes import MAX_CLASSES, PURCHASES, TaxTables
 
 #: Every batch this connector creates starts with this; its own batches are found by it.
 BATCH_PREFIX = "ml-connector"
@@ -24,6 +25,8 @@ MAX_FILTER = 1_700
 BATCHES, POSTED, VENDORS, ORDERS, ACCOUNTS = ("AP/APInvoiceBatches", "AP/APPostedDocuments",
                                               "AP/APVendors", "PO/POPurchaseOrders",
                                               "GL/GLAccounts")
+TAX_GROUPS, TAX_AUTHORITIES, TAX_RATES = ("TX/TXTaxGroups", "TX/TXTaxAuthorities",
+                                          "TX/TXTaxRates")
 
 # Sage's duplicate message (reference §5): "Document number 'X' for vendor Y already exists."
 _DUPLICATE = re.compile(r"Document number '(?P<document>.*?)' for vendor (?P<vendor>\S+?)\.?\s"
@@ -108,6 +111,7 @@ class SageCompany:
         self._vendors: dict[str, dict[str, Any] | None] = {}
         self._orders: dict[str, dict[str, Any] | None] = {}
         self._accounts: dict[str, dict[str, Any]] | None = None
+        self._tax_tables: TaxTables | None = None
         self._formatted: dict[str, str] = {}
         self._by_source: dict[str, DocumentRef] | None = None
         self._by_document: dict[tuple[str, str], DocumentRef] = {}
@@ -160,6 +164,22 @@ class SageCompany:
             self._formatted = {(a.get("AccountNumber") or "").strip(): key
                                for key, a in self._accounts.items()}
         return self._accounts
+
+    @property
+    def tax_tables(self) -> TaxTables:
+        """The purchase tax groups, authorities and rates, loaded once per run (three GETs)
+        when the first invoice with a tax code comes."""
+        if self._tax_tables is None:
+            def purchases(resource: str) -> str:
+                return f"{self._field(resource, 'TransactionType')} eq {odata_literal(PURCHASES)}"
+            groups = list(self._records(TAX_GROUPS, filter=purchases(TAX_GROUPS), select=[
+                "TaxGroupKey", "Description", *[f"TaxAuthority{n}" for n in range(1, 6)]]))
+            authorities = list(self._records(TAX_AUTHORITIES,
+                                             select=["TaxAuthority", "Description"]))
+            rates = list(self._records(TAX_RATES, filter=purchases(TAX_RATES), select=[
+                "TaxAuthority", "BuyerClass", *[f"ItemRate{n}" for n in range(1, MAX_CLASSES + 1)]]))
+            self._tax_tables = TaxTables(groups, authorities, rates)
+        return self._tax_tables
 
     def account(self, code: str) -> dict[str, Any] | None:
         """A GL account by unformatted id, formatted number, or formatted without separators."""

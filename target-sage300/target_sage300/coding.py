@@ -44,6 +44,7 @@ class CodedLine:
     description: str | None
     po_number: str | None
     po_line: str | None
+    tax_code: str | None = None
 
 
 def _status(record: Mapping[str, Any]) -> str:
@@ -123,7 +124,7 @@ def code_line(line: InvoiceLine, invoice: APInvoice, sage: SageCompany,
     return CodedLine(number=line.number, gl_account=unformatted, gl_account_display=display,
                      cost_center=cost_center, amount=line.amount, tax_amount=line.tax_amount,
                      description=line.description, po_number=line.po_number,
-                     po_line=line.po_line)
+                     po_line=line.po_line, tax_code=line.tax_code)
 
 
 def code_invoice(invoice: APInvoice, sage: SageCompany,

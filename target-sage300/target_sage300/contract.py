@@ -108,9 +108,11 @@ LINE_SCHEMA: dict[str, Any] = {
                                           "separators removed (6300-100 -> 6300100).")),
         "cost_center": _optional(_code(20, "Cost center of a line without PO; must be the "
                                            "account's cost center segment when given.")),
-        "tax_amount": _optional(_amount("Tax on this line, with the source's sign "
-                                        "(informational).")),
-        "tax_code": _optional(_text(20, "Tax code as the source knows it (informational).")),
+        "tax_amount": _optional(_amount("Tax on this line, with the source's sign; checked "
+                                        "against Sage's tax for the line's tax_code.")),
+        "tax_code": _optional(_text(25, "The line's tax code: a code tap-sage300's tax_codes "
+                                        "stream made (BCTAX-1.2: tax group, then the item "
+                                        "class per authority); see tax_mapping.")),
         "line_ref": _optional(_text(64, "The source's id of the line (informational).")),
     },
 }
@@ -215,6 +217,7 @@ class InvoiceLine:
     gl_account: str | None
     cost_center: str | None
     tax_amount: Decimal | None
+    tax_code: str | None = None
 
 
 @dataclass(frozen=True)
@@ -482,6 +485,7 @@ def _typed(data: dict[str, Any], settings: ContractSettings) -> APInvoice:
         gl_account=line.get("gl_account") or None,
         cost_center=line.get("cost_center") or None,
         tax_amount=None if tax_amount is None else tax_amount * factor,
+        tax_code=_text_value(line.get("tax_code")),
     ) for index, line, amount, tax_amount in raw_lines)
 
     document_number = data["document_number"].strip()

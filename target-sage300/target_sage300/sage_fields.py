@@ -79,6 +79,31 @@ def field_uses(config: Mapping[str, Any], cost_center_field: str) -> list[FieldU
         *[use(find, f"AP/APPostedDocuments/{name}", "integer")
           for name in ("BatchNumber", "EntryNumber")],
     ]
+    if (config.get("tax_mapping") or "sage") == "sage":
+        tax = "tax codes (tax_mapping: sage): the tax group, classes and amounts per authority"
+        fix = "set tax_mapping to off (the tax total goes on the entry)"
+        uses += [use(tax, "TX/TXTaxGroups", fix=fix),
+                 *[use(tax, f"TX/TXTaxGroups/{name}", "text", fix=fix) for name in (
+                     "TaxGroupKey", "Description", *[f"TaxAuthority{n}" for n in range(1, 6)])],
+                 use(tax, "TX/TXTaxGroups/TransactionType", "choice", members=("Purchases",),
+                     fix=fix),
+                 use(tax, "TX/TXTaxAuthorities", fix=fix),
+                 *[use(tax, f"TX/TXTaxAuthorities/{name}", "text", fix=fix)
+                   for name in ("TaxAuthority", "Description")],
+                 use(tax, "TX/TXTaxRates", fix=fix),
+                 use(tax, "TX/TXTaxRates/TaxAuthority", "text", fix=fix),
+                 use(tax, "TX/TXTaxRates/TransactionType", "choice", members=("Purchases",),
+                     fix=fix),
+                 *[use(tax, f"TX/TXTaxRates/{name}", "number", fix=fix)
+                   for name in ("BuyerClass", *[f"ItemRate{n}" for n in range(1, 11)])],
+                 use(tax, "AP/APVendors/TaxGroup", "text", fix=fix),
+                 *[use(tax, f"AP/APVendors/TaxClassCode{n}", "integer", fix=fix)
+                   for n in range(1, 6)],
+                 use(tax, f"{_INVOICES}/TaxGroup", "text", fix=fix),
+                 *[use(tax, f"{_INVOICES}/{name}{n}", "number", fix=fix)
+                   for name in ("TaxAmount", "InvoiceDetails/TaxClass",
+                                "InvoiceDetails/TaxAmount") for n in range(1, 6)
+                   if (name, n) != ("TaxAmount", 1)]]  # the entry's TaxAmount1: always
     if config.get("post_batches"):
         post = "posting the batches it creates (post_batches)"
         fix = "set post_batches to false and post the batches in Sage 300"

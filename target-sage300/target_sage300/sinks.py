@@ -27,6 +27,7 @@ from .contract import (
     source_id_of,
 )
 from .mapping import MappingFailed
+from .tax import MAPPING_SAGE, invoice_tax
 
 if TYPE_CHECKING:
     from .target import TargetSage300
@@ -158,6 +159,8 @@ class APInvoicesSink(BatchSink):
                 continue
             try:
                 lines = code_invoice(invoice, sage, self.target.account_map)
+                tax = invoice_tax(invoice, lines, sage, self.target.tax_tolerance) \
+                    if self.target.tax_mapping == MAPPING_SAGE else None
             except Rejected as exc:
                 run.rejected(invoice.source_id, company, exc.reason, prepared.payload,
                              prepared.label)
@@ -173,7 +176,7 @@ class APInvoicesSink(BatchSink):
                 self._finished(prepared)
                 continue
             run.keys.add_document(*document, invoice.source_id)
-            ready.append(Ready(prepared, invoice, lines))
+            ready.append(Ready(prepared, invoice, lines, tax))
         if run.dry_run:  # every check is done; only the batch POST is left out
             for item in ready:
                 run.would_create(item.invoice.source_id)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import math
+from decimal import Decimal
 from typing import Any
 
 from singer_sdk import typing as th
@@ -53,6 +54,7 @@ from .mapping import guard
 from .run import WRITE_TIMEOUT, InvoiceRun, check_install
 from .sage_fields import field_uses
 from .sinks import APInvoicesSink
+from .tax import DEFAULT_TOLERANCE, MAPPING_OFF, MAPPING_SAGE
 
 
 class UnknownStreamError(Exception):
@@ -110,6 +112,19 @@ class TargetSage300(PrivateConfigFiles, Target):
         th.Property("batch_size", th.IntegerType, default=50,
                     description="Most invoices per AP invoice batch (batches are per company "
                                 "and run)."),
+        th.Property("tax_mapping", th.StringType(allowed_values=[MAPPING_SAGE, MAPPING_OFF]),
+                    default=MAPPING_SAGE,
+                    description="sage: a line's tax_code is one of tap-sage300's tax codes "
+                                "(BCTAX-1.2); it becomes the entry's TaxGroup and the line's "
+                                "TaxClass1..n, its tax is checked against Sage's rates for "
+                                "the vendor and split per authority (TaxAmount1..n); an "
+                                "unknown code or a tax off by more than tax_tolerance_cents "
+                                "rejects the invoice. off: tax codes are ignored and the tax total "
+                                "goes on the entry (TaxAmount1)."),
+        th.Property("tax_tolerance_cents", th.IntegerType(minimum=0), default=5,
+                    description="Most a line's tax may differ from Sage's for its tax code, in "
+                                "hundredths of the document currency (rounding in the "
+                                "source)."),
         th.Property("post_batches", th.BooleanType, default=False,
                     description="Post each batch (AP/APPostInvoices) after creating it; off: "
                                 "batches stay ReadyToPost for the AP team."),
@@ -152,6 +167,15 @@ class TargetSage300(PrivateConfigFiles, Target):
     @property
     def batch_size(self) -> int:
         return max(1, int(self.config.get("batch_size") or 50))
+
+    @property
+    def tax_mapping(self) -> str:
+        return str(self.config.get("tax_mapping") or MAPPING_SAGE)
+
+    @property
+    def tax_tolerance(self) -> Decimal:
+        cents = self.config.get("tax_tolerance_cents")
+        return DEFAULT_TOLERANCE if cents is None else Decimal(int(cents)) / 100
 
     @property
     def account_map(self) -> dict[str, str]:
