@@ -194,3 +194,50 @@ def test_goods_receipts_reach_basware_on_their_order_lines(fresh_sandbox: Sandbo
     fourth = project.run("master-data")
     assert fourth.ok, fourth.output[-5000:]
     assert writes(fresh_sandbox) == []
+
+
+def test_basware_matches_invoices_three_ways_against_the_receipts(fresh_sandbox: Sandbox,
+                                                                 project: Project) -> None:
+    """After master-data, PO invoices in Basware match their lines' receipts: the PO received
+    in full matches, the partial receipt's stock line shows the invoice over what arrived, a
+    cancelled receipt leaves nothing received, and a supplies line matches two ways only."""
+    sage = build_dataset("demo", seed=0).sage["SAMINC"]
+    (_, full_po), (_, partial_po), (_, cancelled_po) = receipt_plan(sage["PO/POPurchaseOrders"])
+    run = project.run("tap-sage300", "target-basware")
+    assert run.ok, run.output[-5000:]
+
+    numbers = {}
+    for order in (full_po, partial_po, cancelled_po):
+        created = requests.post(f"{fresh_sandbox.basware.base_url}/_sandbox/invoices",
+                                json={"orderNumber": order["PurchaseOrderNumber"],
+                                      "invoiceNumber": f"INV-3WAY-{order['PurchaseOrderNumber']}"},
+                                timeout=30)
+        assert created.status_code == 201, created.text
+        numbers[order["PurchaseOrderNumber"]] = created.json()["invoiceNumber"]
+
+    results = {(r["invoiceNumber"], r["orderLineExternalCode"]): r
+               for r in basware_tenant(fresh_sandbox)["matching"]}
+
+    def result(order: dict[str, Any], po_line: dict[str, Any]) -> dict[str, Any] | None:
+        code = f"SAMINC-{order['PurchaseOrderNumber']}-{po_line['LineNumber']}"
+        return results.get((numbers[order["PurchaseOrderNumber"]], code))
+
+    for po_line in full_po["PurchaseOrderLines"]:
+        found = result(full_po, po_line)
+        if po_line["StockItem"] == "Yes":
+            assert found is not None and found["status"] == "Matched", found
+        else:
+            assert found is None  # two-way matching: no receipt needed
+    first, *_ = partial_po["PurchaseOrderLines"]
+    if first["StockItem"] == "Yes":
+        found = result(partial_po, first)
+        assert found is not None and found["status"] == "QuantityExceedsReceived", found
+        assert found["receivedQuantity"] < found["invoicedQuantity"] == first["QuantityOrdered"]
+    cancelled_line = cancelled_po["PurchaseOrderLines"][0]
+    if cancelled_line["StockItem"] == "Yes":
+        found = result(cancelled_po, cancelled_line)
+        assert found is not None and found["status"] == "NotReceived", found
+    # The demo data has each kind at least once (else the test would prove nothing).
+    statuses = {r["status"] for r in results.values()
+                if r["invoiceNumber"].startswith("INV-3WAY-")}
+    assert {"Matched", "QuantityExceedsReceived", "NotReceived"} <= statuses, statuses

@@ -5,7 +5,7 @@ brief (a UUID v4 ``X-BW-REQUEST-ID`` is required on vendor and PO sync calls; 42
 Entity schemas come from Basware's own OpenAPI documents (see :mod:`.basware_schemas`).
 
 Routes (all under the server's base URL; ``{md}`` is vendors, accounts, costCenters,
-paymentTerms, matchingOrders or matchingOrderLines):
+paymentTerms, taxCodes, matchingOrders or matchingOrderLines):
 
 - ``POST /v1/tokens`` (Basic client credentials + form ``grant_type``, ``scope``);
   ``GET /.well-known/openid-configuration``, ``GET /.well-known/jwks.json``
@@ -21,7 +21,9 @@ paymentTerms, matchingOrders or matchingOrderLines):
 - admin: ``POST /_sandbox/invoices`` (new approved invoice, notifies webhooks; ``_set`` and
   ``_remove`` make bad data for bad-input tests),
   ``POST /_sandbox/invoices/{invoiceId}/retransfer`` (TransferFailed -> WaitingForTransfer),
-  plus the generic ``/_sandbox/`` endpoints of :class:`~.http.SimulatorServer`.
+  plus the generic ``/_sandbox/`` endpoints of :class:`~.http.SimulatorServer`. The state
+  (``GET /_sandbox/state``) shows each tenant's three-way matching of PO-matched invoice
+  rows against their lines' goods receipts under ``matching`` (basware_matching.py).
 
 Settings (``/_sandbox/settings``): ``processing_delay`` (s, 0.3), ``token_lifetime`` (s, 3600),
 ``allowed_scopes`` (BASWARE_SCOPES), ``require_request_id`` (True),
@@ -168,6 +170,7 @@ from .basware_common import (
     json_response,
     new_id,
 )
+from .basware_matching import matching
 from .basware_state import Tenant
 from .data import BASWARE_CLIENT_ID, BASWARE_CLIENT_SECRET, BASWARE_SCOPES, build_dataset
 from .http import Request, Response, Simulator
@@ -482,6 +485,7 @@ def _tenant_snapshot(tenant: Tenant) -> dict[str, Any]:
         "p2p": tenant.p2p.counts(),
         "request_status": [entry.view() for entry in tenant.statuses.values()],
         "invoices": list(tenant.invoices.values()),
+        "matching": matching(tenant),
         "subscriptions": [dict(s) for s in tenant.subscriptions],
         "tasks": list(tenant.tasks.values()),
     }
