@@ -47,7 +47,7 @@ RESPONSES = "transfer_responses"
 MASTER_STREAMS = {"vendors": "vendors", "matching_orders": "purchase_orders",
                   "matching_order_lines": "purchase_orders", "accounts": "gl_accounts",
                   "cost_centers": "cost_centers", "payment_terms": "payment_terms",
-                  "goods_receipts": "po_receipts"}
+                  "tax_codes": "tax_codes", "goods_receipts": "po_receipts"}
 #: Exit codes: 0 every record done (or nothing to do), 1 a record is not done (failed again,
 #: or its answer is missing in Basware), 2 usage (an id the ledger does not know, no ledger).
 DONE, NOT_DONE, USAGE = 0, 1, 2
@@ -81,7 +81,7 @@ SOURCE_TO_TARGET = {"purchase_orders": "matching_orders",
                     "po_receipts": "goods_receipts"}
 KINDS = {"vendors": "vendor", "matching_orders": "PO", "matching_order_lines": "PO line",
          "accounts": "account", "cost_centers": "cost center", "payment_terms": "payment term",
-         "goods_receipts": "goods receipt"}
+         "tax_codes": "tax code", "goods_receipts": "goods receipt"}
 
 
 class Ambiguous(ValueError):

@@ -66,6 +66,14 @@ def test_sage_tax_groups_reach_basware_as_flat_tax_codes(fresh_sandbox: Sandbox,
             for invoice in dataset.basware_invoices for row in invoice["codingRows"]}
     assert used <= held
 
+    # A tax code is traced by its Sage key from the read in Sage to its outcome in Basware.
+    trace = subprocess.run([str(CLI), "audit", "trace", "SAMLTD/BCTAX-1.2"], cwd=project.root,
+                           env=project.env, capture_output=True, text=True, timeout=120,
+                           check=False)
+    assert trace.returncode == 0, trace.stderr
+    assert "tap-sage300" in trace.stdout and "target-basware" in trace.stdout, trace.stdout
+    assert "created" in trace.stdout, trace.stdout
+
     # Unchanged: no tax code is posted again.
     requests.delete(f"{fresh_sandbox.basware.base_url}/_sandbox/requests", timeout=30)
     again = project.run("tap-sage300", "target-basware")

@@ -45,7 +45,8 @@ BASWARE_INVOICES = "accounting_documents"
 ANSWERS = "transfer_responses"
 #: target-basware's streams, as an AP lead names them, in the order they are shown.
 MASTER_DATA = {"vendors": "Vendors", "accounts": "GL accounts", "cost_centers": "Cost centers",
-               "payment_terms": "Payment terms", "matching_orders": "Purchase orders",
+               "payment_terms": "Payment terms", "tax_codes": "Tax codes",
+               "matching_orders": "Purchase orders",
                "matching_order_lines": "PO lines"}
 MASTER_ACTIONS = (Action.CREATED, Action.UPDATED, Action.DEACTIVATED, Action.UNCHANGED,
                   Action.REJECTED, Action.FAILED)

@@ -30,6 +30,7 @@ FAMILIES: dict[str, str] = {
     "accounts": "account",
     "cost_centers": "cost center",
     "payment_terms": "payment term",
+    "tax_codes": "tax code",  # tap-sage300's read and target-basware's outcome: one name
     "po_receipts": "goods receipt",  # tap-sage300's read of a receipt ...
     "goods_receipts": "goods receipt",  # ... and target-basware's outcome of it
     "accounting_documents": "invoice",
@@ -111,8 +112,8 @@ def business_ids(stream: str, source_key: str, payload: Any = None, *,
     """Labelled ids of a record, for people: its own first, then what it points at.
 
     Labels: company, vendor, invoice, invoice id, po, line, account, cost center, payment
-    term, sage entry (`COMPANY/BATCH/ENTRY`), external code, name, amount, currency. Only the
-    labels the entry has are present.
+    term, tax code, sage entry (`COMPANY/BATCH/ENTRY`), external code, name, amount,
+    currency. Only the labels the entry has are present.
     """
     data: Mapping[str, Any] = payload if isinstance(payload, Mapping) else {}
     kind = family(stream)
@@ -161,6 +162,8 @@ def business_ids(stream: str, source_key: str, payload: Any = None, *,
         put("cost center", _first(data, "SegmentCodeKey", "costCenterCode"))
     elif kind == "payment term":
         put("payment term", _first(data, "TermsCode", "paymentTermCode"))
+    elif kind == "tax code":
+        put("tax code", _first(data, "tax_code", "taxCode"))
     put("external code", _first(data, "externalCode"))
     return ids
 
