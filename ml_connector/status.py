@@ -39,9 +39,13 @@ from ml_connector_core.redaction import Redactor
 
 #: The defaults, and why. Every one is configurable (flag or ML_CONNECTOR_* variable).
 #: The invoices job runs every 15 minutes in business hours: 2 h without a success is 8
-#: missed runs. Master data runs hourly: 3 h is 3 missed runs. Both are checked by
-#: `status` only (not after each run), so schedule `status --notify` in the jobs' hours.
-DEFAULT_STALE_AFTER = {"invoices": timedelta(hours=2), "master-data": timedelta(hours=3)}
+#: missed runs. Master data runs hourly: 3 h is 3 missed runs. Payments run at 05:30 and
+#: 12:30 on weekdays (payments-daily): 26 h is both runs of a day missed, so a paid invoice
+#: Basware still shows unpaid a day later is a problem, and one failed run is not. All are
+#: checked by `status` only (not after each run), so schedule `status --notify` in the
+#: jobs' hours.
+DEFAULT_STALE_AFTER = {"invoices": timedelta(hours=2), "master-data": timedelta(hours=3),
+                       "payments": timedelta(hours=26)}
 #: A run acknowledges and answers within minutes; 30 minutes unanswered is a stopped run.
 DEFAULT_UNANSWERED_AFTER = timedelta(minutes=30)
 #: Basware shows TransferFailed to its own users; half a working day gives them time to act
@@ -596,7 +600,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                              "project's .ml-connector/ledger.sqlite")
     parser.add_argument("--stale-after", action="append", metavar="JOB=DURATION",
                         help="a problem when JOB had no successful run for this long "
-                             "(default invoices=2h, master-data=3h; repeatable)")
+                             "(default invoices=2h, master-data=3h, payments=26h; "
+                             "repeatable)")
     parser.add_argument("--unanswered-after", type=_duration_arg, metavar="DURATION",
                         help="an invoice acknowledged and not answered for this long "
                              "(default 30m)")

@@ -74,15 +74,19 @@ def test_status_names_what_waits_and_its_fix(fresh_sandbox: Sandbox, tmp_path: P
     (root / ".env").write_text("ML_CONNECTOR_UNANSWERED_AFTER=0s\n")
     project = Project.create(fresh_sandbox, tmp_path / "work", root=root)
 
-    # 1. Nothing ran yet: both jobs are stale, nothing else.
+    # 1. Nothing ran yet: every job is stale, nothing else.
     code, report = status_json(project)
     assert code == 1
     assert {item["id"] for item in report["items"]} == {"stale:invoices@sandbox",
-                                                    "stale:master-data@sandbox"}
+                                                    "stale:master-data@sandbox",
+                                                    "stale:payments@sandbox"}
+    assert report["thresholds"]["stale_after_seconds"]["payments"] == 26 * 3600
     assert all(job["last_run"] is None for job in report["jobs"])
 
-    # 2. Acknowledged, not answered.
+    # 2. Acknowledged, not answered. The payments job ran too (nothing paid: it sends
+    # nothing), so no job is stale.
     assert project.run("master-data").ok
+    assert project.run("payments").ok
     first_task = project.run("tap-basware", "target-sage300")
     assert first_task.ok, first_task.output[-3000:]
     code, report = status_json(project)
@@ -99,7 +103,7 @@ def test_status_names_what_waits_and_its_fix(fresh_sandbox: Sandbox, tmp_path: P
     assert code == 0 and report["problems"] == 0
     assert len(items(report, "unanswered")) == 28
     assert {job["job"]: job["last_success"] is not None for job in report["jobs"]} == {
-        "master-data": True, "invoices": True, "payments": False}
+        "master-data": True, "invoices": True, "payments": True}
 
     # 3. Answered: one invoice waits as TransferFailed, with its reason and its fix.
     assert project.run("invoices").ok
@@ -118,6 +122,8 @@ def test_status_names_what_waits_and_its_fix(fresh_sandbox: Sandbox, tmp_path: P
                       if invoice["invoiceNumber"] == FAILED_INVOICE)
     assert invoice_id not in text  # Basware's internal id: nobody types it
     assert "VERDICT: OK" in text
+    assert "Thresholds: no success for (invoices 2 h 00 min, master-data 3 h 00 min, " \
+           "payments 1 d 2 h)" in text
 
     code, report = status_json(project, "--transfer-failed-after", "0s")
     (failed,) = items(report, "transfer_failed")
@@ -128,6 +134,11 @@ def test_status_names_what_waits_and_its_fix(fresh_sandbox: Sandbox, tmp_path: P
     code, report = status_json(project, "--stale-after", "master-data=0s")
     assert code == 1 and [item["id"] for item in report["items"] if item["problem"]] == [
         "stale:master-data@sandbox"]
+    # The payments job's own threshold, from the project's settings as the others.
+    code, report = status_json(replace(project, env={
+        **project.env, "ML_CONNECTOR_STALE_AFTER": "payments=0s"}))
+    assert code == 1 and [item["id"] for item in report["items"] if item["problem"]] == [
+        "stale:payments@sandbox"]
 
     # The demo's ending, on these runs: the failure, its reason and the command that fixes it.
     capfd.readouterr()
@@ -212,8 +223,14 @@ def test_thresholds_from_flags_settings_and_defaults() -> None:
     chosen = Thresholds.from_settings(settings, flags)
     assert (chosen.unanswered_after, chosen.failed_runs) == (parse_duration("5m"), 3)
     assert chosen.stale_after == {"invoices": parse_duration("1h"),
-                                  "master-data": parse_duration("1d")}
+                                  "master-data": parse_duration("1d"),
+                                  "payments": parse_duration("26h")}  # the default
     assert chosen.transfer_failed_after == parse_duration("4h")  # the default
+    assert Thresholds().stale_after["payments"] == parse_duration("26h")
+    payments = Thresholds.from_settings({"ML_CONNECTOR_STALE_AFTER": "payments=2d"})
+    assert payments.stale_after == {"invoices": parse_duration("2h"),
+                                    "master-data": parse_duration("3h"),
+                                    "payments": parse_duration("2d")}
     assert [describe_duration(parse_duration(t)) for t in ("45s", "12m", "125m", "50h")] == [
         "45 s", "12 min", "2 h 05 min", "2 d 2 h"]
     with pytest.raises(ValueError, match="JOB=DURATION"):
