@@ -63,14 +63,30 @@ def main(argv: list[str] | None = None) -> int:
     again.add_argument("--info-file", type=Path, required=True)
     again.add_argument("invoice", help="invoice number (INV-18825) or Basware invoice id")
 
+    pay = sandbox_commands.add_parser(
+        "pay", help="pay an AP invoice in the Sage 300 simulator, as the AP team would: its "
+                    "batch posted if it is not yet (AP/APPostInvoices), then a payment "
+                    "against the posted document (in full unless --amount)")
+    pay.add_argument("--info-file", type=Path, required=True)
+    pay.add_argument("document", help="the invoice's document number in Sage 300 (the Basware "
+                                      "invoice number the connector created it with), e.g. "
+                                      "INV-18801")
+    pay.add_argument("--company", help="Sage 300 company, e.g. SAMINC (default: the one "
+                                       "that has the document)")
+    pay.add_argument("--vendor", help="vendor number (default: the document's, when one "
+                                      "vendor has that document number)")
+    pay.add_argument("--amount", type=float, help="a partial payment (default: the balance)")
+    pay.add_argument("--check-number", help="default: Sage's next check number")
+    pay.add_argument("--date", help="payment date YYYY-MM-DD (default: today in Sage)")
+
     commands.add_parser("audit", help="trace, failures, replay, report (see: audit --help)",
                         add_help=False)
 
     check.add_arguments(commands.add_parser(
         "check", help="test the connection to Sage 300 and Basware with the Meltano settings"))
     plan.add_arguments(commands.add_parser(
-        "plan", help="dry run: what the next master-data and invoices runs would create, "
-                     "update, skip or reject, writing nothing"))
+        "plan", help="dry run: what the next master-data, invoices and payments runs would "
+                     "create, update, skip or reject, writing nothing"))
     run.add_arguments(commands.add_parser(
         "run", help="meltano run <job>, one run of a job at a time: waits for (or skips) a "
                     "run in progress, clears the record of a killed run"))
@@ -106,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         return _serve(args)
     if args.sandbox_command in ("gl-account", "retransfer"):
         return _sandbox_user_action(args)
+    if args.sandbox_command == "pay":
+        return _sandbox_pay(args)
     return _sandbox_admin(args)
 
 
@@ -202,6 +220,51 @@ def _sandbox_user_action(args: argparse.Namespace) -> int:
     invoice = response.json()
     print(f"Basware: invoice {invoice.get('invoiceNumber')} ({invoice['invoiceId']}) is "
           f"{invoice['processingStatus']} again")
+    return 0
+
+
+def _sandbox_pay(args: argparse.Namespace) -> int:
+    """An AP invoice paid in the Sage 300 simulator: the batch holding it posted through the
+    Web API if it is not posted yet (as the AP team posts the connector's ready-to-post
+    batches), then a payment recorded against the posted document (`/_sandbox/pay`)."""
+    sage = json.loads(args.info_file.read_text())["sage300"]
+    root = sage["base_url"].split("/Sage300WebApi/")[0]
+    auth = (sage["username"].upper(), sage["password"].upper())
+    state = requests.get(f"{root}/_sandbox/state", timeout=60)
+    state.raise_for_status()
+    found = [(company, batch, entry)
+             for company, tables in state.json()["companies"].items()
+             if args.company in (None, company)
+             for batch in tables.get("AP/APInvoiceBatches", [])
+             for entry in batch.get("Invoices", [])
+             if entry.get("DocumentNumber") == args.document
+             and args.vendor in (None, entry.get("VendorNumber"))]
+    if len(found) != 1:
+        print(f"sage300: {len(found)} AP invoices have document number {args.document}"
+              + (" (name the --company and --vendor)" if found else ""), file=sys.stderr)
+        return 1
+    company, batch, entry = found[0]
+    if batch.get("BatchStatus") != "Posted":
+        posted = requests.post(
+            f"{sage['base_url']}/{company}/AP/APPostInvoices('$process')",
+            json={"ProcessAllBatches": "Donotpostallbatches", "FromBatch": batch["BatchNumber"],
+                  "ToBatch": batch["BatchNumber"]}, auth=auth, timeout=120)
+        if posted.status_code >= 400:
+            print(f"sage300: {posted.status_code} {posted.text}", file=sys.stderr)
+            return 1
+        print(f"Sage 300 {company}: AP batch {batch['BatchNumber']} posted")
+    body = {"company": company, "vendor": entry["VendorNumber"], "document": args.document,
+            "amount": args.amount, "check_number": args.check_number, "date": args.date}
+    paid = requests.post(f"{root}/_sandbox/pay", timeout=60,
+                         json={k: v for k, v in body.items() if v is not None})
+    if paid.status_code >= 400:
+        print(f"sage300: {paid.status_code} {paid.text}", file=sys.stderr)
+        return 1
+    document = paid.json()
+    print(f"Sage 300 {company}: invoice {args.document} of vendor {entry['VendorNumber']} paid "
+          f"(check {document['LastCheckNumber']}, payment {document['LastPaymentNumber']}, "
+          f"{document['LastPaymentDate'][:10]}); balance {document['CurrentBalance']:.2f} of "
+          f"{document['OriginalDocumentAmount']:.2f} {document['CurrencyCode']}")
     return 0
 
 

@@ -9,8 +9,10 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import requests
 
 CLI = [sys.executable, "-m", "ml_connector.cli"]
 
@@ -97,3 +99,60 @@ def test_serve_stops_cleanly_and_removes_its_info_file(served: dict) -> None:
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=10) == 0
     assert not served["file"].exists()
+
+
+def test_sandbox_pay_posts_the_batch_then_pays_in_part_and_in_full(
+        fresh_sandbox: Any, tmp_path: Path) -> None:
+    """`ml-connector sandbox pay INV-...`: what the AP team does in Sage 300 to an invoice the
+    connector created (its batch posted, a payment against the posted document), seen over
+    the Sage simulator's HTTP API."""
+    from e2e import Project
+
+    project = Project.create(fresh_sandbox, tmp_path / "work")
+    assert project.run("invoices").ok
+    info_file = tmp_path / "sandbox.json"
+    fresh_sandbox.write_info(info_file)
+    sage = fresh_sandbox.info()["sage300"]
+    admin = sage["admin_url"]
+
+    def connector_entry() -> tuple[dict[str, Any], dict[str, Any]]:
+        state = requests.get(f"{admin}/state", timeout=60).json()["companies"]["SAMINC"]
+        batch = next(b for b in state["AP/APInvoiceBatches"]
+                     if str(b.get("Description", "")).startswith("ml-connector"))
+        return batch, batch["Invoices"][0]
+
+    batch, entry = connector_entry()
+    assert batch["BatchStatus"] != "Posted"
+    document, total = entry["DocumentNumber"], entry["DocumentTotalIncludingTax"]
+    half = round(total / 2, 2)
+
+    first = subprocess.run([*CLI, "sandbox", "pay", "--info-file", str(info_file), document,
+                            "--amount", str(half), "--check-number", "CHK-1"],
+                           capture_output=True, text=True, timeout=120, check=False)
+    assert first.returncode == 0, first.stderr
+    assert f"Sage 300 SAMINC: AP batch {batch['BatchNumber']} posted" in first.stdout
+    assert f"invoice {document} of vendor {entry['VendorNumber']} paid (check CHK-1, " \
+           "payment 1" in first.stdout
+    second = subprocess.run([*CLI, "sandbox", "pay", "--info-file", str(info_file), document],
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert second.returncode == 0, second.stderr
+    assert "AP batch" not in second.stdout  # posted already: only paid
+    assert f"balance 0.00 of {total:.2f}" in second.stdout
+
+    assert connector_entry()[0]["BatchStatus"] == "Posted"
+    auth = (sage["username"].upper(), sage["password"].upper())
+    url = f"{sage['base_url']}/SAMINC/AP/APPostedDocuments"
+    posted = requests.get(url, auth=auth, timeout=30, params={
+        "$filter": f"DocumentNumber eq '{document}'"}).json()["value"]
+    assert [(d["FullyPaid"], d["CurrentBalance"], d["LastPaymentNumber"]) for d in posted] == [
+        ("Yes", 0, 2)]
+    payments = requests.get(f"{sage['base_url']}/SAMINC/AP/APPostedPayments", auth=auth,
+                            timeout=30, params={"$filter": f"DocumentNumber eq '{document}'"}
+                            ).json()["value"]
+    assert [p["PaymentAmount"] for p in payments] == [half, pytest.approx(total - half)]
+
+    unknown = subprocess.run([*CLI, "sandbox", "pay", "--info-file", str(info_file),
+                              "INV-00000"], capture_output=True, text=True, timeout=120,
+                             check=False)
+    assert unknown.returncode == 1
+    assert "0 AP invoices have document number INV-00000" in unknown.stderr
