@@ -312,6 +312,122 @@ def basware_tenant(sandbox: Sandbox) -> dict[str, Any]:
     return sandbox_get(sandbox.basware.base_url, "state")["tenants"][BASWARE_CLIENT_ID]
 
 
+# -- goods receipts and payments (issue 18: three-way matching) ---------------------------
+
+#: Requests that change something (a token request is not one).
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def log_marks(sandbox: Sandbox) -> dict[str, int]:
+    """Where each simulator's request log stands now (for :func:`write_requests`)."""
+    return {server.base_url: requests_served(server.base_url)
+            for server in (sandbox.sage300, sandbox.basware)}
+
+
+def write_requests(sandbox: Sandbox, since: dict[str, int]) -> list[str]:
+    """Every write either simulator was asked for after `since` (:func:`log_marks`), as
+    'METHOD path'; Basware token requests are not writes."""
+    return [f"{r['method']} {r['path']}" for base_url, seq in since.items()
+            for r in request_log(base_url, seq)
+            if r["method"] in WRITE_METHODS and r["path"] != "/v1/tokens"]
+
+
+def misplaced_receipts(sandbox: Sandbox) -> list[str]:
+    """Every way Basware's matching order lines differ from Sage's PO receipts: each receipt
+    line must be one goodsReceipts[] entry of the order line it received, exactly once in the
+    whole tenant (a cancelled receipt: its entry and the cancelling one, `<entry>-C`), and no
+    entry Sage has no receipt for."""
+    expected: dict[str, str] = {}  # entry externalCode -> its line's externalCode
+    for company, tables in sandbox_get(sandbox.sage300.base_url, "state")["companies"].items():
+        for receipt in tables.get("PO/POGetReceipts", []):
+            for line in receipt["ReceiptLine2s"]:
+                order_line = (f"{company}-{receipt['PurchaseOrderNumber']}-"
+                              f"{line['PurchaseOrderLineNumber']}")
+                code = f"{company}-{receipt['ReceiptNumber']}-{line['LineNumber']}"
+                expected[code] = order_line
+                if receipt.get("Cancelled") == "Yes":
+                    expected[f"{code}-C"] = order_line
+    found: dict[str, list[str]] = {}
+    for line in basware_tenant(sandbox)["master_data"]["matchingOrderLines"]:
+        for entry in line.get("goodsReceipts") or []:
+            found.setdefault(entry["externalCode"], []).append(line["externalCode"])
+    problems = [f"goods receipt {code} is on no order line (expected on {line})"
+                for code, line in expected.items() if code not in found]
+    for code, lines in sorted(found.items()):
+        if code not in expected:
+            problems.append(f"goods receipt {code} on {lines}: Sage has no such receipt line")
+        elif lines != [expected[code]]:
+            problems.append(f"goods receipt {code} is on {lines}, expected once on "
+                            f"{expected[code]}")
+    return problems
+
+
+def connector_documents(sandbox: Sandbox) -> list[dict[str, Any]]:
+    """Each AP entry target-sage300 created: company, batch, vendor, document number,
+    Basware invoice id (its BWINVID)."""
+    found = []
+    for company, tables in sandbox_get(sandbox.sage300.base_url, "state")["companies"].items():
+        for batch in tables["AP/APInvoiceBatches"]:
+            if not str(batch.get("Description", "")).startswith("ml-connector"):
+                continue
+            for entry in batch["Invoices"]:
+                (invoice_id,) = [f["Value"] for f in entry["InvoiceOptionalFields"]
+                                 if f["OptionalField"] == "BWINVID"]
+                found.append({"company": company, "batch": batch["BatchNumber"],
+                              "vendor": entry["VendorNumber"],
+                              "document": entry["DocumentNumber"], "invoice_id": invoice_id,
+                              "total": entry["DocumentTotalIncludingTax"]})
+    return found
+
+
+def post_connector_batches(sandbox: Sandbox) -> list[dict[str, Any]]:
+    """What the AP team does in Sage: post every batch the connector created (Sage's
+    APPostInvoices); returns the documents posted (:func:`connector_documents`)."""
+    documents = connector_documents(sandbox)
+    for company, batch in sorted({(d["company"], d["batch"]) for d in documents}):
+        url = (f"{sandbox.sage300.base_url}/Sage300WebApi/v1.0/-/{company}/AP/"
+               "APPostInvoices('$process')")
+        response = requests.post(url, json={"ProcessAllBatches": "Donotpostallbatches",
+                                            "FromBatch": batch, "ToBatch": batch},
+                                 auth=(SAGE_USER.upper(), SAGE_PASSWORD.upper()), timeout=60)
+        assert response.status_code == 204, response.text
+    return documents
+
+
+def pay(sandbox: Sandbox, document: dict[str, Any], **body: Any) -> float:
+    """A payment recorded in Sage against a posted document (the simulator's admin `pay`:
+    `amount` defaults to the balance); returns the document's paid total now."""
+    response = requests.post(f"{sandbox.sage300.base_url}/_sandbox/pay", timeout=60, json={
+        "company": document["company"], "vendor": document["vendor"],
+        "document": document["document"], **body})
+    assert response.status_code == 200, response.text
+    posted = response.json()
+    return round(float(posted["OriginalDocumentAmount"]) - float(posted["CurrentBalance"]), 2)
+
+
+def payment_problems(sandbox: Sandbox, states: dict[str, list[float]]) -> list[str]:
+    """Every way Basware's paymentResponses differ from the payment states Sage had at each
+    payments run (`states`: invoice id -> paid totals, in order): a state answered twice or
+    not at all, a response for an invoice nobody paid, an externalCode reused, an invoice
+    paid in full that is not Paid."""
+    problems = []
+    for invoice in basware_tenant(sandbox)["invoices"]:
+        history = invoice.get("paymentResponses") or []
+        want = states.get(invoice["invoiceId"], [])
+        got = [round(float(r["paidTotal"]), 2) for r in history]
+        if got != want:
+            problems.append(f"invoice {invoice['invoiceId']}: paymentResponses paidTotal "
+                            f"{got} instead of {want}")
+        codes = Counter(r["externalCode"] for r in history)
+        problems += [f"invoice {invoice['invoiceId']}: externalCode {c} {n} times"
+                     for c, n in codes.items() if n > 1]
+        if want and want[-1] == round(abs(float(invoice["grossSum"])), 2) \
+                and invoice["processingStatus"] != "Paid":
+            problems.append(f"invoice {invoice['invoiceId']} paid in full is "
+                            f"{invoice['processingStatus']}")
+    return problems
+
+
 # -- faults per seed -------------------------------------------------------------------------
 
 FAULT_KINDS = ("429", "500", "503", "drop", "stall", "drop_after", "stall_after")
@@ -383,6 +499,44 @@ def chaos_faults(seed: int, profile: str = "default"
             numbers = [n for n in numbers if n not in outage]
         schedule += [{"nth": n, "fault": kind}
                      for n, kind in zip(numbers, FAULT_KINDS, strict=False)]
+        configs.append({"seed": rng.randrange(2**31), "rates": dict(CHAOS_RATES[profile]),
+                        "retry_after": 1, "stall_seconds": STALL_SECONDS, "schedule": schedule,
+                        **({"token_expiry_calls": TOKEN_EXPIRY_CALLS}
+                           if system == "basware" else {})})
+    return configs[0], configs[1]
+
+
+#: The payments job's write (target-basware's paymentResponses).
+PAYMENT_RESPONSE_POST = r"/v1/accountingDocuments/[^/]+/paymentResponses$"
+
+
+def payment_faults(seed: int, profile: str = "default", phase: int = 1
+                   ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(Sage, Basware) fault configurations for one run-until-success of the payments job
+    (`phase`: which one in a test), a pure function of the arguments: the profile's random
+    rates on both, Basware tokens expiring, on the paymentResponses POSTs one response
+    processed with its answer dropped and one with its answer stalled beyond the read
+    timeout, and on one of the two systems an outage (as many 503s in a row as the retry
+    policy tries: Sage's reads of the posted documents, or those POSTs), so a run fails
+    midway and is run again."""
+    rng = random.Random(f"payments:{seed}:{phase}")
+    outage_on = rng.choice(("sage300", "basware"))
+    lost = rng.sample(range(1, 5), 2)  # which POSTs lose their answer
+    basware = [{"nth": lost[0], "method": "POST", "path": PAYMENT_RESPONSE_POST,
+                "fault": "drop_after"},
+               {"nth": lost[1], "method": "POST", "path": PAYMENT_RESPONSE_POST,
+                "fault": "stall_after"}]
+    sage: list[dict[str, Any]] = []
+    if outage_on == "basware":  # an entry per 503, each counting every POST and retry,
+        start = max(lost) + rng.randint(2, 4)  # after the lost answers' retries
+        basware += [{"nth": start + n, "method": "POST", "path": PAYMENT_RESPONSE_POST,
+                     "fault": "503"} for n in range(DEFAULT_MAX_TRIES)]
+    else:
+        start = rng.randint(1, 2)
+        sage += [{"nth": start + n, "method": "GET", "path": "APPostedDocuments",
+                  "fault": "503"} for n in range(DEFAULT_MAX_TRIES)]
+    configs = []
+    for system, schedule in (("sage300", sage), ("basware", basware)):
         configs.append({"seed": rng.randrange(2**31), "rates": dict(CHAOS_RATES[profile]),
                         "retry_after": 1, "stall_seconds": STALL_SECONDS, "schedule": schedule,
                         **({"token_expiry_calls": TOKEN_EXPIRY_CALLS}

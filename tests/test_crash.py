@@ -10,16 +10,25 @@ Kill points:
   test waits until the write shows in the simulator's state, then kills the process group.
 - random per seed: in each run of the sequence, after a seed-chosen number of requests to
   either simulator.
+- issue 18's writes: master-data killed once Basware stored the order line that carries a
+  receipt cancelled in Sage (before its requestStatus was read, before any STATE); the
+  payments job killed once Basware stored a paymentResponse whose answer it holds, first
+  before any STATE, then after one response was answered. Each re-run must leave every
+  receipt on its line once and one paymentResponse per payment state, and a run with
+  nothing changed writes nothing.
 """
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from e2e import (
+    PAYMENT_RESPONSE_POST,
     REQUESTS_PER_STEP,
     SEQUENCE,
     Project,
@@ -28,11 +37,19 @@ from e2e import (
     connector_batches,
     differences,
     kill,
+    log_marks,
+    misplaced_receipts,
+    pay,
+    payment_problems,
+    post_connector_batches,
     request_log,
+    sandbox_get,
     set_faults,
     snapshot,
     wait_until,
+    write_requests,
 )
+from sqlalchemy import create_engine, text
 
 from ml_connector_core.outcome_handover import RUNS_KEY
 from mlc_sandbox.serve import Sandbox
@@ -41,10 +58,10 @@ SEEDS = [1]  # more seeds (and kills under faults): bench/soak.py --kills
 HOLD = 300  # stall_after seconds: the answer never comes before the kill
 
 
-def held_answer(method: str, path: str) -> dict[str, Any]:
-    """A fault config: the first matching request is processed, its answer never sent."""
+def held_answer(method: str, path: str, nth: int = 1) -> dict[str, Any]:
+    """A fault config: the `nth` matching request is processed, its answer never sent."""
     return {"stall_seconds": HOLD,
-            "schedule": [{"nth": 1, "fault": "stall_after", "method": method, "path": path}]}
+            "schedule": [{"nth": nth, "fault": "stall_after", "method": method, "path": path}]}
 
 
 def basware_imports(sandbox: Sandbox, entity_type: str) -> list[dict[str, Any]]:
@@ -56,7 +73,8 @@ def test_master_data_killed_between_bulk_post_and_request_status(
         fresh_sandbox: Sandbox, tmp_path: Path, baseline: Snapshot) -> None:
     """Basware stores the vendors bulk POST but its answer is held; the run is killed while it
     waits, before any requestStatus check or checkpoint. The re-run is killed the same way
-    at the matching order lines POST. The next re-run completes."""
+    at the matching order lines POST. The next re-run completes. Then the same kill while a
+    goods receipt goes to Basware (kill_while_sending_a_receipt)."""
     project = Project.create(fresh_sandbox, tmp_path)
     for endpoint, entity_type in (("vendors", "Vendor"),
                                   ("matchingOrderLines", "MatchingOrderLine")):
@@ -78,6 +96,8 @@ def test_master_data_killed_between_bulk_post_and_request_status(
     assert final.ok, final.output[-4000:]
     assert differences(baseline.only(("master-data",)),
                        snapshot(fresh_sandbox, project.ledger_url).only(("master-data",))) == []
+    assert misplaced_receipts(fresh_sandbox) == []
+    kill_while_sending_a_receipt(project)
 
 
 def test_invoices_killed_after_sage_create_and_after_a_transfer_response(
@@ -139,3 +159,123 @@ def test_killed_at_random_points(seed: int, fresh_sandbox: Sandbox, tmp_path: Pa
         project.run_until_success(job, max_attempts=3)
 
     assert differences(baseline, snapshot(fresh_sandbox, project.ledger_url)) == []
+    assert misplaced_receipts(fresh_sandbox) == []
+
+
+def receipt_codes(sandbox: Sandbox) -> dict[str, list[str]]:
+    """Basware's matching order lines that carry goods receipts: line -> entry codes."""
+    return {line["externalCode"]: [e["externalCode"] for e in line["goodsReceipts"]]
+            for line in basware_tenant(sandbox)["master_data"]["matchingOrderLines"]
+            if line.get("goodsReceipts")}
+
+
+def receipts_bookmark(project: Project) -> Any:
+    """tap-sage300's po_receipts bookmarks in the master-data job's stored state."""
+    stored = project.state("master-data")
+    return json.loads(stored)["singer_state"]["bookmarks"].get("po_receipts") if stored \
+        else None
+
+
+def kill_while_sending_a_receipt(project: Project) -> None:
+    """After a complete master-data run: a receipt cancelled in Sage goes as its order line,
+    posted again with the receipt and the entry that cancels it. Basware stores that POST and
+    holds the answer; the run is killed before it reads the requestStatus or emits a STATE.
+    The re-run sends the same line (Basware holds it: NotProcessed) and settles it from
+    Basware's requestStatus history; the receipt is on its line once; an unchanged run then
+    writes nothing."""
+    sandbox = project.sandbox
+    receipt = next(r for r in sandbox_get(sandbox.sage300.base_url, "state")["companies"]
+                   ["SAMINC"]["PO/POGetReceipts"] if r["Cancelled"] == "No")
+    line = (f"SAMINC-{receipt['PurchaseOrderNumber']}-"
+            f"{receipt['ReceiptLine2s'][0]['PurchaseOrderLineNumber']}")
+    entry = f"SAMINC-{receipt['ReceiptNumber']}-{receipt['ReceiptLine2s'][0]['LineNumber']}"
+    assert receipt_codes(sandbox)[line] == [entry]
+    done = requests.post(f"{sandbox.sage300.base_url}/_sandbox/touch", timeout=30, json={
+        "company": "SAMINC", "resource": "PO/POGetReceipts",
+        "key": receipt["ReceiptSequenceKey"], "changes": {"Cancelled": "Yes"}})
+    assert done.status_code == 200, done.text
+    bookmark = receipts_bookmark(project)
+
+    set_faults(sandbox, None, held_answer("POST", "^/v1/matchingOrderLines$"))
+    running = project.start("master-data", force=True, name="killed-at-receipt")
+    try:
+        wait_until(lambda: receipt_codes(sandbox)[line] == [entry, f"{entry}-C"], running,
+                   "Basware stored the line with the cancelled receipt")
+    finally:
+        kill(running)
+    project.finish(running)
+    set_faults(sandbox, None, None)
+    assert receipts_bookmark(project) == bookmark  # no STATE passed the receipt
+
+    final = project.run("master-data", force=True, name="after-the-kill")
+    assert final.ok, final.output[-4000:]
+    assert "settled from Basware's requestStatus history" in final.output
+    assert receipts_bookmark(project) != bookmark  # the receipt was read again, and confirmed
+    assert receipt_codes(sandbox)[line] == [entry, f"{entry}-C"]
+    assert misplaced_receipts(sandbox) == []
+    marks = log_marks(sandbox)
+    unchanged = project.run("master-data", force=True, name="unchanged")  # a killed run's record
+    assert unchanged.ok, unchanged.output[-4000:]
+    assert write_requests(sandbox, marks) == []
+
+
+def lookups_after_lost_answers(ledger_url: str) -> int:
+    """How many paymentResponses the ledger says were found in Basware after their answer
+    was lost."""
+    engine = create_engine(ledger_url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(text(
+                "SELECT count(*) FROM ledger_entries WHERE stream = 'payment_responses' "
+                "AND error = 'answer lost; found in Basware'")).scalar_one()
+    finally:
+        engine.dispose()
+
+
+def responses_stored(sandbox: Sandbox) -> int:
+    return sum(len(i.get("paymentResponses") or []) for i in basware_tenant(sandbox)["invoices"])
+
+
+def test_payments_killed_after_basware_stored_a_payment_response(fresh_sandbox: Sandbox,
+                                                                 tmp_path: Path) -> None:
+    """Four documents paid (two in full, two half); Basware stores the first paymentResponse
+    and holds the answer; the job is killed before any STATE. The re-run sends it again,
+    hears 409 and finds it in the invoice's history. Then the rest of the two is paid, and the
+    run is killed at the second response (the first answered, no STATE yet); the re-run
+    again sends nothing twice and loses nothing."""
+    sandbox = fresh_sandbox
+    project = Project.create(sandbox, tmp_path)
+    invoices = project.run("invoices", name="invoices")
+    assert invoices.ok, invoices.output[-4000:]
+    documents = [d for d in post_connector_batches(sandbox) if d["total"] > 0][:4]
+    assert len(documents) == 4
+    states: dict[str, list[float]] = {}
+    rounds = [[(d, None if n < 2 else round(d["total"] / 2, 2))
+               for n, d in enumerate(documents)], [(d, None) for d in documents[2:]]]
+
+    for number, payments in enumerate(rounds, start=1):
+        for document, amount in payments:
+            paid = pay(sandbox, document, **({"amount": amount} if amount else {}))
+            states.setdefault(document["invoice_id"], []).append(paid)
+        expected = responses_stored(sandbox) + number  # the held one is the number-th
+        set_faults(sandbox, None, held_answer("POST", PAYMENT_RESPONSE_POST, nth=number))
+        running = project.start("payments", force=True, name=f"killed-at-response-{number}")
+        try:
+            wait_until(lambda n=expected: responses_stored(sandbox) == n, running,
+                       f"Basware stored paymentResponse {number} of the run")
+        finally:
+            kill(running)
+        project.finish(running)
+        set_faults(sandbox, None, None)
+        if number == 1:
+            assert "ap_payments" not in project.state("payments")
+
+        rerun = project.run("payments", force=True, name=f"after-kill-{number}")
+        assert rerun.ok, rerun.output[-4000:]
+        assert payment_problems(sandbox, states) == []
+        # The held response was found, not sent twice (in round 2 the one answered before
+        # the kill may be too, if the kill beat its ledger entry).
+        assert lookups_after_lost_answers(project.ledger_url) >= number
+
+    assert [len(paid) for paid in states.values()] == [1, 1, 2, 2]
+    # (A re-run with nothing paid sends nothing: test_chaos.py, after faults.)

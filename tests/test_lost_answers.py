@@ -26,6 +26,8 @@ from e2e import (
     basware_tenant,
     differences,
     kill,
+    misplaced_receipts,
+    request_log,
     set_faults,
     snapshot,
     wait_until,
@@ -113,9 +115,15 @@ def test_dropped_answers_to_the_posts_of_refused_records(
     # Every refused record was answered NotProcessed once: the fault really hit them.
     assert set(P2P_REFUSALS) <= not_processed(fresh_sandbox)
     assert "settled from Basware's requestStatus history" in run.output
+    # The lines POST that carries the goods receipts (issue 18) lost its answer too.
+    receipt_posts = [r["fault"] for r in request_log(fresh_sandbox.basware.base_url)
+                     if r["method"] == "POST" and r["path"] == "/v1/matchingOrderLines"
+                     and any(line.get("goodsReceipts") for line in r["body"])]
+    assert receipt_posts[:2] == ["drop_after", None], receipt_posts
     set_faults(fresh_sandbox, None, None)
     assert differences(baseline.only(("master-data",)),
                        snapshot(fresh_sandbox, project.ledger_url).only(("master-data",))) == []
+    assert misplaced_receipts(fresh_sandbox) == []
     assert_rejections_visible(project)
 
 
@@ -145,4 +153,5 @@ def test_a_run_killed_before_reading_the_answer_to_refused_orders(
     assert "settled from Basware's requestStatus history" in final.output
     assert differences(baseline.only(("master-data",)),
                        snapshot(fresh_sandbox, project.ledger_url).only(("master-data",))) == []
+    assert misplaced_receipts(fresh_sandbox) == []
     assert_rejections_visible(project)
