@@ -1,4 +1,5 @@
-"""`ml-connector plan`: what the next master-data and invoices runs would do, writing nothing.
+"""`ml-connector plan`: what the next master-data, invoices and payments runs would do, writing
+nothing.
 
 Each job's tap is piped into its target exactly as `meltano run` would (same settings, stream
 maps, catalog selection), with the target in dry run (`dry_run: true`, see
@@ -7,6 +8,13 @@ makes its read-only look-ups, and gives every record a verdict instead of writin
 
 - master-data: tap-sage300 reads from the job's saved Meltano state (what the next run would
   read; `--full` reads everything), target-basware says create / update / skip / reject;
+  every stream the tap selects is planned, tax codes among them; a goods receipt
+  (po_receipts -> goods_receipts) goes inside the order lines it received and gets their
+  verdict: create when one of them is sent, skip when all are unchanged;
+- payments: tap-sage300--payments reads the posted AP documents whose payments moved since
+  the job's saved state, target-basware says which of the connector's invoices get a
+  payment response (create, with the cumulative paidTotal) and which were answered with this
+  payment state already (skip);
 - invoices: tap-basware peeks at the approved-invoice queue with `acknowledge: false` (GETs
   only: nothing leaves the queue), target-sage300 says create / skip (already in Sage) / reject
   (e.g. an unknown GL account). The transfer responses the next run would send first are read
@@ -80,7 +88,12 @@ JOBS = {
                        "Sage 300 records changed since the last run (the job's saved state)"),
     "invoices": Job("invoices", "tap-basware", "target-sage300",
                     "Basware's approved-invoice queue, peeked without acknowledging"),
+    "payments": Job("payments", "tap-sage300--payments", "target-basware",
+                    "Sage 300's posted AP documents paid since the last run (the job's saved "
+                    "state)"),
 }
+#: `--job all` (the default) plans every job; `both`, its name when there were two, too.
+ALL_JOBS = ("all", "both")
 
 
 class PlanError(Exception):
@@ -191,7 +204,8 @@ def _plan_job(project: Project, job: Job, full: bool, work: Path) -> JobPlan:
         tap_settings["READ_IN_PROGRESS"] = "true"
         plan.transfer_responses, answered = _pending_answers(project, job, state)
     elif full or not state:
-        plan.reads = "every Sage 300 record (no saved state used)"
+        plan.reads = ("every posted AP document (no saved state used)" if job.name == "payments"
+                      else "every Sage 300 record (no saved state used)")
     else:
         # `meltano invoke` passes neither state nor the selected catalog when given
         # arguments, so both are handed over explicitly (the tap's CLI takes the last
@@ -387,10 +401,11 @@ def render_json(plans: list[JobPlan], environment: str | None) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--job", choices=[*JOBS, "both"], default="both")
+    parser.add_argument("--job", choices=[*JOBS, *ALL_JOBS], default="all",
+                        help="the job to plan (default: all of them)")
     parser.add_argument("--full", action="store_true",
-                        help="master-data: compare every Sage record with the ledger, not only "
-                             "those the next run would read")
+                        help="master-data, payments: compare every Sage record with the "
+                             "ledger, not only those the next run would read")
     parser.add_argument("--format", choices=["text", "json"], default="text")
     add_project_arguments(parser)
     parser.add_argument("--timeout", type=float, default=3600,
@@ -404,14 +419,14 @@ def main(args: argparse.Namespace) -> int:
         print(f"ml-connector plan: {exc}", file=sys.stderr)
         return 2
     project = Project(root, environment, args.timeout)
-    jobs = list(JOBS.values()) if args.job == "both" else [JOBS[args.job]]
+    jobs = list(JOBS.values()) if args.job in ALL_JOBS else [JOBS[args.job]]
     if len(jobs) > 1:
         try:
             prepare_system_database(root, environment)
         except MeltanoError as exc:
             print(f"ml-connector plan: {exc}", file=sys.stderr)
             return 1
-    # The two jobs touch different plugins and systems: plan them side by side.
+    # The jobs write nothing and each reads its own state: plan them side by side.
     with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
         plans = list(pool.map(lambda job: plan_job(project, job, args.full), jobs))
     render = render_json if args.format == "json" else render_text

@@ -107,7 +107,7 @@ def ledger_runs(env: dict[str, str]) -> int:
 
 def expected_master_data() -> dict[str, dict[str, int]]:
     """What the demo data must give on a first run: every record new, closed POs and lines
-    (never sent to Basware) skipped."""
+    (never sent to Basware) skipped, every goods receipt sent on its (new) order lines."""
     companies = build_dataset("demo", seed=0).sage.values()
     orders = [po for tables in companies for po in tables["PO/POPurchaseOrders"]]
     lines = [line for po in orders for line in po["PurchaseOrderLines"]]
@@ -119,6 +119,7 @@ def expected_master_data() -> dict[str, dict[str, int]]:
 
     return {
         "accounts": new(sum(len(t["GL/GLAccounts"]) for t in companies)),
+        "goods_receipts": new(sum(len(t["PO/POGetReceipts"]) for t in companies)),
         "cost_centers": new(sum(s["SegmentNumber"] == "000002"
                                 for t in companies for s in t["GL/GLSegmentCodes"])),
         "matching_order_lines": new(len(lines), closed_lines),
@@ -138,8 +139,19 @@ def test_plan_predicts_both_jobs_and_writes_nothing(fresh_sandbox: Sandbox,
     assert code == 0, stderr
     assert first["written"] is False
     master, invoices = first["jobs"]["master-data"], first["jobs"]["invoices"]
-    assert master["error"] is None and invoices["error"] is None
-    assert master["streams"] == expected_master_data()
+    payments = first["jobs"]["payments"]
+    assert master["error"] is None and invoices["error"] is None and payments["error"] is None
+    # Tax codes (issue 18) are planned like every selected stream: all new on a first run.
+    streams = dict(master["streams"])
+    tax_codes = streams.pop("tax_codes", None)
+    assert tax_codes is None or (tax_codes["create"] > 0
+                                 and tax_codes["create"] == sum(tax_codes.values()))
+    assert streams == expected_master_data()
+    receipts = [r for r in master["records"] if r["stream"] == "goods_receipts"]
+    assert {r["key"] for r in receipts} >= {"SAMINC-RC100001", "SAMLTD-RC200003"}
+    assert all(r["reason"].startswith("sent on matching_order_lines (") for r in receipts)
+    # Nothing the connector created in Sage is paid yet: no payment response to send.
+    assert payments["streams"] == {} and "every posted AP document" in payments["reads"]
     assert master["skip_reasons"] == {"closed in Sage and never sent to Basware":
                                       master["totals"]["skip"]}
     assert invoices["streams"] == {"ap_invoices": {"create": 27, "update": 0, "skip": 0,
@@ -173,7 +185,10 @@ def test_plan_predicts_both_jobs_and_writes_nothing(fresh_sandbox: Sandbox,
     assert [(r["stream"], r["key"], r["verdict"]) for r in master["records"]] == [
         ("vendors", "SAMINC-1210", "update")]
     assert master["totals"]["skip"] > 0  # re-read from the bookmark day: unchanged
-    assert set(master["skip_reasons"]) == {"already delivered with this payload"}
+    # A receipt read again goes on order lines Basware has as they are: skipped with them.
+    assert "already delivered with this payload" in master["skip_reasons"]
+    assert set(master["skip_reasons"]) <= {"already delivered with this payload",
+                                           "already in Basware on matching_order_lines"}
     assert writes(fresh_sandbox) == []
     assert meltano(env, "state", "get", MASTER_DATA_STATE) == state
     assert ledger_runs(env) == runs
@@ -250,3 +265,58 @@ def test_plan_lists_invoices_a_stopped_run_acknowledged_but_never_answered(
     assert (f"read again: 2 invoice(s) an earlier run acknowledged and never answered "
             f"(TransferInProgress; their verdicts are counted above): {stranded[0]}, "
             f"{stranded[1]}") in text
+
+
+def test_plan_shows_the_payment_responses_the_next_payments_run_sends(
+        fresh_sandbox: Sandbox, env: dict[str, str]) -> None:
+    """The payments job (tap-sage300--payments -> target-basware): a payment made in Sage on
+    an invoice the connector created is a payment response to send (create, its paidTotal);
+    once the payments job sent it, the same state is a skip. Nothing is written."""
+    meltano(env, "run", "invoices")
+    sage = fresh_sandbox.sage300.base_url
+    state = requests.get(f"{sage}/_sandbox/state", timeout=60).json()
+    (batch,) = [b for b in state["companies"]["SAMINC"]["AP/APInvoiceBatches"]
+                if str(b.get("Description", "")).startswith("ml-connector")]
+    entry = batch["Invoices"][0]
+    (invoice_id,) = [f["Value"] for f in entry["InvoiceOptionalFields"]
+                     if f["OptionalField"] == "BWINVID"]
+    posted = requests.post(
+        f"{sage}/Sage300WebApi/v1.0/-/SAMINC/AP/APPostInvoices('$process')",
+        json={"ProcessAllBatches": "Donotpostallbatches", "FromBatch": batch["BatchNumber"],
+              "ToBatch": batch["BatchNumber"]}, auth=("WEBAPI", SAGE_PASSWORD.upper()),
+        timeout=30)
+    assert posted.status_code == 204, posted.text
+    paid = requests.post(f"{sage}/_sandbox/pay", json={
+        "company": "SAMINC", "vendor": entry["VendorNumber"],
+        "document": entry["DocumentNumber"], "check_number": "CHK-7"}, timeout=30)
+    assert paid.status_code == 200, paid.text
+    clear_logs(fresh_sandbox)
+    runs = ledger_runs(env)
+
+    code, report, stderr = plan(env, "--job", "payments")
+
+    assert code == 0, stderr
+    payments = report["jobs"]["payments"]
+    assert payments["error"] is None
+    assert payments["tap"] == "tap-sage300--payments"
+    assert payments["streams"] == {"payment_responses": {"create": 1, "update": 0, "skip": 0,
+                                                         "reject": 0}}
+    (record,) = payments["records"]
+    total = f"{entry['DocumentTotalIncludingTax']:.2f}".rstrip("0").rstrip(".")
+    assert record["key"] == invoice_id and record["reason"].startswith(f"paidTotal {total}")
+    assert writes(fresh_sandbox) == [] and ledger_runs(env) == runs
+    code, text, stderr = plan_text(env, "--job", "payments")
+    assert code == 0, stderr
+    assert "payments (tap-sage300--payments -> target-basware)" in text
+    assert "payment_responses" in text
+
+    # Sent by the job: the same payment state is nothing to send any more.
+    meltano(env, "run", "payments")
+    clear_logs(fresh_sandbox)
+    code, report, stderr = plan(env, "--job", "payments", "--full")
+    assert code == 0, stderr
+    payments = report["jobs"]["payments"]
+    assert payments["streams"] == {"payment_responses": {"create": 0, "update": 0, "skip": 1,
+                                                         "reject": 0}}
+    assert payments["skip_reasons"] == {"already answered with this payment state": 1}
+    assert writes(fresh_sandbox) == []

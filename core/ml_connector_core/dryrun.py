@@ -10,6 +10,10 @@ instead of writing, it gives every record one verdict:
   sent), with the reason;
 - ``reject``: the run would reject it, with the reason a real run would record.
 
+A record a run sends inside other records (a goods receipt, in the order lines it received)
+gets the verdict of those records once they have theirs (:meth:`DryRunReport.carried`): new
+in Basware when one of them is sent, skipped when all are, rejected when one is.
+
 Verdicts go to the log (one INFO line each) and, when ``dry_run_report`` names a file, to that
 file as JSON lines, which `ml-connector plan` reads. Never to stdout: Meltano stores every
 line a target prints there as state.
@@ -54,6 +58,8 @@ class DryRunReport:
         self.plugin = plugin
         self.logger = logger
         self.counts: dict[str, int] = dict.fromkeys(VERDICTS, 0)
+        self._given: dict[tuple[str, str], tuple[str, str | None]] = {}  # (stream, key)
+        self._carried: list[tuple[str, str, str | None, str, list[str]]] = []
         # Open for the whole run (closed by close()), line-buffered: verdicts already given
         # survive a crash later in the run.
         self._file: IO[str] | None = (
@@ -65,6 +71,7 @@ class DryRunReport:
         if verdict not in VERDICTS:
             raise ValueError(f"unknown dry-run verdict {verdict!r}")
         self.counts[verdict] += 1
+        self._given[(stream, key)] = (verdict, reason)
         self.logger.info("dry run: %s %s would be %s%s", stream, key,
                          {CREATE: "created", UPDATE: "updated", SKIP: "skipped",
                           REJECT: "rejected"}[verdict], f": {reason}" if reason else "")
@@ -73,11 +80,37 @@ class DryRunReport:
                            source_key if source_key != key else None, self.plugin)
             self._file.write(json.dumps(asdict(line), sort_keys=True) + "\n")
 
+    def carried(self, stream: str, key: str, source_key: str | None, into_stream: str,
+                into_keys: list[str]) -> None:
+        """`key` of `stream` goes inside the records `into_keys` of `into_stream`: its verdict
+        is theirs, given when the run has judged them (at the summary or the close)."""
+        self._carried.append((stream, key, source_key, into_stream, list(into_keys)))
+
+    def _settle_carried(self) -> None:
+        carried, self._carried = self._carried, []
+        for stream, key, source_key, into_stream, into_keys in carried:
+            given = [self._given.get((into_stream, into)) for into in into_keys]
+            named = ", ".join(into_keys)
+            rejected = [(into, g[1]) for into, g in zip(into_keys, given, strict=True)
+                        if g and g[0] == REJECT]
+            if rejected:
+                into, reason = rejected[0]
+                self.add(stream, key, REJECT, f"{into_stream} {into} is rejected: {reason}",
+                         source_key)
+            elif given and all(g and g[0] == SKIP for g in given):
+                # Worded so `plan` counts skips by cause: the keys go in brackets.
+                self.add(stream, key, SKIP, f"already in Basware on {into_stream} ({named})",
+                         source_key)
+            else:
+                self.add(stream, key, CREATE, f"sent on {into_stream} ({named})", source_key)
+
     def summary_line(self) -> str:
+        self._settle_carried()
         return (f"{self.plugin} dry run: nothing written; "
                 + ", ".join(f"{n} {verdict}" for verdict, n in self.counts.items()))
 
     def close(self) -> None:
+        self._settle_carried()
         if self._file is not None:
             self._file.close()
             self._file = None

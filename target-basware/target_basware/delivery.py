@@ -353,13 +353,16 @@ class Delivery:
             error="not sent: deleted in the source before Basware took it"))
 
     def handed_over(self, stream: str, source_key: str, target_key: str,
-                    record: dict[str, Any], note: str) -> None:
+                    record: dict[str, Any], note: str, *, into_stream: str,
+                    into_keys: list[str]) -> None:
         """A record sent as part of other records (a goods receipt in its order lines,
         target_basware.receipts): an `unchanged` entry with the record and where it went, so
         `audit trace` finds it and an earlier rejection of it is resolved; the outcome in
-        Basware is that of the records it went into."""
+        Basware is that of the records it went into (`into_keys` of `into_stream`), and so is
+        a dry run's verdict."""
         if self.dry_run:
-            return  # its verdict is that of the records it went into
+            self.dry_run.carried(stream, target_key, source_key, into_stream, into_keys)
+            return
         self._entries.append(self._entry(stream, source_key, Action.UNCHANGED,
                                          target_key=target_key, payload=record, error=note))
 

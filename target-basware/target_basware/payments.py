@@ -28,7 +28,7 @@ from typing import Any
 from singer_sdk.sinks import BatchSink
 
 from ml_connector_core.basware_api import BaswareClient, BaswareError, error_messages
-from ml_connector_core.dryrun import CREATE
+from ml_connector_core.dryrun import CREATE, SKIP
 from ml_connector_core.ledger import SAGE_TO_BASWARE, Action, Entry, payload_hash
 
 PAYMENTS_STREAM = "ap_payments"  # tap-sage300's stream this sink answers
@@ -121,6 +121,9 @@ class PaymentResponsesSink(BatchSink):
         state_hash = payload_hash(state)
         if target.ledger.was_delivered(STREAM, invoice_id, state_hash, target.system):
             summary.add(STREAM, "unchanged")  # re-read, no new payment: nothing sent
+            if target.dry_run:
+                target.dry_run.add(STREAM, invoice_id, SKIP,
+                                   "already answered with this payment state")
             return
         body = response_body(invoice_id, state, target.config.get("source_system")
                              or "SAGE300")
