@@ -1,8 +1,11 @@
 """`make demo`: the distributor's story, end to end, against the sandbox.
 
 Both simulators start on the ports the `sandbox` Meltano environment points at; the demo then
-shows each system answering and runs the jobs defined in meltano.yml. Every demo run gets its
-own Meltano state and ledger under output/, so running it twice tells the same story.
+shows each system answering and runs the jobs defined in meltano.yml: master data (goods
+receipts on their order lines and tax codes among it), invoices, then a payment an AP clerk
+makes in Sage 300 on an invoice the connector created, answered to Basware by the payments
+job. Every demo run gets its own Meltano state and ledger under output/, so running it twice
+tells the same story.
 """
 
 from __future__ import annotations
@@ -81,12 +84,20 @@ def main(argv: list[str] | None = None) -> int:
             say("   FAILED: the plan above names the plugin that could not run")
             return 1
         # The invoices job's second task answers Basware with the outcomes of its first.
-        runs = [("master-data", "master data: Sage 300 -> Basware"),
+        runs = [("master-data", "master data: Sage 300 -> Basware (goods receipts and tax "
+                                "codes too)"),
                 ("invoices", "approved invoices: Basware -> Sage 300 AP batches, and each "
-                             "outcome answered back to Basware")]
+                             "outcome answered back to Basware"),
+                ("payments", "payment status: Sage 300's payments of the connector's "
+                             "invoices -> Basware paymentResponses")]
+        paid: list[str] = []
         for number, (job, story) in enumerate(runs, start=1):
             if job not in jobs:
                 continue
+            if job == "payments":
+                paid = pay_in_sage(sandbox, run_dir, env)
+                if not paid:
+                    return 1
             step(f"Run {number}: {story}  (`meltano run {job}`)")
             log = run_dir / f"{number}-{job}.log"
             if not run_meltano(["run", job], env, log):
@@ -94,8 +105,12 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             if job == "master-data":
                 show_master_data(sandbox)
-            else:
+                show_goods_receipts(sandbox)
+                show_tax_codes(info["basware"])
+            elif job == "invoices":
                 show_invoices(sandbox)
+            else:
+                show_payments(sandbox, paid)
         ending(env, run_dir)
         say(f"\nLogs, state, ledger and report.html of this demo: {run_dir.relative_to(ROOT)}")
         write_env_file(run_dir, env)
@@ -141,6 +156,9 @@ def serve_until_stopped() -> None:
     say(f"   .venv/bin/ml-connector sandbox gl-account --info-file output/{LATEST}/sandbox.json "
         "--company SAMINC 6999-200")
     say("   .venv/bin/ml-connector retry INV-18825")
+    say(f"   .venv/bin/ml-connector sandbox pay --info-file output/{LATEST}/sandbox.json "
+        "INV-18825")
+    say("   .venv/bin/ml-connector run payments")
     say(READY)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -186,7 +204,7 @@ def show_basware(basware: dict[str, Any]) -> None:
 
 def meltano_jobs() -> list[str]:
     text = (ROOT / "meltano.yml").read_text()
-    return [job for job in ("master-data", "invoices") if f"name: {job}" in text]
+    return [job for job in ("master-data", "invoices", "payments") if f"name: {job}" in text]
 
 
 def demo_environment(run_dir: Path, info: dict[str, Any]) -> dict[str, str]:
@@ -243,6 +261,85 @@ def show_invoices(sandbox: Sandbox) -> None:
                 say(f"   Basware invoice {invoice['invoiceNumber']} TransferFailed: "
                     f"{invoice['transferResponses'][-1]['responseMessage']}")
         say(f"   Basware invoices by status: {statuses}")
+
+
+def show_goods_receipts(sandbox: Sandbox) -> None:
+    """The goods receipts Basware holds on its matching order lines (three-way matching): how
+    many, on how many lines, which lines are received in part and which receipts cancelled."""
+    state = requests.get(f"{sandbox.basware.base_url}/_sandbox/state", timeout=60).json()
+    lines = [line for tenant in state["tenants"].values()
+             for line in _values(tenant["master_data"].get("matchingOrderLines", []))
+             if line.get("goodsReceipts")]
+    entries = partial = cancelled = 0
+    for line in lines:
+        receipts = line["goodsReceipts"]
+        gone = {r["referenceGRExternalCode"] for r in receipts if r.get("referenceGRExternalCode")}
+        cancelled += len(gone)
+        kept = [r for r in receipts if not r.get("referenceGRExternalCode")
+                and r["externalCode"] not in gone]
+        entries += len(kept)
+        received = sum(float(r.get("quantity") or 0) for r in kept)
+        if 0 < received < float(line.get("quantity") or 0):
+            partial += 1
+            say(f"   Basware order line {line['externalCode']}: {received:g} of "
+                f"{float(line['quantity']):g} received (partial)")
+    say(f"   Basware goods receipts: {entries} on {len(lines)} matching order lines "
+        f"({partial} partially received, {cancelled} cancelled)")
+
+
+def show_tax_codes(basware: dict[str, Any]) -> None:
+    """Tax codes in Basware, as its API lists them (GET /v1/taxCodes, every page)."""
+    from ml_connector_core.basware_api import BaswareClient, BaswareError
+
+    client = BaswareClient(client_id=basware["client_id"],
+                           client_secret=basware["client_secret"], scopes="taxCodes.read",
+                           base_url=basware["base_url"])
+    try:
+        count = sum(len(page) for page in client.get_pages("/v1/taxCodes", {"pageSize": 500},
+                                                            "taxCodes"))
+    except (BaswareError, requests.RequestException) as exc:
+        say(f"   Basware tax codes: not readable ({exc})")
+        return
+    say(f"   Basware tax codes (GET /v1/taxCodes): {count}")
+
+
+def pay_in_sage(sandbox: Sandbox, run_dir: Path, env: dict[str, str]) -> list[str]:
+    """What the AP team does next in Sage 300: post a batch the connector created and pay an
+    invoice of it (`ml-connector sandbox pay`). Returns the invoice numbers paid."""
+    step("In Sage 300, the AP team posts a connector batch and pays an invoice of it")
+    state = requests.get(f"{sandbox.sage300.base_url}/_sandbox/state", timeout=60).json()
+    created = sorted(entry["DocumentNumber"]  # an invoice, not a credit note: one to pay
+                     for resources in state["companies"].values()
+                     for batch in resources["AP/APInvoiceBatches"]
+                     if str(batch.get("Description", "")).startswith("ml-connector")
+                     for entry in batch.get("Invoices", [])
+                     if entry.get("DocumentType") == "Invoice")
+    if not created:
+        say("   FAILED: the invoices job created no AP invoice to pay")
+        return []
+    document = created[0]
+    command = ["sandbox", "pay", "--info-file", str(run_dir / "sandbox.json"), document]
+    say(f"   ml-connector {' '.join(command)}")
+    if connector(command, env) != 0:
+        say("   FAILED: the payment above could not be made")
+        return []
+    return [document]
+
+
+def show_payments(sandbox: Sandbox, paid: list[str]) -> None:
+    """The paid invoices as Basware holds them now: status, paid total, payment responses."""
+    state = requests.get(f"{sandbox.basware.base_url}/_sandbox/state", timeout=60).json()
+    for tenant in state["tenants"].values():
+        for invoice in _values(tenant["invoices"]):
+            if invoice["invoiceNumber"] not in paid:
+                continue
+            responses = invoice.get("paymentResponses") or []
+            last = responses[-1] if responses else {}
+            say(f"   Basware invoice {invoice['invoiceNumber']}: {invoice['processingStatus']}, "
+                f"paid {float(invoice.get('paidTotal') or 0):.2f} of "
+                f"{float(invoice['grossSum']):.2f} "
+                f"{invoice.get('currencyCode', '')} ({len(responses)} payment response(s), "
+                f"check {last.get('checkNumber', '-')})")
 
 
 def _values(collection: Any) -> list[Any]:
