@@ -52,8 +52,12 @@ from target_basware.sinks import SINKS
 SAGE_PAGE = int(DEFAULT_SETTINGS["page_size"])  # the simulator's PageSize (web.config's default)
 # tap-sage300 stream -> Sage resource, for job master-data (lines ride on the POs' pages).
 RESOURCES = {"gl_accounts": "GL/GLAccounts", "cost_centers": "GL/GLSegmentCodes",
-             "payment_terms": "AP/APTerms", "vendors": "AP/APVendors",
-             "purchase_orders": "PO/POPurchaseOrders"}
+             "payment_terms": "AP/APTerms", "tax_codes": "TX/TXTaxGroups",
+             "vendors": "AP/APVendors", "purchase_orders": "PO/POPurchaseOrders",
+             "po_receipts": "PO/POGetReceipts"}
+# Read whole once per company and run besides the streams: tax_codes' authority names and
+# purchase rates (one small page each).
+LOOKUPS = ("TX/TXTaxAuthorities", "TX/TXTaxRates")
 COST_CENTER_SEGMENT = "000002"  # meltano.yml's cost_center_segment (2)
 # Every run first checks the install's fields: one $metadata GET per module it reads.
 METADATA_GETS = len({resource.split("/")[0] for resource in RESOURCES.values()})
@@ -71,7 +75,11 @@ def sage_records(data: str) -> dict[tuple[str, str], int]:
             rows = sage[company][resource]
             if stream == "cost_centers":
                 rows = [r for r in rows if r["SegmentNumber"] == COST_CENTER_SEGMENT]
+            if stream == "tax_codes":
+                rows = [r for r in rows if r["TransactionType"] == "Purchases"]
             counts[(stream, company)] = len(rows)
+        for resource in LOOKUPS:
+            counts[(resource, company)] = 1  # one page whatever the count: tiny tables
     return counts
 
 

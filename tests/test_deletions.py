@@ -170,11 +170,12 @@ def test_deletions_in_sage_reach_basware_inactive_once(fresh_sandbox: Sandbox,
     assert third.ok, third.output[-5000:]
     assert posts(fresh_sandbox) == []
     reads, metadata = sage_reads(fresh_sandbox)
-    # One per stream and company (6 x 2), plus the vendor count (the first keys-only page)
-    # of each company; and the install check's $metadata, one per module.
-    assert len(reads) == len(set(reads)) == 14, reads
+    # One per stream and company (7 x 2), plus the vendor count (the first keys-only page)
+    # and tax_codes' authority names and purchase rates of each company; and the install
+    # check's $metadata, one per module.
+    assert len(reads) == len(set(reads)) == 20, reads
     assert sum("$select=VendorNumber&" in r for r in reads) == 2
-    assert metadata == 3
+    assert metadata == 4  # AP, GL, PO, TX
 
     # -- back in Sage: sent active again ------------------------------------------------------
     sage.create("GL/GLAccounts", {k: v for k, v in account.items()

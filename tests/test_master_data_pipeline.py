@@ -162,10 +162,11 @@ def test_master_data_pipeline(fresh_sandbox: Sandbox, project: Project) -> None:
 
     assert third.ok, third.output[-5000:]
     assert basware_posts(fresh_sandbox) == []
-    # A first page that reaches Sage's @odata.count ends the read: 6 streams x 2 companies,
-    # and each company's vendor count (the first page of vendor_keys: nothing was deleted,
-    # so no vendor list is sent; tests/test_deletions.py).
+    # A first page that reaches Sage's @odata.count ends the read: 7 streams x 2 companies,
+    # each company's vendor count (the first page of vendor_keys: nothing was deleted, so no
+    # vendor list is sent; tests/test_deletions.py) and tax_codes' authority names and
+    # purchase rates (two small GETs per company).
     reads = [f"{r['path']}?{r['query']}" for r in requests.get(sage_log, timeout=30).json()[
         "requests"] if r["method"] == "GET" and not r["path"].endswith("$metadata")]
-    assert len(reads) == len(set(reads)) == 14, reads
+    assert len(reads) == len(set(reads)) == 20, reads
     assert sum("$select=VendorNumber&" in read for read in reads) == 2

@@ -50,8 +50,8 @@ README_SAGE_URL = "https://erp.example.com/Sage300WebApi/v1.0/-"
 LEAKING_PREFIXES = ("TAP_", "TARGET_", "MELTANO_", "ML_CONNECTOR_", "PROD_", "BASWARE_",
                     "SAGE", "BASH_ENV", "ENV", "PYTHON", "VIRTUAL_ENV", "REQUESTS_CA_BUNDLE")
 UNKNOWN_ACCOUNT = "6999-200"  # the demo's one invoice coded to a GL account Sage lacks
-MASTER_DATA_ENDPOINTS = {"vendors", "accounts", "costCenters", "paymentTerms", "matchingOrders",
-                         "matchingOrderLines"}
+MASTER_DATA_ENDPOINTS = {"vendors", "accounts", "costCenters", "paymentTerms", "taxCodes",
+                         "matchingOrders", "matchingOrderLines"}
 
 
 def readme_recipe() -> str:
