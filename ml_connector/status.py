@@ -63,7 +63,8 @@ INVOICE_STREAM, ANSWER_STREAM, SAGE_STREAM = "accounting_documents", "transfer_r
 #: Master data as target-basware writes it, and as tap-sage300 reads it (its own refusals).
 MASTER_DATA_STREAMS = {
     "vendors": "vendor", "accounts": "GL account", "cost_centers": "cost center",
-    "payment_terms": "payment term", "matching_orders": "purchase order",
+    "payment_terms": "payment term", "tax_codes": "tax code",
+    "matching_orders": "purchase order",
     "matching_order_lines": "PO line", "gl_accounts": "GL account",
     "purchase_orders": "purchase order", "purchase_order_lines": "PO line",
 }
