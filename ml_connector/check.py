@@ -118,7 +118,7 @@ NEEDED_SCOPES = {
     "matchingOrders.write": "target-basware: PO headers (job master-data)",
     "matchingOrderLines.write": "target-basware: PO lines and their goods receipts (job "
                                 "master-data)",
-    "requestStatus.read": "target-basware: import outcomes (jobs master-data, payments)",
+    "requestStatus.read": "target-basware: import outcomes (job master-data)",
     "accountingDocuments.read": "tap-basware: approved invoices (job invoices); "
                                 "target-basware: a lost payment answer looked up (job "
                                 "payments)",

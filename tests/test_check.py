@@ -155,7 +155,7 @@ def test_passes_against_the_sandbox_and_only_reads(fresh_sandbox: Sandbox) -> No
     assert all("%24top=1" in c["query"] or "$top=1" in c["query"]
                or c["path"].endswith("/$metadata") for c in sage_calls)
     assert {c["path"].rsplit("/", 2)[-2] for c in sage_calls
-            if c["path"].endswith("/$metadata")} == {"AP", "GL", "PO"}
+            if c["path"].endswith("/$metadata")} == {"AP", "GL", "PO", "TX"}  # TX: tax codes
     basware_calls = requests_log(fresh_sandbox.basware.base_url)
     writes = [c for c in basware_calls if c["method"] != "GET"]
     assert [(c["method"], c["path"]) for c in writes] == [("POST", "/v1/tokens")]
