@@ -18,7 +18,14 @@ from typing import Any
 
 import pytest
 import requests
-from e2e import Project, basware_tenant, connector_batches, sage_entries, sandbox_get
+from e2e import (
+    Project,
+    basware_tenant,
+    connector_batches,
+    request_log,
+    sage_entries,
+    sandbox_get,
+)
 
 from ml_connector_core.outcome_handover import RUNS_KEY
 from mlc_sandbox.data import UNKNOWN_ACCOUNT
@@ -124,6 +131,18 @@ def test_one_run_brings_every_invoice_exactly_once_and_answers_basware(
     assert_exactly_once_and_answered(pipeline.sandbox, initial)
     assert len(connector_batches(pipeline.sandbox)) == 2  # one per company
     assert RUNS_KEY not in pipeline.state("invoices")  # every outcome was answered
+    # Vendors and POs are looked up in bulk: at least 15 per request (an `or` filter as long
+    # as IIS takes a query string), per company, not one request each.
+    lookups = Counter((r["path"].split("/")[-3], r["path"].rsplit("/", 1)[-1])
+                      for r in request_log(pipeline.sandbox.sage300.base_url)
+                      if r["method"] == "GET" and r["path"].endswith(
+                          ("/AP/APVendors", "/PO/POPurchaseOrders")))
+    for code, company in COMPANIES.items():
+        mine = [i for i in initial.values() if i["companyCode"] == code]
+        vendors = {i["supplierCode"] for i in mine}
+        orders = {r["orderNumber"] for i in mine for r in i["codingRows"] if r.get("orderNumber")}
+        assert 1 <= lookups[(company, "APVendors")] <= -(-len(vendors) // 15), lookups
+        assert 1 <= lookups[(company, "POPurchaseOrders")] <= -(-len(orders) // 15), lookups
 
     again = pipeline.run("invoices", name="again")
     assert again.ok, again.output[-3000:]

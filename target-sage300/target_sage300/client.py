@@ -1,16 +1,17 @@
 """One Sage 300 company as target-sage300 sees it: cached lookups and the batch calls.
 
 Every lookup is made at most once per run (hotglue's class-level caches, here per company):
-vendors and purchase orders one request each when first needed, the GL chart and the
+vendors and purchase orders in bulk (an ``or`` filter of ~15 keys per request, as long as IIS
+takes a query string) for each batch of invoices, the GL chart, the tax tables and the
 connector's own open batches once. Values put into ``$filter`` go through ``odata_literal``.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from ml_connector_core.sage300_api import Sage300Client, Sage300Error, odata_literal
@@ -27,6 +28,8 @@ BATCHES, POSTED, VENDORS, ORDERS, ACCOUNTS = ("AP/APInvoiceBatches", "AP/APPoste
                                               "GL/GLAccounts")
 TAX_GROUPS, TAX_AUTHORITIES, TAX_RATES = ("TX/TXTaxGroups", "TX/TXTaxAuthorities",
                                           "TX/TXTaxRates")
+
+K = TypeVar("K")
 
 # Sage's duplicate message (reference §5): "Document number 'X' for vendor Y already exists."
 _DUPLICATE = re.compile(r"Document number '(?P<document>.*?)' for vendor (?P<vendor>\S+?)\.?\s"
@@ -69,13 +72,13 @@ def _document_clause(key: tuple[str, str], names: FieldNames) -> str:
             f"{names.wire(POSTED, 'DocumentNumber')} eq {odata_literal(document)})")
 
 
-def _filter_chunks(keys: list[tuple[str, str]], names: FieldNames
-                   ) -> list[list[tuple[str, str]]]:
-    """The pairs split so that each chunk's ``or`` filter, encoded, fits MAX_FILTER."""
-    chunks: list[list[tuple[str, str]]] = []
+def _filter_chunks(keys: list[K], clause: Callable[[K], str]) -> list[list[K]]:
+    """The keys split so that each chunk's ``or`` filter of ``clause(key)``, encoded, fits
+    MAX_FILTER."""
+    chunks: list[list[K]] = []
     size = 0
     for key in keys:
-        length = len(quote(_document_clause(key, names), safe="")) + len(quote(" or "))
+        length = len(quote(clause(key), safe="")) + len(quote(" or "))
         if not chunks or size + length > MAX_FILTER:
             chunks.append([])
             size = 0
@@ -135,16 +138,37 @@ class SageCompany:
 
     def vendor(self, number: str) -> dict[str, Any] | None:
         if number not in self._vendors:
-            self._vendors[number] = self._entity(VENDORS, number)
+            self.load_vendors([number])
         return self._vendors[number]
 
     def purchase_order(self, number: str) -> dict[str, Any] | None:
         if number not in self._orders:
-            found = list(self._records(
-                ORDERS, top=2,
-                filter=f"{self._field(ORDERS, 'PurchaseOrderNumber')} eq {odata_literal(number)}"))
-            self._orders[number] = found[0] if found else None
+            self.load_orders([number])
         return self._orders[number]
+
+    def load_vendors(self, numbers: Iterable[str]) -> None:
+        """Look up every vendor not known yet, ~15 per request (an ``or`` filter)."""
+        self._load(VENDORS, "VendorNumber", numbers, self._vendors)
+
+    def load_orders(self, numbers: Iterable[str]) -> None:
+        """Look up every purchase order not known yet, ~15 per request."""
+        self._load(ORDERS, "PurchaseOrderNumber", numbers, self._orders)
+
+    def _load(self, resource: str, key: str, wanted: Iterable[str],
+              known: dict[str, dict[str, Any] | None]) -> None:
+        asked = [value for value in dict.fromkeys(wanted) if value not in known]
+        field = self._field(resource, key)
+
+        def clause(value: str) -> str:
+            return f"{field} eq {odata_literal(value)}"
+        for chunk in _filter_chunks(asked, clause):
+            chunk_keys = set(chunk)
+            for record in self._records(resource, filter=" or ".join(map(clause, chunk))):
+                found = str(record.get(key) or "").strip()
+                if found in chunk_keys and known.get(found) is None:
+                    known[found] = record
+        for value in asked:
+            known.setdefault(value, None)  # not in Sage: asked once per run
 
     @property
     def accounts(self) -> dict[str, dict[str, Any]]:
@@ -259,8 +283,10 @@ class SageCompany:
             self._load_connector_batches()
         found = {key: self._by_document[key] for key in documents if key in self._by_document}
         asked = list(dict.fromkeys(key for key in documents if key not in found))
-        for chunk in _filter_chunks(asked, self.names):
-            query = " or ".join(_document_clause(key, self.names) for key in chunk)
+        def clause(key: tuple[str, str]) -> str:
+            return _document_clause(key, self.names)
+        for chunk in _filter_chunks(asked, clause):
+            query = " or ".join(clause(key) for key in chunk)
             for posted in self._records(POSTED, filter=query):
                 key = ((posted.get("VendorNumber") or "").strip(),
                        (posted.get("DocumentNumber") or "").strip())

@@ -136,7 +136,12 @@ class APInvoicesSink(BatchSink):
                              prepared.label)
                 self._finished(prepared)
             return
-        existing = self._existing([p.invoice for p in items if p.invoice is not None], sage)
+        invoices = [p.invoice for p in items if p.invoice is not None]
+        # The coding asks for each vendor and PO: looked up here in bulk, not one by one.
+        sage.load_vendors(invoice.vendor_number for invoice in invoices)
+        sage.load_orders(line.po_number for invoice in invoices for line in invoice.lines
+                         if line.po_number)
+        existing = self._existing(invoices, sage)
         ready: list[Ready] = []
         for prepared in items:
             invoice = prepared.invoice
