@@ -141,11 +141,10 @@ def test_plan_predicts_both_jobs_and_writes_nothing(fresh_sandbox: Sandbox,
     master, invoices = first["jobs"]["master-data"], first["jobs"]["invoices"]
     payments = first["jobs"]["payments"]
     assert master["error"] is None and invoices["error"] is None and payments["error"] is None
-    # Tax codes (issue 18) are planned like every selected stream: all new on a first run.
+    # Tax codes are planned like every selected stream: all new on a first run, four per
+    # company (two authorities, item classes 1 and 2).
     streams = dict(master["streams"])
-    tax_codes = streams.pop("tax_codes", None)
-    assert tax_codes is None or (tax_codes["create"] > 0
-                                 and tax_codes["create"] == sum(tax_codes.values()))
+    assert streams.pop("tax_codes") == {"create": 8, "update": 0, "skip": 0, "reject": 0}
     assert streams == expected_master_data()
     receipts = [r for r in master["records"] if r["stream"] == "goods_receipts"]
     assert {r["key"] for r in receipts} >= {"SAMINC-RC100001", "SAMLTD-RC200003"}
