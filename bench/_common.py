@@ -310,6 +310,11 @@ class MeltanoProject:
             "TAP_SAGE300_USERNAME": sage["username"],
             "TAP_SAGE300_PASSWORD": sage["password"],
             "TARGET_BASWARE_BASE_URL": sandbox.basware_url,
+            # job invoices (bench/end_to_end.py's latency mode)
+            "TAP_BASWARE_BASE_URL": sandbox.basware_url,
+            "TARGET_SAGE300_BASE_URL": sage["base_url"],
+            "TARGET_SAGE300_USERNAME": sage["username"],
+            "TARGET_SAGE300_PASSWORD": sage["password"],
         }
 
     def run(self, *args: str, sampler: ProcessSampler | None = None) -> Measured:

@@ -1,20 +1,51 @@
-"""End to end: `meltano run master-data` on the large data, first full sync and an unchanged
-re-run, with records per second and where the CPU time went (simulators, tap, target,
-Meltano).
+"""End to end at real-world latency (issue 19, item 3): `meltano run master-data` and
+`meltano run invoices` with every Sage 300 request 250 ms slower and every Basware request
+300 ms slower (the sandbox's `slow` fault), at 2,000 and 10,000 vendors and 1,000 invoices;
+each table sets the requests per system, the sequential bound (requests x latency), the
+concurrency bound (/ C, the plugins' requests in flight) and the measured wall time side by
+side (bench/latency.py says how). Then tap-sage300's extract against tap-rest-api-msdk at the
+same Sage latency.
 
-Per-process CPU comes from /proc while the run goes (ProcessSampler), the simulators' from
-their own process, Meltano's as the rest of what `meltano run` and its children used.
+    .venv/bin/python bench/end_to_end.py                      # 250/300 ms, 2k and 10k vendors, 1k invoices
+    .venv/bin/python bench/end_to_end.py --vendors 100000 --jobs master-data --no-peer
+    .venv/bin/python bench/end_to_end.py --sage-latency-ms 0 --basware-latency-ms 0  # loopback
 
-    .venv/bin/python bench/end_to_end.py
+`measure` and `print_table` are the loopback table of `meltano run master-data` on the large
+data (records per second, where the CPU time went: simulators, tap, target, Meltano), timed
+from request_economy.py's runs. Per-process CPU comes from /proc while the run goes
+(ProcessSampler), the simulators' from their own process, Meltano's as the rest of what
+`meltano run` and its children used.
 """
 
 from __future__ import annotations
 
+import argparse
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from _common import MeltanoProject, ProcessSampler, Sandbox, say, table
+import peer
+from _common import (
+    MeltanoProject,
+    ProcessSampler,
+    Sandbox,
+    alternate,
+    machine,
+    median,
+    run_measured,
+    say,
+    table,
+)
+from latency import (
+    JOB_PLUGINS,
+    LatencyRow,
+    add_latency_args,
+    count_requests,
+    job_limits,
+    latency_table,
+    marks,
+    set_latency,
+)
 
 TAP_RECORDS = 221_293  # what tap-sage300 reads from the large data for job master-data
 
@@ -53,14 +84,137 @@ def print_table(rows: list[list[Any]]) -> None:
            "nominal."])
 
 
-def main() -> None:
-    say("end to end: starting the sandbox with the large data ...")
-    with Sandbox("large") as sandbox, tempfile.TemporaryDirectory() as tmp:
-        project = MeltanoProject(sandbox, Path(tmp))
-        rows = [measure(project, sandbox, "first full sync", "run", "master-data")]
-        say("end to end: the unchanged re-run ...")
-        rows.append(measure(project, sandbox, "re-run, nothing changed", "run", "master-data"))
-    print_table(rows)
+def latency_run(project: MeltanoProject, sandbox: Sandbox, label: str, data: str,
+                latency_ms: dict[str, int], job: str, *args: str) -> LatencyRow:
+    """One `meltano run` at latency: its requests per system, wall time and CPU (Meltano and
+    the plugins, from the child's rusage, plus the simulators')."""
+    since = marks(sandbox)
+    simulators_before = sandbox.cpu_seconds()
+    say(f"latency: {job}, {data}, {label} ...")
+    measured = project.run("run", *args, job)
+    row = LatencyRow(label, data, count_requests(sandbox, since), measured.wall, latency_ms,
+                     job_limits(job))
+    row.cpu = measured.cpu + sandbox.cpu_seconds() - simulators_before
+    return row
+
+
+def peer_at_latency(sandbox: Sandbox, work: Path, data: str, sage_ms: int, repeats: int
+                    ) -> list[list[Any]]:
+    """tap-sage300 and tap-rest-api-msdk reading the same vendors and POs at Sage's latency:
+    set-up and warm-ups on loopback (untimed), then `repeats` alternating timed runs each."""
+    set_latency(sandbox, 0, 0)
+    both = peer.setup(sandbox, work)
+    set_latency(sandbox, sage_ms, 0)
+    runs: dict[str, list[tuple[float, float, int]]] = {"ours": [], "peer": []}
+
+    def timed(name: str, command: list[str]) -> float:
+        since = marks(sandbox)
+        measured = run_measured(command)
+        requests = len(sandbox.requests_since("sage300", since["sage300"]))
+        runs[name].append((measured.wall, measured.cpu, requests))
+        return measured.wall
+
+    say(f"latency: peer comparison, {data}, {repeats} run(s) each ...")
+    alternate({"ours": lambda: timed("ours", both.ours),
+               "peer": lambda: timed("peer", both.peer)}, repeats)
+    rows = []
+    ours_wall = median(wall for wall, _, _ in runs["ours"])
+    for name, tap, records in (("ours", "tap-sage300", both.ours_records),
+                               ("peer", "tap-rest-api-msdk 1.4.2", both.peer_records)):
+        wall = median(w for w, _, _ in runs[name])
+        requests = runs[name][0][2]
+        bound = requests * sage_ms / 1000
+        rows.append([tap, data, requests, records, f"{bound:,.1f}", f"{wall:,.1f}",
+                     f"{wall - bound:+,.1f}", f"{median(c for _, c, _ in runs[name]):,.1f}",
+                     f"{wall / ours_wall:.2f}"])
+    return rows
+
+
+def run_latency(sage_ms: int, basware_ms: int, jobs: list[str], vendor_sizes: list[str],
+                invoice_sizes: list[int], with_peer: bool, peer_repeats: int = 1
+                ) -> dict[str, list[Any]]:
+    """The latency tables: each job at each size (first run and an unchanged re-run), and
+    the extract against tap-rest-api-msdk at the same Sage latency."""
+    latency = {"sage300": sage_ms, "basware": basware_ms}
+    results: dict[str, list[Any]] = {}
+    say(f"latency: Sage +{sage_ms} ms, Basware +{basware_ms} ms per request; "
+        f"{machine()}")
+    with Sandbox("demo") as sandbox, tempfile.TemporaryDirectory() as tmp:
+        if "master-data" in jobs:
+            rows = []
+            for size in vendor_sizes:
+                sandbox.reset(size)
+                set_latency(sandbox, sage_ms, basware_ms)
+                workdir = Path(tmp) / f"master-data-{size}"
+                workdir.mkdir()
+                project = MeltanoProject(sandbox, workdir)
+                rows.append(latency_run(project, sandbox, "first full sync", size, latency,
+                                        "master-data"))
+                rows.append(latency_run(project, sandbox, "re-run, nothing changed", size,
+                                        latency, "master-data"))
+            results["master-data"] = rows
+            print_latency("master-data", rows)
+        if "invoices" in jobs:
+            rows = []
+            for count in invoice_sizes:
+                data = f"invoices-{count}"
+                sandbox.reset(data)
+                set_latency(sandbox, sage_ms, basware_ms)
+                workdir = Path(tmp) / data
+                workdir.mkdir()
+                project = MeltanoProject(sandbox, workdir)
+                rows.append(latency_run(project, sandbox, f"{count + DEMO_INVOICES:,} waiting",
+                                        data, latency, "invoices"))
+                rows.append(latency_run(project, sandbox, "re-run, nothing waiting", data,
+                                        latency, "invoices"))
+            results["invoices"] = rows
+            print_latency("invoices", rows)
+        if with_peer:
+            peer.require_peer()
+            rows = []
+            for size in vendor_sizes:
+                sandbox.reset(size)
+                workdir = Path(tmp) / f"peer-{size}"
+                workdir.mkdir()
+                rows += peer_at_latency(sandbox, workdir, size, sage_ms, peer_repeats)
+            results["peer"] = rows
+            table(f"Latency: the extract, tap-sage300 vs tap-rest-api-msdk, Sage +{sage_ms} ms",
+                  ["tap", "data", "Sage requests", "records", "bound s (requests x latency)",
+                   "wall s", "wall - bound s", "CPU s", "wall vs ours"], rows,
+                  ["Both read vendors and POs of both companies with the same $select, one "
+                   "request at a time (C = 1; ours asks for the next page before it decodes "
+                   "the current one); ours also emits the PO lines as records, and checks the "
+                   "install's $metadata first. Set-up, discovery and warm-ups on loopback, "
+                   f"untimed; {peer_repeats} timed run(s) each, alternating (median)."])
+    return results
+
+
+DEMO_INVOICES = 28  # the demo data's own approved invoices, added to every invoices-N
+
+
+def print_latency(job: str, rows: list[LatencyRow]) -> None:
+    latency_table(f"Latency: meltano run {job}", rows, JOB_PLUGINS[job], [
+        "", "CPU s per run (Meltano, both plugins and both simulators): " + ", ".join(
+            f"{row.label} {row.data} {row.cpu:,.1f}" for row in rows) + "."])
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_latency_args(parser)
+    parser.add_argument("--jobs", default="master-data,invoices",
+                        help="comma-separated: master-data, invoices (default both)")
+    parser.add_argument("--vendors", default="2000,10000",
+                        help="sandbox data for master-data: vendor counts or `large` "
+                             "(default 2000,10000)")
+    parser.add_argument("--invoices", default="1000",
+                        help="invoices waiting in Basware for job invoices (default 1000)")
+    parser.add_argument("--peer", action=argparse.BooleanOptionalAction, default=True,
+                        help="also the extract against tap-rest-api-msdk (default on)")
+    parser.add_argument("--peer-repeats", type=int, default=1)
+    args = parser.parse_args(argv)
+    run_latency(args.sage_latency_ms, args.basware_latency_ms, args.jobs.split(","),
+                [v for v in args.vendors.split(",") if v],
+                [int(n) for n in args.invoices.split(",") if n], args.peer, args.peer_repeats)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -68,38 +69,62 @@ def peer_config(sandbox: Sandbox, selects: dict[str, str]) -> dict:
     }
 
 
-def main() -> dict[str, float]:
+@dataclass
+class Contenders:
+    """Both taps' commands, set up and warmed up (untimed), with what each reads."""
+
+    ours: list[str]
+    ours_records: int
+    ours_requests: int
+    peer: list[str]
+    peer_records: int
+    peer_requests: int
+
+
+def setup(sandbox: Sandbox, work: Path) -> Contenders:
+    """Our tap's warm-up run (its URLs give the $select), the peer's config, its untimed
+    discovery (schemas) and an untimed run that counts its records and requests."""
+    ours, counts, urls = extract_setup(sandbox, work, STREAMS)
+    selects = {}
+    for url in urls:  # the first request per resource carries our $select
+        parts = urlsplit(url)
+        resource = "/".join(parts.path.split("/")[-2:])
+        selects.setdefault(resource, parse_qs(parts.query)["$select"][0])
+    config = peer_config(sandbox, selects)
+    config_path = write_json(work, "peer.json", config)
+    discovered = json.loads(subprocess.run(
+        [str(PEER_BIN / "tap-rest-api-msdk"), "--config", str(config_path), "--discover"],
+        cwd=ROOT, capture_output=True, check=True, text=True).stdout)
+    schemas = {entry["tap_stream_id"]: entry["schema"] for entry in discovered["streams"]}
+    for stream in config["streams"]:
+        stream["schema"] = schemas[stream["name"]]
+    config_path = write_json(work, "peer.json", config)
+    peer = [str(PEER_BIN / "tap-rest-api-msdk"), "--config", str(config_path)]
+
+    seq = sandbox.last_seq("sage300")
+    with (work / "peer.singer").open("wb") as out:  # untimed: count what it reads
+        run_measured(peer, stdout=out)
+    with (work / "peer.singer").open("rb") as lines:
+        peer_records = sum(1 for line in lines if line.startswith(b'{"type":"RECORD"'))
+    peer_requests = sum(1 for r in sandbox.requests_since("sage300", seq)
+                        if r["method"] == "GET" and r["path"].startswith(SAGE_PATH))
+    return Contenders(ours, sum(counts.values()), len(urls), peer, peer_records,
+                      peer_requests)
+
+
+def require_peer() -> None:
     if not (PEER_BIN / "tap-rest-api-msdk").exists():
         raise SystemExit("tap-rest-api-msdk is not installed: run `make bench` (it builds "
                          ".venv-bench-peer) or pip install tap-rest-api-msdk==1.4.2 there")
+
+
+def main() -> dict[str, float]:
+    require_peer()
     say("peer: starting the sandbox with the large data ...")
     with Sandbox("large") as sandbox, tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        ours, counts, urls = extract_setup(sandbox, work, STREAMS)
-        selects = {}
-        for url in urls:  # the first request per resource carries our $select
-            parts = urlsplit(url)
-            resource = "/".join(parts.path.split("/")[-2:])
-            selects.setdefault(resource, parse_qs(parts.query)["$select"][0])
-        config = peer_config(sandbox, selects)
-        config_path = write_json(work, "peer.json", config)
-        discovered = json.loads(subprocess.run(
-            [str(PEER_BIN / "tap-rest-api-msdk"), "--config", str(config_path), "--discover"],
-            cwd=ROOT, capture_output=True, check=True, text=True).stdout)
-        schemas = {entry["tap_stream_id"]: entry["schema"] for entry in discovered["streams"]}
-        for stream in config["streams"]:
-            stream["schema"] = schemas[stream["name"]]
-        config_path = write_json(work, "peer.json", config)
-        peer = [str(PEER_BIN / "tap-rest-api-msdk"), "--config", str(config_path)]
-
-        seq = sandbox.last_seq("sage300")
-        peer_records = 0
-        with (work / "peer.singer").open("wb") as out:  # untimed: count what it reads
-            run_measured(peer, stdout=out)
-        with (work / "peer.singer").open("rb") as lines:
-            peer_records = sum(1 for line in lines if line.startswith(b'{"type":"RECORD"'))
-        peer_requests = sum(1 for r in sandbox.requests_since("sage300", seq)
-                            if r["method"] == "GET" and r["path"].startswith(SAGE_PATH))
+        both = setup(sandbox, work)
+        ours, peer = both.ours, both.peer
 
         runs: dict[str, list] = {"ours": [], "peer": []}
 
@@ -113,10 +138,11 @@ def main() -> dict[str, float]:
                            "peer": lambda: timed("peer", peer)}, PEER_REPEATS)
         ours_wall, peer_wall = median(walls["ours"]), median(walls["peer"])
         rows = [
-            ["tap-sage300", f"{len(urls):,}", f"{sum(counts.values()):,}", ours_wall,
+            ["tap-sage300", f"{both.ours_requests:,}", f"{both.ours_records:,}", ours_wall,
              median(m.cpu for m in runs["ours"]), median(m.max_rss_mb for m in runs["ours"]),
              "1.00"],
-            ["tap-rest-api-msdk 1.4.2", f"{peer_requests:,}", f"{peer_records:,}", peer_wall,
+            ["tap-rest-api-msdk 1.4.2", f"{both.peer_requests:,}", f"{both.peer_records:,}",
+             peer_wall,
              median(m.cpu for m in runs["peer"]), median(m.max_rss_mb for m in runs["peer"]),
              f"{peer_wall / ours_wall:.2f}"],
         ]
