@@ -20,7 +20,14 @@ from typing import Any
 
 import pytest
 import requests
-from e2e import Project, basware_tenant, request_log, requests_served, sandbox_get, set_faults
+from e2e import (
+    Project,
+    basware_tenant,
+    connector_documents,
+    request_log,
+    requests_served,
+    set_faults,
+)
 
 from mlc_sandbox.data import SAGE_PASSWORD, SAGE_USER
 from mlc_sandbox.serve import Sandbox
@@ -39,23 +46,6 @@ def paid(fresh_sandbox: Sandbox, tmp_path: Path) -> Project:
 
 def invoices(sandbox: Sandbox) -> dict[str, dict[str, Any]]:
     return {i["invoiceId"]: i for i in basware_tenant(sandbox)["invoices"]}
-
-
-def connector_documents(sandbox: Sandbox) -> list[dict[str, Any]]:
-    """(company, batch, vendor, document, BWINVID) of each entry target-sage300 created."""
-    found = []
-    for company, tables in sandbox_get(sandbox.sage300.base_url, "state")["companies"].items():
-        for batch in tables["AP/APInvoiceBatches"]:
-            if not str(batch.get("Description", "")).startswith("ml-connector"):
-                continue
-            for entry in batch["Invoices"]:
-                ids = [f["Value"] for f in entry["InvoiceOptionalFields"]
-                       if f["OptionalField"] == "BWINVID"]
-                found.append({"company": company, "batch": batch["BatchNumber"],
-                              "vendor": entry["VendorNumber"],
-                              "document": entry["DocumentNumber"], "invoice_id": ids[0],
-                              "total": entry["DocumentTotalIncludingTax"]})
-    return found
 
 
 def post_batch(sandbox: Sandbox, company: str, batch: int) -> None:
