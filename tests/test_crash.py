@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -134,7 +135,10 @@ def test_invoices_killed_after_sage_create_and_after_a_transfer_response(
 
     answer = project.run("invoices", force=True, name="answer")
     assert answer.ok, answer.output[-4000:]
-    assert "'already_answered': 1" in answer.output
+    # tap-basware has several responses in flight (max_in_flight): each one Basware took
+    # before the kill is found answered already, one or more depending on timing.
+    already = re.search(r"'already_answered': (\d+)", answer.output)
+    assert already and int(already[1]) >= 1, answer.output[-4000:]
 
     assert differences(baseline.only(("invoices",)),
                        snapshot(sandbox, project.ledger_url).only(("invoices",))) == []
