@@ -510,15 +510,15 @@ def chaos_faults(seed: int, profile: str = "default"
 PAYMENT_RESPONSE_POST = r"/v1/accountingDocuments/[^/]+/paymentResponses$"
 
 
-def payment_faults(seed: int, profile: str = "default", phase: int = 1
+def payment_faults(seed: int, profile: str = "default", phase: int = 1, outage: bool = True
                    ) -> tuple[dict[str, Any], dict[str, Any]]:
     """(Sage, Basware) fault configurations for one run-until-success of the payments job
     (`phase`: which one in a test), a pure function of the arguments: the profile's random
     rates on both, Basware tokens expiring, on the paymentResponses POSTs one response
     processed with its answer dropped and one with its answer stalled beyond the read
-    timeout, and on one of the two systems an outage (as many 503s in a row as the retry
-    policy tries: Sage's reads of the posted documents, or those POSTs), so a run fails
-    midway and is run again."""
+    timeout, and with `outage` on one of the two systems an outage (as many 503s in a row as
+    the retry policy tries: Sage's reads of the posted documents, or those POSTs), so a run
+    fails midway and is run again."""
     rng = random.Random(f"payments:{seed}:{phase}")
     outage_on = rng.choice(("sage300", "basware"))
     lost = rng.sample(range(1, 5), 2)  # which POSTs lose their answer
@@ -527,11 +527,11 @@ def payment_faults(seed: int, profile: str = "default", phase: int = 1
                {"nth": lost[1], "method": "POST", "path": PAYMENT_RESPONSE_POST,
                 "fault": "stall_after"}]
     sage: list[dict[str, Any]] = []
-    if outage_on == "basware":  # an entry per 503, each counting every POST and retry,
-        start = max(lost) + rng.randint(2, 4)  # after the lost answers' retries
+    if outage and outage_on == "basware":  # an entry per 503, each counting every POST
+        start = max(lost) + rng.randint(2, 4)  # and retry: after the lost answers' retries
         basware += [{"nth": start + n, "method": "POST", "path": PAYMENT_RESPONSE_POST,
                      "fault": "503"} for n in range(DEFAULT_MAX_TRIES)]
-    else:
+    elif outage:
         start = rng.randint(1, 2)
         sage += [{"nth": start + n, "method": "GET", "path": "APPostedDocuments",
                   "fault": "503"} for n in range(DEFAULT_MAX_TRIES)]

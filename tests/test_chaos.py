@@ -21,7 +21,7 @@ Payments (issue 18): the invoices job runs fault-free; the AP team posts the con
 batches in Sage and pays them, in full or in part and then the rest; after each round of
 payments the payments job runs under faults until it succeeds: the profile's random faults on
 both simulators, a paymentResponse processed with its answer dropped and one with it stalled,
-an outage that fails a run midway. Basware must then hold exactly one paymentResponse per
+and in the first round an outage that fails a run midway. Basware must then hold exactly one paymentResponse per
 payment state Sage had (none twice, none missing), and a re-run sends nothing.
 
 The sequence of faults is deterministic per seed; exactly which request meets which fault
@@ -129,15 +129,18 @@ def test_payments_under_chaos_answer_each_payment_state_once(
         for document, amount in payments:
             paid = pay(sandbox, document, **({"amount": amount} if amount else {}))
             states.setdefault(document["invoice_id"], []).append(paid)
-        set_faults(sandbox, *payment_faults(seed, PROFILE, phase))
+        # An outage in the first round only (each failed run costs seconds).
+        set_faults(sandbox, *payment_faults(seed, PROFILE, phase, outage=phase == 1))
         attempts = project.run_until_success("payments", MAX_ATTEMPTS)
         fired = injected_faults(sandbox)
         set_faults(sandbox, None, None)
-        # The answers to paymentResponses were lost (processed, never heard) and the outage
-        # failed a run, loudly; a later run recovered.
+        # The answers to paymentResponses were lost (processed, never heard); the outage
+        # failed a run, loudly, and a later run recovered.
         assert fired["basware"]["drop_after"] >= 1 and fired["basware"]["stall_after"] >= 1, \
             fired
-        assert any(not run.ok for run in attempts), [(r.name, r.returncode) for r in attempts]
+        if phase == 1:
+            assert any(not run.ok for run in attempts), [(r.name, r.returncode)
+                                                         for r in attempts]
         assert payment_problems(sandbox, states) == [], phase
 
     assert any(len(paid) == 2 for paid in states.values())
