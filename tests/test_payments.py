@@ -82,7 +82,9 @@ def test_full_and_partial_payments_reach_basware_once(paid: Project) -> None:
     pay(sandbox, partial, amount=half, check_number="CHK-101")
 
     before = requests_served(sandbox.basware.base_url)
-    assert paid.run("payments").ok
+    run = paid.run("payments")
+    assert run.ok, run.output[-3000:]
+    assert "2 POST(s) to Basware" in run.output  # the run summary counts the responses
     now = invoices(sandbox)
     paid_in_full = now[full["invoice_id"]]
     assert paid_in_full["processingStatus"] == "Paid"

@@ -139,6 +139,7 @@ class PaymentResponsesSink(BatchSink):
         request_id = str(uuid.uuid4())
         code = body["externalCode"]
         record = {"payment": state, "response": body}
+        self._target.delivery.summary.posts += 1  # the run summary's "N POST(s) to Basware"
         try:
             response = self.client.post(path, body, request_id=request_id)
         except BaswareError:
