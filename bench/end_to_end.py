@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -106,12 +107,13 @@ def peer_at_latency(sandbox: Sandbox, work: Path, data: str, sage_ms: int, repea
     both = peer.setup(sandbox, work)
     set_latency(sandbox, sage_ms, 0)
     runs: dict[str, list[tuple[float, float, int]]] = {"ours": [], "peer": []}
+    kinds: dict[str, Counter[str]] = {}
 
     def timed(name: str, command: list[str]) -> float:
         since = marks(sandbox)
         measured = run_measured(command)
-        requests = len(sandbox.requests_since("sage300", since["sage300"]))
-        runs[name].append((measured.wall, measured.cpu, requests))
+        kinds[name] = count_requests(sandbox, since)["sage300"]
+        runs[name].append((measured.wall, measured.cpu, sum(kinds[name].values())))
         return measured.wall
 
     say(f"latency: peer comparison, {data}, {repeats} run(s) each ...")
@@ -127,7 +129,12 @@ def peer_at_latency(sandbox: Sandbox, work: Path, data: str, sage_ms: int, repea
         rows.append([tap, data, requests, records, f"{bound:,.1f}", f"{wall:,.1f}",
                      f"{wall - bound:+,.1f}", f"{median(c for _, c, _ in runs[name]):,.1f}",
                      f"{wall / ours_wall:.2f}"])
+        PEER_KINDS.append(f"- {tap}, {data}: " + ", ".join(
+            f"{kind} {n:,}" for kind, n in sorted(kinds[name].items(), key=lambda kv: -kv[1])))
     return rows
+
+
+PEER_KINDS: list[str] = []  # the peer table's requests by kind, one line per tap and size
 
 
 def run_latency(sage_ms: int, basware_ms: int, jobs: list[str], vendor_sizes: list[str],
@@ -185,7 +192,8 @@ def run_latency(sage_ms: int, basware_ms: int, jobs: list[str], vendor_sizes: li
                    "request at a time (C = 1; ours asks for the next page before it decodes "
                    "the current one); ours also emits the PO lines as records, and checks the "
                    "install's $metadata first. Set-up, discovery and warm-ups on loopback, "
-                   f"untimed; {peer_repeats} timed run(s) each, alternating (median)."])
+                   f"untimed; {peer_repeats} timed run(s) each, alternating (median).",
+                   "", "Requests by kind:", "", *PEER_KINDS])
     return results
 
 

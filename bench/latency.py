@@ -126,6 +126,8 @@ def classify(system: str, request: dict[str, Any]) -> str:
             if parts[2] == "requestStatus" and method == "GET":
                 return "GET requestStatus"
             return f"{method} {'/'.join(parts[2:4]) if method != 'GET' else parts[2]}"
+        if path.startswith("/_s3/"):
+            return f"{method} export page (pre-signed)"
         return f"{method} other"
     if path.endswith("$metadata"):
         return "GET $metadata"

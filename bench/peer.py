@@ -86,10 +86,12 @@ def setup(sandbox: Sandbox, work: Path) -> Contenders:
     discovery (schemas) and an untimed run that counts its records and requests."""
     ours, counts, urls = extract_setup(sandbox, work, STREAMS)
     selects = {}
-    for url in urls:  # the first request per resource carries our $select
+    for url in urls:  # the first read per resource carries our $select ($metadata: none)
         parts = urlsplit(url)
         resource = "/".join(parts.path.split("/")[-2:])
-        selects.setdefault(resource, parse_qs(parts.query)["$select"][0])
+        query = parse_qs(parts.query)
+        if "$select" in query:
+            selects.setdefault(resource, query["$select"][0])
     config = peer_config(sandbox, selects)
     config_path = write_json(work, "peer.json", config)
     discovered = json.loads(subprocess.run(

@@ -18,11 +18,20 @@ Runs, in order, on the large data: the first full sync; a re-run with nothing ch
 deleted in Sage (sent inactive: one POST); a --full-refresh re-run with nothing changed
 (every record read again, none sent).
 
-    .venv/bin/python bench/request_economy.py
+    .venv/bin/python bench/request_economy.py                 # large data, Sage +250 ms, Basware +300 ms
+    .venv/bin/python bench/request_economy.py --data 10000    # a vendor count instead
+    .venv/bin/python bench/request_economy.py --sage-latency-ms 0 --basware-latency-ms 0  # loopback
+
+Request counts do not depend on latency. With latency (the sandbox's `slow` fault on every
+request, bench/latency.py), the runs' times are printed as the latency table: requests per
+system, the sequential bound, the bound / C and the measured wall time; on loopback as
+end_to_end.py's CPU table. `make bench` (run_all.py) runs it on loopback: its tables are the
+minimum checks, and the latency figures come from end_to_end.py's latency mode.
 """
 
 from __future__ import annotations
 
+import argparse
 import tempfile
 from collections import Counter
 from collections.abc import Iterable
@@ -30,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import end_to_end
+import latency
 import requests
 from _common import (
     COMPANIES,
@@ -119,8 +129,10 @@ def records_sent(ledger_url: str) -> Counter[str]:
 class Economy:
     """One run's requests against the least possible, and its time (end_to_end.py)."""
 
-    def __init__(self, sandbox: Sandbox, project: MeltanoProject) -> None:
-        self.sandbox, self.project = sandbox, project
+    def __init__(self, sandbox: Sandbox, project: MeltanoProject, data: str = "large",
+                 latency_ms: dict[str, int] | None = None) -> None:
+        self.sandbox, self.project, self.data = sandbox, project, data
+        self.latency_ms = latency_ms or {"sage300": 0, "basware": 0}
 
     def run(self, label: str, *args: str) -> dict[str, Any]:
         seqs = {system: self.sandbox.last_seq(system) for system in ("sage300", "basware")}
@@ -129,16 +141,21 @@ class Economy:
         return {"sage": sage_gets(self.sandbox.requests_since("sage300", seqs["sage300"])),
                 "basware": basware_calls(self.sandbox.requests_since("basware",
                                                                       seqs["basware"])),
-                "sent": records_sent(self.project.ledger_url), "timing": timing}
+                "sent": records_sent(self.project.ledger_url), "timing": timing,
+                "latency": latency.LatencyRow(
+                    label, self.data, latency.count_requests(self.sandbox, seqs),
+                    float(timing[1]), self.latency_ms, latency.job_limits("master-data"))}
 
 
 def minimum_posts(sent: Counter[str]) -> int:
     return sum(ceil_div(n, ENDPOINTS[endpoint].post_max) for endpoint, n in sent.items())
 
 
-def main() -> dict[str, bool]:
-    say("request economy: starting the sandbox with the large data ...")
-    expected = sage_records("large")
+def main(data: str = "large", sage_ms: int = 0, basware_ms: int = 0) -> dict[str, bool]:
+    """The economy runs on `data`; `sage_ms`/`basware_ms` added to every request (0:
+    loopback, as `make bench` runs it)."""
+    say(f"request economy: starting the sandbox with data {data} ...")
+    expected = sage_records(data)
     full_minimum = sum(max(1, ceil_div(n, SAGE_PAGE)) for n in expected.values()) \
         + METADATA_GETS
     # One per stream and company, and the vendor counts.
@@ -147,8 +164,10 @@ def main() -> dict[str, bool]:
     deleted_minimum = len(expected) + METADATA_GETS + sum(
         max(1, ceil_div(n - (company == "SAMINC"), SAGE_PAGE))
         for (stream, company), n in expected.items() if stream == "vendors")
-    with Sandbox("large") as sandbox, tempfile.TemporaryDirectory() as tmp:
-        economy = Economy(sandbox, MeltanoProject(sandbox, Path(tmp)))
+    with Sandbox(data) as sandbox, tempfile.TemporaryDirectory() as tmp:
+        latency.set_latency(sandbox, sage_ms, basware_ms)
+        economy = Economy(sandbox, MeltanoProject(sandbox, Path(tmp)), data,
+                          {"sage300": sage_ms, "basware": basware_ms})
         runs: list[tuple[str, dict[str, Any], int, bool]] = []
         first = economy.run("first full sync", "run", "master-data")
         runs.append(("first full sync", first, full_minimum, True))
@@ -183,7 +202,8 @@ def main() -> dict[str, bool]:
         rows.append([label, gets, sage_minimum, posts, post_minimum,
                      sum(counts["sent"].values()), calls.get("GET requestStatus", 0),
                      tokens, "yes" if ok else "NO"])
-    table("Request economy: meltano run master-data, large data",
+    where = "large data" if data == "large" else f"data {data}"
+    table(f"Request economy: meltano run master-data, {where}",
           ["run", "Sage GETs", "min", "Basware POSTs", "min", "records sent",
            "requestStatus GETs", "token calls", "at minimum"], rows,
           [f"Sage PageSize {SAGE_PAGE} (the web.config default; tap page_size 1000). "
@@ -197,7 +217,7 @@ def main() -> dict[str, bool]:
 
     detail = []
     for (stream, company), n in sorted(expected.items()):
-        detail.append([f"GET {RESOURCES[stream]}", company, n,
+        detail.append([f"GET {RESOURCES.get(stream, stream)}", company, n,
                        first["sage"][(stream, company)], max(1, ceil_div(n, SAGE_PAGE))])
     for endpoint, n in sorted(first["sent"].items()):
         limit = ENDPOINTS[endpoint].post_max
@@ -205,9 +225,19 @@ def main() -> dict[str, bool]:
                        first["basware"].get(f"POST {endpoint}", 0), ceil_div(n, limit)])
     table("Request economy, first full sync in detail",
           ["requests", "company", "records", "made", "minimum"], detail)
-    end_to_end.print_table([counts["timing"] for _, counts, _, _ in runs])
+    if sage_ms or basware_ms:
+        latency.latency_table(f"Latency: meltano run master-data, {where}",
+                              [counts["latency"] for _, counts, _, _ in runs],
+                              latency.JOB_PLUGINS["master-data"])
+    else:
+        end_to_end.print_table([counts["timing"] for _, counts, _, _ in runs])
     return at_minimum
 
 
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    latency.add_latency_args(parser)
+    parser.add_argument("--data", default="large",
+                        help="sandbox data: large (100,000 extra vendors) or a vendor count")
+    args = parser.parse_args()
+    main(args.data, args.sage_latency_ms, args.basware_latency_ms)
