@@ -48,6 +48,9 @@ from latency import (
     set_latency,
 )
 
+from mlc_sandbox.sage300 import DEFAULT_SETTINGS
+
+SAGE_PAGE_SIZE = int(DEFAULT_SETTINGS["page_size"])  # the simulator's, as web.config's
 TAP_RECORDS = 221_293  # what tap-sage300 reads from the large data for job master-data
 
 
@@ -138,19 +141,26 @@ PEER_KINDS: list[str] = []  # the peer table's requests by kind, one line per ta
 
 
 def run_latency(sage_ms: int, basware_ms: int, jobs: list[str], vendor_sizes: list[str],
-                invoice_sizes: list[int], with_peer: bool, peer_repeats: int = 1
-                ) -> dict[str, list[Any]]:
+                invoice_sizes: list[int], with_peer: bool, peer_repeats: int = 1,
+                sage_page_size: int | None = None) -> dict[str, list[Any]]:
     """The latency tables: each job at each size (first run and an unchanged re-run), and
-    the extract against tap-rest-api-msdk at the same Sage latency."""
+    the extract against tap-rest-api-msdk at the same Sage latency. `sage_page_size`: the
+    Sage simulator's PageSize (web.config's cap on a page; None: its default, 100)."""
     latency = {"sage300": sage_ms, "basware": basware_ms}
     results: dict[str, list[Any]] = {}
     say(f"latency: Sage +{sage_ms} ms, Basware +{basware_ms} ms per request; "
         f"{machine()}")
+
+    def reset(data: str) -> None:
+        sandbox.reset(data)
+        if sage_page_size:
+            sandbox.admin("PATCH", "sage300", "settings", json={"page_size": sage_page_size})
+
     with Sandbox("demo") as sandbox, tempfile.TemporaryDirectory() as tmp:
         if "master-data" in jobs:
             rows = []
             for size in vendor_sizes:
-                sandbox.reset(size)
+                reset(size)
                 set_latency(sandbox, sage_ms, basware_ms)
                 workdir = Path(tmp) / f"master-data-{size}"
                 workdir.mkdir()
@@ -160,12 +170,12 @@ def run_latency(sage_ms: int, basware_ms: int, jobs: list[str], vendor_sizes: li
                 rows.append(latency_run(project, sandbox, "re-run, nothing changed", size,
                                         latency, "master-data"))
             results["master-data"] = rows
-            print_latency("master-data", rows)
+            print_latency("master-data", rows, sage_page_size)
         if "invoices" in jobs:
             rows = []
             for count in invoice_sizes:
                 data = f"invoices-{count}"
-                sandbox.reset(data)
+                reset(data)
                 set_latency(sandbox, sage_ms, basware_ms)
                 workdir = Path(tmp) / data
                 workdir.mkdir()
@@ -175,17 +185,18 @@ def run_latency(sage_ms: int, basware_ms: int, jobs: list[str], vendor_sizes: li
                 rows.append(latency_run(project, sandbox, "re-run, nothing waiting", data,
                                         latency, "invoices"))
             results["invoices"] = rows
-            print_latency("invoices", rows)
+            print_latency("invoices", rows, sage_page_size)
         if with_peer:
             peer.require_peer()
             rows = []
             for size in vendor_sizes:
-                sandbox.reset(size)
+                reset(size)
                 workdir = Path(tmp) / f"peer-{size}"
                 workdir.mkdir()
                 rows += peer_at_latency(sandbox, workdir, size, sage_ms, peer_repeats)
             results["peer"] = rows
-            table(f"Latency: the extract, tap-sage300 vs tap-rest-api-msdk, Sage +{sage_ms} ms",
+            table(f"Latency: the extract, tap-sage300 vs tap-rest-api-msdk, Sage +{sage_ms} ms, "
+                  f"Sage PageSize {sage_page_size or SAGE_PAGE_SIZE}",
                   ["tap", "data", "Sage requests", "records", "bound s (requests x latency)",
                    "wall s", "wall - bound s", "CPU s", "wall vs ours"], rows,
                   ["Both read vendors and POs of both companies with the same $select, one "
@@ -200,8 +211,10 @@ def run_latency(sage_ms: int, basware_ms: int, jobs: list[str], vendor_sizes: li
 DEMO_INVOICES = 28  # the demo data's own approved invoices, added to every invoices-N
 
 
-def print_latency(job: str, rows: list[LatencyRow]) -> None:
-    latency_table(f"Latency: meltano run {job}", rows, JOB_PLUGINS[job], [
+def print_latency(job: str, rows: list[LatencyRow], sage_page_size: int | None = None
+                  ) -> None:
+    page = f"Sage PageSize {sage_page_size or SAGE_PAGE_SIZE}"
+    latency_table(f"Latency: meltano run {job}, {page}", rows, JOB_PLUGINS[job], [
         "", "CPU s per run (Meltano, both plugins and both simulators): " + ", ".join(
             f"{row.label} {row.data} {row.cpu:,.1f}" for row in rows) + "."])
 
@@ -219,10 +232,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--peer", action=argparse.BooleanOptionalAction, default=True,
                         help="also the extract against tap-rest-api-msdk (default on)")
     parser.add_argument("--peer-repeats", type=int, default=1)
+    parser.add_argument("--sage-page-size", type=int, default=None, metavar="N",
+                        help="the Sage simulator's PageSize, web.config's cap per page "
+                             f"(default {SAGE_PAGE_SIZE}, Sage's own default)")
     args = parser.parse_args(argv)
     run_latency(args.sage_latency_ms, args.basware_latency_ms, args.jobs.split(","),
                 [v for v in args.vendors.split(",") if v],
-                [int(n) for n in args.invoices.split(",") if n], args.peer, args.peer_repeats)
+                [int(n) for n in args.invoices.split(",") if n], args.peer, args.peer_repeats,
+                args.sage_page_size)
 
 
 if __name__ == "__main__":
