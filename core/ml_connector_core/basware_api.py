@@ -9,10 +9,15 @@
   header; 404 is an empty page; 302 redirects (accountingDocuments) are followed *without*
   Authorization, as pre-signed S3 URLs require.
 - Retries, timeouts and Retry-After come from :mod:`ml_connector_core.httppolicy`.
+- Threads: one client may be called from several threads at once (tap-basware acknowledges
+  and answers invoices concurrently). The token is fetched by one thread at a time, and every
+  call goes through one `Throttle` per client: a 429 or 503 makes every thread wait (its
+  Retry-After) with fewer requests in flight, and `max_in_flight` bounds them (0: no bound).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 import uuid
@@ -23,7 +28,7 @@ from urllib.parse import urljoin
 
 import requests
 
-from .httppolicy import HttpSession, RetryPolicy, request_with_retry
+from .httppolicy import HttpSession, RetryPolicy, Throttle, request_with_retry
 
 # Basware publishes EU hosts; the other regions' hosts are not public (reference §1), so these
 # are best guesses and a customer sets ``base_url`` from Basware's api_reference page instead.
@@ -38,6 +43,7 @@ REQUEST_ID_HEADER = "X-BW-REQUEST-ID"
 TOKEN_REFRESH_MARGIN = 60.0  # seconds before expiry at which a token is renewed
 PRESIGNED_ATTEMPTS = 3  # API calls for a fresh pre-signed URL when one is consumed or expired
 _REDIRECTS = (301, 302, 303, 307)
+DEFAULT_POOL_SIZE = 10  # requests' connections kept per host
 
 
 class BaswareError(Exception):
@@ -150,13 +156,23 @@ class BaswareClient:
     def __init__(self, *, client_id: str, client_secret: str, scopes: str,
                  region: str | None = None, base_url: str | None = None,
                  policy: RetryPolicy | None = None, verify_tls: bool = True,
-                 session: requests.Session | None = None) -> None:
+                 session: requests.Session | None = None, max_in_flight: int = 0) -> None:
+        """`max_in_flight`: most requests on the wire at once, over all threads (0: no
+        bound); a policy that brings its own `throttle` keeps it."""
         self.base_url = resolve_base_url(region, base_url)
-        self.policy = policy or RetryPolicy()
+        policy = policy or RetryPolicy()
+        if policy.throttle is None:
+            policy = dataclasses.replace(policy, throttle=Throttle(max_in_flight))
+        self.policy = policy
         self.session = session or HttpSession()
         # Pre-signed URLs reject any Authorization header: their own session, kept for the
         # run so each page does not open a new (TLS) connection to the storage host.
         self.presigned_session = HttpSession()
+        if max_in_flight > DEFAULT_POOL_SIZE:  # one keep-alive connection per thread
+            for pooled in (self.session, self.presigned_session):
+                adapter = requests.adapters.HTTPAdapter(pool_maxsize=max_in_flight)
+                pooled.mount("https://", adapter)
+                pooled.mount("http://", adapter)
         self.verify_tls = verify_tls
         self.tokens = TokenProvider.shared(self.base_url, client_id, client_secret, scopes,
                                            self.session, self.policy, verify_tls)

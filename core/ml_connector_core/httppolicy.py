@@ -2,7 +2,9 @@
 
 429 and 5xx back off exponentially with full jitter, `Retry-After` is honoured when the server
 sends it, and the whole retry loop is bounded by `max_tries` and `max_elapsed`, after which a
-RetryExhausted error says what was tried and how long it took.
+RetryExhausted error says what was tried and how long it took. A policy carrying a `Throttle`
+(every BaswareClient's) shares its backoff among all threads calling the system: a 429 or 503
+makes every one of them wait, with fewer requests in flight, not only the refused request.
 
 Two ways to use it:
 - `request_with_retry(session, "POST", url, policy=POLICY, json=...)` for hand-written calls
@@ -31,7 +33,8 @@ import random
 import re
 import threading
 import time
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -47,6 +50,8 @@ from ml_connector_core.redaction import MASK, SECRET_KEY
 logger = logging.getLogger(__name__)
 
 RETRY_STATUSES: frozenset[int] = frozenset({429, 500, 502, 503, 504})
+#: "Slow down" answers: with a Throttle, every thread calling the system waits, not one.
+THROTTLE_STATUSES: frozenset[int] = frozenset({429, 503})
 #: Defaults shared by RetryPolicy and SDK streams (`backoff_max_tries()`).
 DEFAULT_MAX_TRIES = 6
 DEFAULT_MAX_ELAPSED = 300.0
@@ -120,6 +125,100 @@ class RetryStats:
             self.waited_seconds += waited
 
 
+class Throttle:
+    """What every thread calling one system shares: a "not before" time and a bound on the
+    requests in flight, so that a 429 or 503 slows the whole client down, not one request.
+
+    - A throttling answer (429/503) moves the shared "not before" to the end of its wait
+      (Retry-After when the server sends one): every attempt of every thread, retries and new
+      calls alike, starts after it.
+    - `max_in_flight` (0: unbounded) bounds the attempts on the wire at once. A throttling
+      answer halves the current bound (at least 1); it grows back by one after as many
+      successful answers as the bound is wide (additive increase), up to `max_in_flight`.
+
+    - The retry budget for throttling is the system's, not one request's: `streak` counts
+      throttling answers in a row over all threads, and once it reaches the policy's
+      `max_tries` the request that heard the last one gives up (as one request hearing
+      `max_tries` 503s in a row does), so an outage still fails the run however many threads
+      share it. Any other answer, and a request that ends without one, resets it.
+
+    One thread using it sees no difference: its own retry sleeps past the "not before", and
+    the streak never exceeds its own attempts.
+    """
+
+    def __init__(self, max_in_flight: int = 0) -> None:
+        if max_in_flight < 0:
+            raise ValueError("max_in_flight must be 0 (unbounded) or more")
+        self.max_in_flight = max_in_flight
+        self._cond = threading.Condition()
+        self._not_before = 0.0  # time.monotonic()
+        self._limit = max_in_flight
+        self._in_flight = 0
+        self._successes = 0
+        self.streak = 0  # throttling answers in a row, over all threads
+        #: Counters for tests and benchmarks: throttling answers heard, the most attempts on
+        #: the wire at once, and seconds threads spent waiting for the "not before".
+        self.throttled = 0
+        self.peak_in_flight = 0
+        self.waited_seconds = 0.0
+
+    @property
+    def limit(self) -> int:
+        """The current bound on attempts in flight (0: unbounded)."""
+        return self._limit
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        """Hold one of the attempts in flight: waits for the "not before" and a free slot."""
+        with self._cond:
+            while True:
+                delay = self._not_before - time.monotonic()
+                if delay > 0:
+                    self.waited_seconds += delay
+                    self._cond.wait(delay)
+                    continue
+                if self._limit and self._in_flight >= self._limit:
+                    self._cond.wait()
+                    continue
+                break
+            self._in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._in_flight -= 1
+                self._cond.notify_all()
+
+    def slow_down(self, seconds: float) -> None:
+        """A throttling answer: nobody sends before `seconds` from now; fewer in flight."""
+        with self._cond:
+            self.throttled += 1
+            self.streak += 1
+            self._not_before = max(self._not_before, time.monotonic() + seconds)
+            if self.max_in_flight:
+                self._limit = max(1, self._limit // 2)
+            self._successes = 0
+            self._cond.notify_all()
+
+    def ended(self) -> None:
+        """A request ended without an answer of its own to judge (gave up, or its outcome is
+        unknown): the next one starts a new streak."""
+        self.streak = 0
+
+    def succeeded(self) -> None:
+        """An answer that was not a throttling one: the bound grows back, one at a time."""
+        self.streak = 0
+        if self._limit >= self.max_in_flight:
+            return  # unbounded, or back at the setting: nothing to do (no lock needed)
+        with self._cond:
+            self._successes += 1
+            if self._successes >= self._limit and self._limit < self.max_in_flight:
+                self._limit += 1
+                self._successes = 0
+                self._cond.notify_all()
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """Timeouts and retry bounds. Immutable, so one instance can serve every stream and thread.
@@ -138,6 +237,9 @@ class RetryPolicy:
     retry_statuses: frozenset[int] = RETRY_STATUSES
     rng: random.Random | None = None
     stats: RetryStats = field(default_factory=RetryStats, compare=False)
+    #: Shared by every thread calling one system (BaswareClient makes one per client); None:
+    #: each request backs off on its own, as before.
+    throttle: Throttle | None = field(default=None, compare=False)
 
     @property
     def timeout(self) -> tuple[float, float]:
@@ -288,17 +390,28 @@ def request_with_retry(
         attempt += 1
         policy.stats.add(attempts=1)
         try:
-            response = session.request(
-                method, url, headers=headers, json=json, data=data, params=params,
-                timeout=policy.timeout, allow_redirects=allow_redirects, **kwargs,
-            )
+            if policy.throttle is None:
+                response = session.request(
+                    method, url, headers=headers, json=json, data=data, params=params,
+                    timeout=policy.timeout, allow_redirects=allow_redirects, **kwargs,
+                )
+            else:
+                with policy.throttle.slot():
+                    response = session.request(
+                        method, url, headers=headers, json=json, data=data, params=params,
+                        timeout=policy.timeout, allow_redirects=allow_redirects, **kwargs,
+                    )
         except requests.exceptions.SSLError:
             raise  # a certificate problem does not heal by retrying (and is a ConnectionError)
         except _TRANSIENT as exc:
             if not retry_on_timeout and not _never_sent(exc):
+                if policy.throttle is not None:
+                    policy.throttle.ended()
                 raise UnknownOutcome(method, url, attempt, exc) from exc
             outcome: requests.Response | BaseException = exc
         else:
+            if policy.throttle is not None and response.status_code not in THROTTLE_STATUSES:
+                policy.throttle.succeeded()
             if response.status_code not in policy.retry_statuses:
                 return response
             if not retry_on_timeout and response.status_code in _MAYBE_PROCESSED:
@@ -308,14 +421,26 @@ def request_with_retry(
         elapsed = time.monotonic() - start
         response_or_none = outcome if isinstance(outcome, requests.Response) else None
         wait = policy.wait_seconds(attempt, response_or_none)
+        streak = 0
+        if (policy.throttle is not None and response_or_none is not None
+                and response_or_none.status_code in THROTTLE_STATUSES):
+            # Every thread waits as long as this one (Retry-After when given), and fewer go
+            # out at once until answers come back without throttling.
+            policy.throttle.slow_down(wait)
+            streak = policy.throttle.streak
         if attempt >= policy.max_tries:
             reason = f"max_tries={policy.max_tries}"
+        elif streak >= policy.max_tries:
+            reason = (f"{streak} throttling answers in a row to this client's threads, "
+                      f"max_tries={policy.max_tries}")
         elif elapsed + wait > policy.max_elapsed:
             reason = f"next wait {wait:.1f}s would pass max_elapsed={policy.max_elapsed:g}s"
         else:
             reason = ""
         if reason:
             policy.stats.add(gave_up=1)
+            if policy.throttle is not None:
+                policy.throttle.ended()
             error = RetryExhausted(method, url, attempt, elapsed, outcome, reason)
             if isinstance(outcome, BaseException):
                 raise error from outcome

@@ -183,15 +183,17 @@ def basware_connection_properties(*, default_scopes: str) -> list[th.Property]:
 
 
 def basware_client(config: Config, *, default_scopes: str, scopes: str | None = None,
-                   policy: RetryPolicy | None = None) -> BaswareClient:
+                   policy: RetryPolicy | None = None, max_in_flight: int = 0) -> BaswareClient:
     """The client a plugin's settings describe. ``scopes``/``policy``: what a one-off command
-    (`ml-connector webhooks subscribe`) needs instead of the plugin's own."""
+    (`ml-connector webhooks subscribe`) needs instead of the plugin's own. ``max_in_flight``:
+    most requests on the wire at once over all threads (0: no bound; tap-basware's setting)."""
     return BaswareClient(
         client_id=config["client_id"], client_secret=config["client_secret"],
         scopes=scopes or config.get("scopes") or default_scopes, region=config.get("region"),
         base_url=config.get("base_url"), verify_tls=bool(config.get("verify_tls", True)),
         policy=policy or RetryPolicy(read_timeout=float(config.get("read_timeout")
-                                                        or BASWARE_READ_TIMEOUT)))
+                                                        or BASWARE_READ_TIMEOUT)),
+        max_in_flight=max_in_flight)
 
 
 def warn_if_basware_tls_off(config: Config, logger: logging.Logger) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -17,6 +18,7 @@ from ml_connector_core.httppolicy import (
     HttpSession,
     RetryExhausted,
     RetryPolicy,
+    Throttle,
     UnknownOutcome,
     request_with_retry,
     retry_after_seconds,
@@ -300,3 +302,87 @@ def test_http_session_reads_the_proxy_environment_once_per_host_and_honours_it(
         assert direct.json() == ["direct"] and server.hits("/vendors") == 1
     finally:
         proxy.close()
+
+
+def test_a_throttle_bounds_the_requests_in_flight_over_all_threads(server: Server) -> None:
+    url = server.script("/ack", stall(0.2))
+    policy = fast(throttle=Throttle(max_in_flight=2))
+    session = requests.Session()
+    threads = [threading.Thread(target=request_with_retry, args=(session, "POST", url),
+                                kwargs={"policy": policy}) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert server.hits("/ack") == 6
+    assert policy.throttle is not None and policy.throttle.peak_in_flight == 2
+
+
+def test_a_429_makes_every_thread_wait_and_halves_the_requests_in_flight(
+        server: Server) -> None:
+    # The first request hears 429 + Retry-After 1; the others, sent after it, all wait.
+    url = server.script("/ack", respond(429, {"Retry-After": "1"}), respond(200))
+    throttle = Throttle(max_in_flight=4)
+    policy = fast(throttle=throttle)
+    session = requests.Session()
+    assert request_with_retry(session, "POST", url, policy=policy).status_code == 200
+    assert throttle.throttled == 1 and throttle.limit == 2  # halved, grows back
+    # The throttled request's retry waited 1 s; anything sent now passes at once. Then a
+    # second 429 while others are about to go: every one of them waits the Retry-After.
+    server.script("/ack", respond(429, {"Retry-After": "1"}), respond(200))
+    throttle.slow_down(1.0)
+    sent: list[float] = []
+    start = time.monotonic()
+
+    def call() -> None:
+        request_with_retry(session, "POST", url, policy=policy)
+        sent.append(time.monotonic() - start)
+
+    threads = [threading.Thread(target=call) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert min(sent) >= 1.0  # nobody went before the shared "not before"
+    assert throttle.waited_seconds > 0
+
+
+def test_the_bound_grows_back_one_at_a_time_after_answers_without_throttling() -> None:
+    throttle = Throttle(max_in_flight=8)
+    throttle.slow_down(0)
+    throttle.slow_down(0)
+    assert throttle.limit == 2
+    for _ in range(2):
+        throttle.succeeded()
+    assert throttle.limit == 3
+    for _ in range(3 + 4 + 5 + 6 + 7):
+        throttle.succeeded()
+    assert throttle.limit == 8
+    unbounded = Throttle()
+    unbounded.slow_down(0)
+    assert unbounded.limit == 0  # 0: no bound, before and after
+
+
+def test_throttling_answers_in_a_row_over_all_threads_fail_as_one_requests_would(
+        server: Server) -> None:
+    # An outage of max_tries 503s spread over three threads: no single request hears them
+    # all, yet the client gives up as one request hearing them in a row would.
+    url = server.script("/ack", *[respond(503, {"Retry-After": "1"})] * 3, respond(200))
+    policy = fast(max_tries=3, throttle=Throttle(max_in_flight=3))
+    session = requests.Session()
+    failures: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            request_with_retry(session, "POST", url, policy=policy)
+        except RetryExhausted as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=call) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures, "an outage of max_tries throttling answers must fail a request"
+    assert any("throttling answers in a row" in str(exc) or "max_tries=3" in str(exc)
+               for exc in failures)
