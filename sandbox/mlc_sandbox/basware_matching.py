@@ -26,14 +26,26 @@ NO_ORDER_LINE = "OrderLineNotFound"
 _SAGE_IDS = {company.basware_code: company.sage_id for company in COMPANIES}
 
 
+def _quantity(value: Any) -> Decimal | None:
+    """A quantity as P2P reads it; None when it is not a number (bad input stays in state)."""
+    if isinstance(value, bool):
+        return None
+    try:
+        quantity = Decimal(str(value if value is not None else 0))
+    except ArithmeticError:
+        return None
+    return quantity if quantity.is_finite() else None
+
+
 def received_quantity(line: dict[str, Any]) -> Decimal:
-    receipts = line.get("goodsReceipts") or []
-    by_code = {r.get("externalCode"): Decimal(str(r.get("quantity") or 0)) for r in receipts}
+    receipts = [r for r in line.get("goodsReceipts") or [] if isinstance(r, dict)]
+    by_code = {r.get("externalCode"): _quantity(r.get("quantity")) or Decimal(0)
+               for r in receipts}
     total = Decimal(0)
     for receipt in receipts:
         cancelled = receipt.get("referenceGRExternalCode")
         total += -by_code.get(cancelled, Decimal(0)) if cancelled else \
-            Decimal(str(receipt.get("quantity") or 0))
+            by_code.get(receipt.get("externalCode"), Decimal(0))
     return total
 
 
@@ -43,9 +55,13 @@ def matching(tenant: Tenant) -> list[dict[str, Any]]:
     results = []
     for invoice in tenant.invoices.values():
         company = _SAGE_IDS.get(str(invoice.get("companyCode")), invoice.get("companyCode"))
-        for row in invoice.get("codingRows") or []:
+        rows = invoice.get("codingRows")
+        for row in rows if isinstance(rows, list) else []:
+            if not isinstance(row, dict):
+                continue
             order, number = row.get("orderNumber"), row.get("orderLineNumber")
-            if not order or not number:
+            if not order or not number or isinstance(order, dict | list) \
+                    or isinstance(number, dict | list):
                 continue
             code = f"{company}-{order}-{number}"
             line = lines.get(code)
@@ -57,7 +73,9 @@ def matching(tenant: Tenant) -> list[dict[str, Any]]:
                 continue
             if not (line.get("isReceiptBasedMatching") or line.get("isReceiptRequired")):
                 continue
-            invoiced = Decimal(str(row.get("matchedQuantity") or 0))
+            invoiced = _quantity(row.get("matchedQuantity"))
+            if invoiced is None:
+                continue  # not a quantity: P2P would not match it at all
             received = received_quantity(line)
             status = (MATCHED if invoiced == received else
                       NOT_RECEIVED if received == 0 else
