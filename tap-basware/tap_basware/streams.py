@@ -5,19 +5,32 @@ from __future__ import annotations
 import copy
 import uuid
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
+import requests
 from singer_sdk.helpers.types import Context
 
 from ml_connector_core.basware_api import BaswareError, error_messages
 from ml_connector_core.ledger import BASWARE_TO_SAGE, Action, Entry
 from tap_basware.client import BaswareStream
+from tap_basware.concurrency import InOrder
 from tap_basware.schemas import ACCOUNTING_DOCUMENT, REQUEST_STATUS, VENDOR
 
 WAITING = "WaitingForTransfer"
 IN_PROGRESS = "TransferInProgress"
 P2P_SYSTEM = "P2P"
 BASWARE_REQUEST_ID = "x-amzn-RequestId"
+
+
+@dataclass(frozen=True)
+class Acknowledgement:
+    """What one acknowledge call heard: Basware's answer, or the exception that ended it."""
+
+    invoice_id: str
+    request_id: str
+    response: requests.Response | None
+    error: Exception | None
 
 
 class AccountingDocumentsStream(BaswareStream):
@@ -39,6 +52,7 @@ class AccountingDocumentsStream(BaswareStream):
     stream_schema = ACCOUNTING_DOCUMENT
     max_page_size = 100
     ledger_schema = True
+    _acks: InOrder[Acknowledgement] | None = None  # this partition's acknowledgements
 
     @property
     def partitions(self) -> list[dict[str, Any]]:
@@ -77,20 +91,42 @@ class AccountingDocumentsStream(BaswareStream):
         # page of invoices emitted already (kept out by a stream map, so not acknowledged) is
         # paged past. One page is held at a time, however long the queue: reading the whole
         # list first made the tap's memory grow with the queue (2.5 kB per invoice).
+        # Acknowledgements run `max_requests_in_flight` at a time in worker threads, each
+        # started only once its record is out; their ledger entries are written here, in
+        # order. Every one has completed before the list is read again and before the
+        # partition ends (so before its STATE, and before any later run answers the invoice).
+        acks = self._acks = InOrder(self.tap.pool, self.tap.max_in_flight,
+                                    self._settle_acknowledge)
         params = self._queue_params(company, WAITING)
-        while True:
-            for page in self.read_pages(params):
-                fresh = [invoice for invoice in page if invoice["invoiceId"] not in emitted]
-                for invoice in fresh:
-                    emitted.add(invoice["invoiceId"])
-                    yield invoice
-                    # Back here only after the SDK wrote (and flushed) the RECORD message.
-                    if self._was_emitted(invoice):
-                        self._acknowledge(invoice["invoiceId"])
-                if fresh:
-                    break  # the cursor is stale now: read the list again from its start
-            else:
-                return  # a whole read found nothing new: the queue is drained
+        try:
+            while True:
+                for page in self.read_pages(params):
+                    fresh = [invoice for invoice in page
+                             if invoice["invoiceId"] not in emitted]
+                    for invoice in fresh:
+                        emitted.add(invoice["invoiceId"])
+                        yield invoice
+                        # Back here only after the SDK wrote (and flushed) the RECORD message.
+                        if self._was_emitted(invoice):
+                            invoice_id = invoice["invoiceId"]
+                            acks.submit(lambda invoice_id=invoice_id:
+                                        self._send_acknowledge(invoice_id))
+                    if fresh:
+                        acks.drain()
+                        break  # the cursor is stale now: read the list again from its start
+                else:
+                    return  # a whole read found nothing new: the queue is drained
+        except BaseException:
+            # Failing, or closed early (the SDK's record limit): the acknowledgements in
+            # flight still complete and are recorded; the first failure is what is raised.
+            acks.drain(raise_first=False)
+            raise
+
+    def settle_in_flight(self, *, raise_first: bool) -> None:
+        """Settle (record) the acknowledgements still in flight: for a run that is failing,
+        or stopped by the SDK before this stream's generator was closed."""
+        if self._acks is not None:
+            self._acks.drain(raise_first=raise_first)
 
     def _peek(self, context: Context, company: str) -> Iterable[dict[str, Any]]:
         """Acknowledge off: read without changing anything in Basware. `read_in_progress`
@@ -122,18 +158,29 @@ class AccountingDocumentsStream(BaswareStream):
         return any(stream_map.transform(copy.deepcopy(invoice)) is not None
                    for stream_map in self.stream_maps)
 
-    def _acknowledge(self, invoice_id: str) -> None:
+    def _send_acknowledge(self, invoice_id: str) -> Acknowledgement:
+        """The acknowledge call, in a worker thread: what Basware answered, or the failure.
+        Nothing is recorded here (the ledger is written on the main thread)."""
         request_id = str(uuid.uuid4())
         path = f"{self.path}/{invoice_id}/acknowledge"
-        entry = {"run_id": self.tap.ledger_run_id, "stream": self.name, "source_key": invoice_id,
-                 "direction": BASWARE_TO_SAGE, "bw_request_id": request_id}
         try:
             # No body; Basware wants the JSON content type anyway (reference §9.1).
             response = self.client.request("POST", path, request_id=request_id,
                                            headers={"Content-Type": "application/json"})
-        except Exception as exc:  # auth, retries exhausted: stop loudly, the queue keeps it
-            self.tap.record(Entry(**entry, action=Action.FAILED, error=exc))
-            raise
+        except Exception as exc:  # noqa: BLE001 - settled (recorded, raised) on the main thread
+            return Acknowledgement(invoice_id, request_id, None, exc)
+        return Acknowledgement(invoice_id, request_id, response, None)
+
+    def _settle_acknowledge(self, ack: Acknowledgement) -> None:
+        """On the main thread, in order: the ledger entry and counts of one acknowledge
+        call; raises when it failed in a way that stops the run."""
+        invoice_id, request_id, response = ack.invoice_id, ack.request_id, ack.response
+        entry = {"run_id": self.tap.ledger_run_id, "stream": self.name, "source_key": invoice_id,
+                 "direction": BASWARE_TO_SAGE, "bw_request_id": request_id}
+        if ack.error is not None or response is None:
+            # auth, retries exhausted: stop loudly, the queue keeps it
+            self.tap.record(Entry(**entry, action=Action.FAILED, error=ack.error))
+            raise ack.error or RuntimeError(f"acknowledging invoice {invoice_id}: no answer")
         entry["basware_request_id"] = response.headers.get(BASWARE_REQUEST_ID)
         if response.ok or response.status_code == 405:
             # 405: acknowledged already (e.g. by a run that crashed right after): fine.

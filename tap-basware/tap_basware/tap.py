@@ -12,6 +12,7 @@ from __future__ import annotations
 import atexit
 import copy
 import dataclasses
+from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from typing import Any
 from urllib.parse import urlsplit
@@ -52,6 +53,7 @@ from tap_basware.streams import AccountingDocumentsStream, RequestStatusStream, 
 from tap_basware.transfer_responses import KINDS, OutcomesNotSent, TransferResponder
 from tap_basware.transfer_responses import STREAM as RESPONSES_STREAM
 
+DEFAULT_IN_FLIGHT = 4  # conservative: Basware publishes no rate limit (issue 19)
 DEFAULT_SCOPES = "accountingDocuments.read accountingDocuments.write vendors.read requestStatus.read"
 PLUGIN = "tap-basware"
 
@@ -95,6 +97,14 @@ class TapBasware(PrivateConfigFiles, Tap):
                                 "queue itself is the cursor and no waiting invoice is skipped."),
         th.Property("page_size", th.IntegerType(minimum=1, maximum=100), default=100,
                     description="Records per page (Basware allows at most 100 invoices)"),
+        th.Property("max_requests_in_flight", th.IntegerType(minimum=1, maximum=32),
+                    default=DEFAULT_IN_FLIGHT,
+                    description="Most requests to Basware at once: acknowledgements and "
+                                "transfer responses go out this many at a time (each "
+                                "acknowledgement after its record was written; every one "
+                                "completed before the run's state moves). A 429 or 503 makes "
+                                "the whole tap wait (Retry-After) and halves it until answers "
+                                "come back normally. 1: one at a time."),
         *ledger_properties(),
         th.Property("webhook_token", th.StringType, secret=True,
                     description="Basware webhook authentication token; read by `ml-connector "
@@ -136,7 +146,22 @@ class TapBasware(PrivateConfigFiles, Tap):
     @cached_property
     def basware(self) -> BaswareClient:
         warn_if_basware_tls_off(self.config, self.logger)
-        return basware_client(self.config, default_scopes=DEFAULT_SCOPES)
+        return basware_client(self.config, default_scopes=DEFAULT_SCOPES,
+                              max_in_flight=self.max_in_flight)
+
+    @property
+    def max_in_flight(self) -> int:
+        """`max_requests_in_flight`: how many Basware calls run at once (1: no threads)."""
+        return max(1, int(self.config.get("max_requests_in_flight") or DEFAULT_IN_FLIGHT))
+
+    @cached_property
+    def pool(self) -> ThreadPoolExecutor | None:
+        """The worker threads acknowledgements and transfer responses are sent from
+        (tap_basware.concurrency); none with one request in flight. Shut down by sync_all."""
+        if self.max_in_flight == 1:
+            return None
+        return ThreadPoolExecutor(max_workers=self.max_in_flight,
+                                  thread_name_prefix="tap-basware")
 
     @property
     def ledger_url(self) -> str | None:
@@ -262,17 +287,37 @@ class TapBasware(PrivateConfigFiles, Tap):
         self.redactor  # noqa: B018 - install log redaction before the first log line
         run_id = self.ledger_run_id
         summary: dict[str, Any] = {}
+        self.logger.info("Up to %d Basware request(s) in flight (max_requests_in_flight)",
+                         self.max_in_flight)
         try:
             self.check_state_against_ledger(summary)
             summary["transfer_responses"] = self.answer_transfer_outcomes()
             super().sync_all()
+            self._settle_in_flight(raise_first=True)  # none, unless the SDK stopped a stream
             if self.not_sent:  # every invoice was read; fail loudly for what Basware lacks
                 raise OutcomesNotSent(self.not_sent)
         except BaseException as exc:
+            self._settle_in_flight(raise_first=False)
             summary["error"] = f"{type(exc).__name__}: {exc}"
             self._finish_run(run_id, "failed", summary)
             raise
+        finally:
+            if "pool" in self.__dict__ and self.pool is not None:
+                self.pool.shutdown(wait=True)
         self._finish_run(run_id, "success", summary)
+
+    def _settle_in_flight(self, *, raise_first: bool) -> None:
+        """A failing run (or one the SDK stopped at its record limit) still records the
+        acknowledgements its worker threads have in flight, before the run is closed;
+        `raise_first`: whether a failed one is raised (not when the run fails anyway)."""
+        for stream in self.streams.values():
+            if isinstance(stream, AccountingDocumentsStream):
+                try:
+                    stream.settle_in_flight(raise_first=raise_first)
+                except Exception as exc:
+                    if raise_first:
+                        raise
+                    self.logger.warning("Recording the acknowledgements in flight: %s", exc)
 
     def check_state_against_ledger(self, summary: dict[str, Any]) -> None:
         """Whether the state handed to this run and the ledger were restored apart
@@ -318,6 +363,7 @@ class TapBasware(PrivateConfigFiles, Tap):
             client=self.basware, record=self.record, run_id=self.ledger_run_id,
             source_system=self.config.get("source_system") or SOURCE_SYSTEM, logger=self.logger,
             acknowledged_elsewhere=self.acknowledged_elsewhere,
+            pool=self.pool, window=self.max_in_flight,
         )
         counts = dict.fromkeys(KINDS, 0)
         try:

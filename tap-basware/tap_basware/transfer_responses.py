@@ -30,12 +30,14 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ml_connector_core.basware_api import BaswareClient, BaswareError, error_messages
 from ml_connector_core.ledger import SAGE_TO_BASWARE, Action, Entry
+from tap_basware.concurrency import InOrder
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -132,15 +134,30 @@ class OutcomesNotSent(RuntimeError):
         self.not_sent = not_sent
 
 
+@dataclass
+class Answer:
+    """One outcome's answer, from a worker thread: its kind (KINDS), the ledger entries and
+    not-sent reasons to record on the main thread, or the failure that stops the run."""
+
+    kind: str = "not_sent"
+    entries: list[Entry] = field(default_factory=list)
+    not_sent: list[tuple[str, str]] = field(default_factory=list)
+    error: Exception | None = None
+
+
 class TransferResponder:
     """Posts transfer responses and records each in the audit ledger."""
 
     def __init__(self, *, client: BaswareClient, record: Callable[..., None], run_id: str,
                  source_system: str, logger: logging.Logger,
-                 acknowledged_elsewhere: Callable[[list[str]], dict[str, str]] | None = None
-                 ) -> None:
+                 acknowledged_elsewhere: Callable[[list[str]], dict[str, str]] | None = None,
+                 pool: ThreadPoolExecutor | None = None, window: int = 1) -> None:
         """`acknowledged_elsewhere(ids)`: of these invoice ids, those acknowledged in another
-        Basware tenant than the configured one, with that tenant."""
+        Basware tenant than the configured one, with that tenant. `pool`, `window`: the
+        worker threads and how many responses are in flight at once (1: one at a time, no
+        thread)."""
+        self.pool = pool
+        self.window = window
         self.client = client
         self.record = record
         self.run_id = run_id
@@ -153,35 +170,67 @@ class TransferResponder:
                        on_page: Callable[[int], None]) -> dict[str, int]:
         """Answer one target-sage300 run's replies, read a page at a time from the ledger
         (`replies(after)`: the page after entry id `after`); after each page `on_page` gets
-        the last id answered, the run's new cursor. Raises on technical failures."""
+        the last id answered, the run's new cursor. Raises on technical failures.
+
+        The responses of a page go out `window` at a time (worker threads of `pool`); their
+        ledger entries, counts and not-sent reasons are taken here, in the page's order, and
+        the cursor moves only once every response of the page has completed. A failure stops
+        further responses; those in flight complete and are recorded, then it is raised."""
         counts = dict.fromkeys(KINDS, 0)
+
+        def settle(answer: Answer) -> None:
+            if answer.entries:
+                self.record(*answer.entries)
+            self.not_sent.extend(answer.not_sent)
+            if answer.error is not None:
+                raise answer.error
+            counts[answer.kind] += 1
+
         while page := replies(after):
             elsewhere = self.acknowledged_elsewhere([entry.source_key for entry in page])
-            for entry in page:
-                if entry.source_key in elsewhere:
-                    counts[self._not_sent(
-                        entry.source_key, entry.reply,
-                        f"it was acknowledged in {elsewhere[entry.source_key]}, not in the "
-                        "configured Basware tenant; it is answered when a run against that "
-                        "tenant reads it again from TransferInProgress")] += 1
-                    continue
-                counts[self._answer_one(entry.source_key, entry.reply)] += 1
+            answers: InOrder[Answer] = InOrder(self.pool, self.window, settle)
+            try:
+                for entry in page:
+                    if entry.source_key in elsewhere:
+                        answer = Answer()
+                        answer.kind = self._not_sent(
+                            answer, entry.source_key, entry.reply,
+                            f"it was acknowledged in {elsewhere[entry.source_key]}, not in the "
+                            "configured Basware tenant; it is answered when a run against that "
+                            "tenant reads it again from TransferInProgress")
+                        answers.done(answer)
+                        continue
+                    answers.submit(lambda entry=entry: self._answer(entry.source_key,
+                                                                    entry.reply))
+                answers.drain()
+            except BaseException:
+                answers.drain(raise_first=False)
+                raise
             after = page[-1].id or after
             on_page(after)
         return counts
 
-    def _answer_one(self, invoice_id: str, raw: Any) -> str:
+    def _answer(self, invoice_id: str, raw: Any) -> Answer:
+        """One outcome answered (in a worker thread): what to record, or the failure."""
+        answer = Answer()
+        try:
+            answer.kind = self._answer_one(answer, invoice_id, raw)
+        except Exception as exc:  # noqa: BLE001 - raised on the main thread, once recorded
+            answer.error = exc
+        return answer
+
+    def _answer_one(self, answer: Answer, invoice_id: str, raw: Any) -> str:
         try:
             outcome = TransferOutcome.from_state(invoice_id, raw)
         except MalformedOutcome as exc:
-            return self._not_sent(invoice_id, raw, f"{exc}; the invoice is read again from "
-                                  "TransferInProgress and gets a fresh outcome")
+            return self._not_sent(answer, invoice_id, raw, f"{exc}; the invoice is read again "
+                                  "from TransferInProgress and gets a fresh outcome")
 
         body = outcome.response_body(self.source_system, datetime.now(UTC))
         if not outcome.success and self._failure_answered(invoice_id, body):
             self.logger.info("Invoice %s is already TransferFailed in Basware with this reason; "
                              "not sent again", invoice_id)
-            self._ledger(invoice_id, Action.UNCHANGED, payload=body,
+            self._ledger(answer, invoice_id, Action.UNCHANGED, payload=body,
                          error="already TransferFailed with this reason")
             return "already_answered"
         request_id = str(uuid.uuid4())
@@ -191,14 +240,14 @@ class TransferResponder:
         try:
             response = self.client.post(path, body, request_id=request_id)
         except Exception as exc:  # auth, retries exhausted, network: the run stops, loudly
-            self._ledger(invoice_id, Action.FAILED, payload=body, bw_request_id=request_id,
-                         error=exc)
+            self._ledger(answer, invoice_id, Action.FAILED, payload=body,
+                         bw_request_id=request_id, error=exc)
             raise
         basware_id = response.headers.get(BASWARE_REQUEST_ID)
         if response.ok:
             self.logger.info("Invoice %s: transfer response %s (%s) sent", invoice_id,
                              "success" if outcome.success else "failure", body["externalCode"])
-            self._ledger(invoice_id, Action.RESPONDED, payload=body,
+            self._ledger(answer, invoice_id, Action.RESPONDED, payload=body,
                          target_key=body["externalCode"], bw_request_id=request_id,
                          basware_request_id=basware_id)
             return "responded"
@@ -214,7 +263,7 @@ class TransferResponder:
                      f"{outcome.entry}" if outcome.batch is not None else
                      f"Sage 300 company {outcome.company or '?'}")
             return self._not_sent(
-                invoice_id, body,
+                answer, invoice_id, body,
                 f"invoice {number} is in {where}, but Basware refuses a transfer response on "
                 f"a TransferFailed invoice (HTTP {response.status_code}: {refusal}). In "
                 f"Basware, send invoice {number} to transfer again; the next run (ml-connector "
@@ -225,8 +274,9 @@ class TransferResponder:
             # Answered already, e.g. by a run that crashed before its state was saved.
             self.logger.info("Invoice %s is already %s in Basware; dropping its outcome "
                              "(Basware said: %s)", invoice_id, status, refusal)
-            self._ledger(invoice_id, Action.UNCHANGED, payload=body, bw_request_id=request_id,
-                         basware_request_id=basware_id, error=f"already {status}: {refusal}")
+            self._ledger(answer, invoice_id, Action.UNCHANGED, payload=body,
+                         bw_request_id=request_id, basware_request_id=basware_id,
+                         error=f"already {status}: {refusal}")
             return "already_answered"
         if status is not None and status != IN_PROGRESS:
             # Unknown to Basware, or not waiting for this answer (never acknowledged, removed,
@@ -234,21 +284,23 @@ class TransferResponder:
             # a new outcome; this run says so and fails at its end.
             why = ("Basware does not know the invoice" if status == "unknown"
                    else f"the invoice is {status} in Basware, not {IN_PROGRESS}")
-            return self._not_sent(invoice_id, body, f"{why} (HTTP {response.status_code}: "
-                                  f"{refusal})", bw_request_id=request_id,
-                                  basware_request_id=basware_id)
+            return self._not_sent(answer, invoice_id, body,
+                                  f"{why} (HTTP {response.status_code}: {refusal})",
+                                  bw_request_id=request_id, basware_request_id=basware_id)
         message = (f"Basware refused the transfer response for invoice {invoice_id} "
                    f"(HTTP {response.status_code}, invoice status {status or 'unknown'}): "
                    f"{refusal}")
-        self._ledger(invoice_id, Action.FAILED, payload=body, bw_request_id=request_id,
-                     basware_request_id=basware_id, error=message)
+        self._ledger(answer, invoice_id, Action.FAILED, payload=body,
+                     bw_request_id=request_id, basware_request_id=basware_id, error=message)
         raise BaswareError(message, status=response.status_code, request_id=request_id)
 
-    def _not_sent(self, invoice_id: str, payload: Any, why: str, **fields: Any) -> str:
+    def _not_sent(self, answer: Answer, invoice_id: str, payload: Any, why: str,
+                  **fields: Any) -> str:
         message = f"Transfer outcome for invoice {invoice_id} not sent: {why}"
         self.logger.error(message)
-        self._ledger(invoice_id, Action.FAILED, payload=payload, error=message, **fields)
-        self.not_sent.append((invoice_id, why))
+        self._ledger(answer, invoice_id, Action.FAILED, payload=payload, error=message,
+                     **fields)
+        answer.not_sent.append((invoice_id, why))
         return "not_sent"
 
     def _current(self, invoice_id: str) -> dict[str, Any] | None:
@@ -277,6 +329,7 @@ class TransferResponder:
         return (latest.get("success") is False
                 and latest.get("responseMessage") == body["responseMessage"])
 
-    def _ledger(self, invoice_id: str, action: Action, **fields: Any) -> None:
-        self.record(Entry(run_id=self.run_id, stream=STREAM, source_key=invoice_id,
-                          action=action, direction=SAGE_TO_BASWARE, **fields))
+    def _ledger(self, answer: Answer, invoice_id: str, action: Action, **fields: Any) -> None:
+        """An entry for the main thread to record (`answer_replies`)."""
+        answer.entries.append(Entry(run_id=self.run_id, stream=STREAM, source_key=invoice_id,
+                                    action=action, direction=SAGE_TO_BASWARE, **fields))

@@ -36,9 +36,13 @@ def ledger_url(tmp_path: Path) -> str:
 
 @pytest.fixture
 def tap_config(basware: BaswareAdmin, ledger_url: str) -> dict[str, Any]:
-    return {"base_url": basware.base_url, "client_id": BASWARE_CLIENT_ID,
-            "client_secret": BASWARE_CLIENT_SECRET, "company_codes": list(COMPANIES),
-            "ledger_url": ledger_url}
+    config = {"base_url": basware.base_url, "client_id": BASWARE_CLIENT_ID,
+              "client_secret": BASWARE_CLIENT_SECRET, "company_codes": list(COMPANIES),
+              "ledger_url": ledger_url}
+    # The whole suite once more with one request in flight (as Meltano maps the variable).
+    if in_flight := os.environ.get("TAP_BASWARE_MAX_REQUESTS_IN_FLIGHT"):
+        config["max_requests_in_flight"] = int(in_flight)
+    return config
 
 
 @pytest.fixture

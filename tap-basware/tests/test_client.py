@@ -24,7 +24,7 @@ def test_expired_token_mid_run_is_replaced_once_and_the_call_repeated(
     # The acknowledging run makes 36 API calls; the token dies after 25 of them.
     basware.faults({"token_expiry_calls": 25})
 
-    run = run_tap({**tap_config, "acknowledge": True})
+    run = run_tap({**tap_config, "acknowledge": True, "max_requests_in_flight": 1})
 
     log = basware.requests()
     refused = [c for c in log if c["status"] == 401]
@@ -36,6 +36,27 @@ def test_expired_token_mid_run_is_replaced_once_and_the_call_repeated(
     assert (retried["method"], retried["path"]) == (refused[0]["method"], refused[0]["path"])
     assert header(retried, "X-BW-REQUEST-ID") == header(refused[0], "X-BW-REQUEST-ID")
     assert retried["status"] in (200, 302, 404)
+    emitted = {r["invoiceId"] for r in run.records()}
+    assert {inv["processingStatus"] for i, inv in basware.invoices().items()
+            if i in emitted} == {"TransferInProgress"}
+
+
+def test_expired_token_with_requests_in_flight_is_replaced_once(basware, tap_config, run_tap):
+    # Acknowledgements 4 at a time: several may carry the dead token at once; one thread
+    # fetches the new token, the others wait for it, and each refused call is repeated.
+    basware.faults({"token_expiry_calls": 25, "rates": {"slow": 1.0}, "slow_ms": 100,
+                    "path": "/acknowledge$"})
+
+    run = run_tap({**tap_config, "acknowledge": True, "max_requests_in_flight": 4})
+
+    log = basware.requests()
+    refused = [c for c in log if c["status"] == 401]
+    assert 1 <= len(refused) <= 4
+    assert len([c for c in log if c["path"] == "/v1/tokens"]) == 2  # one new token
+    for call in refused:
+        again = [c for c in log if c["seq"] > call["seq"]
+                 and header(c, "X-BW-REQUEST-ID") == header(call, "X-BW-REQUEST-ID")]
+        assert again and again[0]["status"] in (200, 302, 404)
     emitted = {r["invoiceId"] for r in run.records()}
     assert {inv["processingStatus"] for i, inv in basware.invoices().items()
             if i in emitted} == {"TransferInProgress"}
