@@ -74,7 +74,7 @@ def test_text_report_failures_first(project: Project) -> None:
         "MASTER DATA SENT TO BASWARE", "TOTALS")]
     assert order == sorted(order), text
     attention = text[order[0]:order[1]]
-    assert (f"Invoice {FAILED_INVOICE}  Polaris Office Group (1400)  433.12 USD  "
+    assert (f"Invoice {FAILED_INVOICE}  Polaris Office Group (1400)  454.16 USD  "
             "Sage company SAMINC") in attention
     assert f"Reason:     {FAILED_REASON}" in attention
     assert f"ml-connector retry {FAILED_INVOICE}" in attention
@@ -90,7 +90,7 @@ def test_text_report_failures_first(project: Project) -> None:
     totals = dict(line.strip().rsplit("  ", 1) for line in text[order[3]:].splitlines()[1:])
     assert {key.strip(): value.strip() for key, value in totals.items()}.items() >= {
         "Invoices received from Basware": "28",
-        "Invoices created in Sage 300, ready to post": "27 (148,908.50 CAD, 238,417.63 USD)",
+        "Invoices created in Sage 300, ready to post": "27 (149,212.06 CAD, 227,462.80 USD)",
         "Invoices that need attention": "1",
         "Outcomes answered to Basware": "28",
         "Master-data records rejected": "5",
@@ -254,7 +254,7 @@ def test_report_in_a_browser(report_page: Path, name: str, size: tuple[int, int]
     assert layout["attention"] < layout["created"] < layout["masterData"] < layout["totals"]
     assert layout["failedRowVisible"], text
     assert "Needs attention (6)" in text
-    for seen in ("INV-18825", "Polaris Office Group (1400)", "433.12 USD", FAILED_REASON,
+    for seen in ("INV-18825", "Polaris Office Group (1400)", "454.16 USD", FAILED_REASON,
                  "ml-connector retry INV-18825", "SAMLTD/1600", "Rheinland Industrietechnik "
                  "GmbH", "Basware: Currency EUR is not active in P2P"):
         assert seen in text, seen
@@ -264,7 +264,7 @@ def test_report_in_a_browser(report_page: Path, name: str, size: tuple[int, int]
     assert "Posted" not in text and "It does not post it" in text
     # Totals.
     assert total(text, "Invoices created in Sage 300, ready to post") \
-        == "27 (148,908.50 CAD, 238,417.63 USD)"
+        == "27 (149,212.06 CAD, 227,462.80 USD)"
     assert total(text, "Invoices that need attention") == "1"
     assert total(text, "Invoices received from Basware") == "28"
     assert total(text, "Master-data records rejected") == "5"
