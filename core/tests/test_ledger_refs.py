@@ -25,10 +25,10 @@ from ml_connector_core.ledger._schema import refs
 
 INVOICE_ID = "e00e7ef4de3b68b89314f8c4c31c6dae"
 READ_INVOICE = {"invoiceId": INVOICE_ID, "invoiceNumber": "INV-18825", "supplierCode": "1400",
-                "supplierName": "Polaris Office Group", "grossSum": 433.12,
+                "supplierName": "Polaris Office Group", "grossSum": 454.16,
                 "currencyCode": "USD", "orderNumbers": []}
 AP_INVOICE = {"company": "SAMINC", "document_number": "INV-18825", "source_id": INVOICE_ID,
-              "vendor_number": "1400", "gross_total": 433.12, "currency": "USD", "lines": []}
+              "vendor_number": "1400", "gross_total": 454.16, "currency": "USD", "lines": []}
 GL_MISSING = "GL account 6999-200 does not exist in Sage 300 company SAMINC"
 
 
@@ -137,7 +137,7 @@ def test_open_failures_are_records_whose_latest_outcome_failed(ledger: Ledger) -
         "ap_invoices", "target-sage300", GL_MISSING, 1)
     assert {k: invoice.business_ids[k] for k in ("invoice", "vendor", "amount", "currency",
                                                  "company")} == {
-        "invoice": "INV-18825", "vendor": "1400", "amount": "433.12", "currency": "USD",
+        "invoice": "INV-18825", "vendor": "1400", "amount": "454.16", "currency": "USD",
         "company": "SAMINC"}
     rejected = found["SAMLTD/1600"]
     assert rejected.failures == 2 and rejected.first_failed_at < rejected.last_failed_at
