@@ -41,6 +41,7 @@ REGION_BASE_URLS = {
 CONTINUATION_HEADER = "x-amz-meta-continuationtoken"
 REQUEST_ID_HEADER = "X-BW-REQUEST-ID"
 TOKEN_REFRESH_MARGIN = 60.0  # seconds before expiry at which a token is renewed
+AUTH_ATTEMPTS = 4  # tokens per call: 2 for one thread, more only for a token shared by threads
 PRESIGNED_ATTEMPTS = 3  # API calls for a fresh pre-signed URL when one is consumed or expired
 _REDIRECTS = (301, 302, 303, 307)
 DEFAULT_POOL_SIZE = 10  # requests' connections kept per host
@@ -76,6 +77,7 @@ class Token:
     value: str
     expires_at: float  # time.monotonic() deadline
     scopes: frozenset[str]
+    uses: int = 0  # calls it was handed to
 
 
 class TokenProvider:
@@ -113,7 +115,16 @@ class TokenProvider:
         with self._lock:
             if self._token is None or time.monotonic() >= self._token.expires_at:
                 self._token = self._fetch()
+            self._token.uses += 1
             return self._token.value
+
+    def shared_with_others(self, value: str) -> bool:
+        """Whether the current token `value` went to more than one call: then a 401 to one
+        of them may be the others' doing (a token's life spent by calls in other threads),
+        not a sign that fresh tokens are refused."""
+        with self._lock:
+            return (self._token is not None and self._token.value == value
+                    and self._token.uses > 1)
 
     @property
     def granted_scopes(self) -> frozenset[str]:
@@ -183,7 +194,7 @@ class BaswareClient:
                 retry_on_timeout: bool = True) -> requests.Response:
         """One logical call: a fresh (or given) X-BW-REQUEST-ID, re-authenticated once on 401."""
         request_id = request_id or str(uuid.uuid4())
-        for attempt in (1, 2):
+        for attempt in range(1, AUTH_ATTEMPTS + 1):
             token = self.tokens.token()
             call_headers = {"Authorization": f"Bearer {token}", REQUEST_ID_HEADER: request_id,
                             "Accept": "application/json", **(headers or {})}
@@ -194,11 +205,17 @@ class BaswareClient:
             )
             if response.status_code != 401:
                 break
-            self.tokens.invalidate(token)  # expired early or revoked: one fresh token, once
-            if attempt == 2:
+            # A fresh token refused means the client lacks access, unless other threads'
+            # calls shared it (and may have spent it): then one more, up to AUTH_ATTEMPTS.
+            # One thread alone always fails at its second 401, as before.
+            shared = self.tokens.shared_with_others(token)
+            self.tokens.invalidate(token)  # expired early or revoked: a fresh token
+            if attempt == AUTH_ATTEMPTS or (attempt >= 2 and not shared):
                 raise BaswareAuthError(
-                    f"Basware answered 401 to {method} {path} twice, with a fresh token. The "
-                    "client may lack access to this tenant.", status=401, request_id=request_id)
+                    f"Basware answered 401 to {method} {path} "
+                    f"{'twice' if attempt == 2 else f'{attempt} times'}, with a fresh token. "
+                    "The client may lack access to this tenant.", status=401,
+                    request_id=request_id)
         if response.status_code == 403:
             raise BaswareAuthError(
                 f"Basware refused {method} {path} (403): the token lacks a scope this call needs "
