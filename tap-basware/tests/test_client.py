@@ -62,6 +62,21 @@ def test_expired_token_with_requests_in_flight_is_replaced_once(basware, tap_con
             if i in emitted} == {"TransferInProgress"}
 
 
+def test_a_token_other_threads_spent_is_renewed_not_taken_for_lost_access(
+        basware, tap_config, run_tap):
+    # Tokens die after 3 calls: with 4 in flight, a call's fresh token may be spent by the
+    # other threads before the call is repeated. That is no reason to stop the run.
+    basware.faults({"token_expiry_calls": 3, "rates": {"slow": 1.0}, "slow_ms": 50,
+                    "path": "/acknowledge$"})
+
+    run = run_tap({**tap_config, "acknowledge": True, "max_requests_in_flight": 4})
+
+    emitted = {r["invoiceId"] for r in run.records()}
+    assert len(emitted) == 28
+    assert {inv["processingStatus"] for i, inv in basware.invoices().items()
+            if i in emitted} == {"TransferInProgress"}
+
+
 def test_429_waits_as_long_as_retry_after_says(basware, tap_config, run_tap):
     basware.faults({"retry_after": 1, "schedule": [
         {"nth": 2, "fault": "429", "method": "GET", "path": f"^{ACCOUNTING_DOCUMENTS}$"}]})
