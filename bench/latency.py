@@ -174,12 +174,12 @@ class LatencyRow:
                 f"{sage:,.1f}", f"{basware:,.1f}", f"{max(sage, basware):,.1f} / "
                 f"{sage + basware:,.1f}", f"{c_sage} / {c_basware}",
                 f"{conc_max:,.1f} / {conc_sum:,.1f}", f"{self.wall:,.1f}",
-                f"{self.wall - (sage + basware):+,.1f}"]
+                f"{self.wall - conc_sum:+,.1f}"]
 
 
 HEADERS = ["run", "data", "Sage requests", "Basware requests", "Sage seq. s",
            "Basware seq. s", "bound s, max / sum", "C Sage / Basware",
-           "bound / C s, max / sum", "measured wall s", "wall - sum s"]
+           "bound / C s, max / sum", "measured wall s", "wall - sum / C s"]
 
 
 def breakdown(rows: Iterable[LatencyRow]) -> list[str]:
@@ -208,8 +208,8 @@ def latency_table(title: str, rows: Sequence[LatencyRow], job_plugins: dict[str,
         "latency per system; the tap and the target of a job run at once, so the job's bound "
         "is max(Sage, Basware) if the two overlap perfectly, Sage + Basware if they never "
         f"do. C: requests in flight at once per system, from the plugins' settings: {sources}. "
-        "wall - sum: what latency does not explain (CPU of the plugins, the simulators and "
-        "Meltano; negative where the two systems' requests overlapped).",
+        "wall - sum / C: what latency does not explain (CPU of the plugins, the simulators "
+        "and Meltano; negative where the two systems' requests overlapped).",
         "", "Requests by kind:", "", *breakdown(rows), *notes])
 
 
