@@ -14,11 +14,12 @@ explains:
   same time (a Singer pipe), so a job's Sage and Basware requests may overlap: the least it
   can take is max(Sage, Basware), with no overlap at all it takes Sage + Basware;
 - the concurrency bound: the sequential bound / C, C being the plugin's limit of requests in
-  flight at once against that system. C comes from the plugins' settings in meltano.yml when
-  one of them declares such a setting (``CONCURRENCY_SETTINGS``); none does today, every
-  plugin makes one request at a time (tap-sage300 asks for the next page before it decodes
-  the current one, but only once that one's answer is in), so C is 1 for every plugin and
-  the concurrency bound equals the sequential bound;
+  flight at once against that system. C comes from the plugin's settings when it declares
+  such a setting (``CONCURRENCY_SETTINGS``, in meltano.yml or its ``--about``): tap-basware's
+  ``max_requests_in_flight`` (default 4, since 7f1e243, for its acknowledgements and
+  transfer responses). The others declare none and make one request at a time (tap-sage300
+  asks for the next page before it decodes the current one, but only once that one's answer
+  is in): C is 1 for them, and the concurrency bound equals the sequential bound;
 - the measured wall time of the run, and what is left of it beyond the bound (client and
   simulator CPU, Meltano's start-up: what the loopback benchmarks measure).
 """
