@@ -140,7 +140,9 @@ class Throttle:
       throttling answers in a row over all threads, and once it reaches the policy's
       `max_tries` the request that heard the last one gives up (as one request hearing
       `max_tries` 503s in a row does), so an outage still fails the run however many threads
-      share it. Any other answer, and a request that ends without one, resets it.
+      share it. Any other answer to an attempt that started after the latest throttling
+      answer, and a request that ends without one, resets it (an answer to an attempt sent
+      before the outage says nothing about the outage).
 
     One thread using it sees no difference: its own retry sleeps past the "not before", and
     the streak never exceeds its own attempts.
@@ -156,6 +158,7 @@ class Throttle:
         self._in_flight = 0
         self._successes = 0
         self.streak = 0  # throttling answers in a row, over all threads
+        self.generation = 0  # throttling answers so far: which attempts started after which
         #: Counters for tests and benchmarks: throttling answers heard, the most attempts on
         #: the wire at once, and seconds threads spent waiting for the "not before".
         self.throttled = 0
@@ -168,8 +171,9 @@ class Throttle:
         return self._limit
 
     @contextmanager
-    def slot(self) -> Iterator[None]:
-        """Hold one of the attempts in flight: waits for the "not before" and a free slot."""
+    def slot(self) -> Iterator[int]:
+        """Hold one of the attempts in flight: waits for the "not before" and a free slot.
+        Yields the generation the attempt started in (for :meth:`succeeded`)."""
         with self._cond:
             while True:
                 delay = self._not_before - time.monotonic()
@@ -183,8 +187,9 @@ class Throttle:
                 break
             self._in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
+            generation = self.generation
         try:
-            yield
+            yield generation
         finally:
             with self._cond:
                 self._in_flight -= 1
@@ -195,6 +200,7 @@ class Throttle:
         with self._cond:
             self.throttled += 1
             self.streak += 1
+            self.generation += 1
             self._not_before = max(self._not_before, time.monotonic() + seconds)
             if self.max_in_flight:
                 self._limit = max(1, self._limit // 2)
@@ -206,9 +212,12 @@ class Throttle:
         unknown): the next one starts a new streak."""
         self.streak = 0
 
-    def succeeded(self) -> None:
-        """An answer that was not a throttling one: the bound grows back, one at a time."""
-        self.streak = 0
+    def succeeded(self, generation: int | None = None) -> None:
+        """An answer that was not a throttling one: the bound grows back, one at a time.
+        `generation`: the attempt's (:meth:`slot`); an attempt sent before the latest
+        throttling answer does not end the streak."""
+        if generation is None or generation == self.generation:
+            self.streak = 0
         if self._limit >= self.max_in_flight:
             return  # unbounded, or back at the setting: nothing to do (no lock needed)
         with self._cond:
@@ -396,7 +405,7 @@ def request_with_retry(
                     timeout=policy.timeout, allow_redirects=allow_redirects, **kwargs,
                 )
             else:
-                with policy.throttle.slot():
+                with policy.throttle.slot() as generation:
                     response = session.request(
                         method, url, headers=headers, json=json, data=data, params=params,
                         timeout=policy.timeout, allow_redirects=allow_redirects, **kwargs,
@@ -411,7 +420,7 @@ def request_with_retry(
             outcome: requests.Response | BaseException = exc
         else:
             if policy.throttle is not None and response.status_code not in THROTTLE_STATUSES:
-                policy.throttle.succeeded()
+                policy.throttle.succeeded(generation)
             if response.status_code not in policy.retry_statuses:
                 return response
             if not retry_on_timeout and response.status_code in _MAYBE_PROCESSED:

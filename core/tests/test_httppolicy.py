@@ -386,3 +386,18 @@ def test_throttling_answers_in_a_row_over_all_threads_fail_as_one_requests_would
     assert failures, "an outage of max_tries throttling answers must fail a request"
     assert any("throttling answers in a row" in str(exc) or "max_tries=3" in str(exc)
                for exc in failures)
+
+
+def test_an_answer_to_an_attempt_sent_before_the_outage_does_not_end_the_streak() -> None:
+    # Thread A's attempt is on the wire when thread B hears a 503; A's 200 then arrives.
+    # It was sent before the outage began, so the outage's streak goes on; an attempt sent
+    # after the 503 that succeeds ends it.
+    throttle = Throttle(max_in_flight=4)
+    with throttle.slot() as before_outage:
+        throttle.slow_down(0)
+        throttle.succeeded(before_outage)
+    assert throttle.streak == 1
+    with throttle.slot() as after_outage:
+        pass
+    throttle.succeeded(after_outage)
+    assert throttle.streak == 0
