@@ -385,13 +385,18 @@ def post_connector_batches(sandbox: Sandbox) -> list[dict[str, Any]]:
     APPostInvoices); returns the documents posted (:func:`connector_documents`)."""
     documents = connector_documents(sandbox)
     for company, batch in sorted({(d["company"], d["batch"]) for d in documents}):
-        url = (f"{sandbox.sage300.base_url}/Sage300WebApi/v1.0/-/{company}/AP/"
-               "APPostInvoices('$process')")
-        response = requests.post(url, json={"ProcessAllBatches": "Donotpostallbatches",
-                                            "FromBatch": batch, "ToBatch": batch},
-                                 auth=(SAGE_USER.upper(), SAGE_PASSWORD.upper()), timeout=60)
-        assert response.status_code == 204, response.text
+        post_batch(sandbox, company, batch)
     return documents
+
+
+def post_batch(sandbox: Sandbox, company: str, batch: int) -> None:
+    """What the AP team does in Sage: post one ready-to-post batch (APPostInvoices)."""
+    url = (f"{sandbox.sage300.base_url}/Sage300WebApi/v1.0/-/{company}/AP/"
+           "APPostInvoices('$process')")
+    response = requests.post(url, json={"ProcessAllBatches": "Donotpostallbatches",
+                                        "FromBatch": batch, "ToBatch": batch},
+                             auth=(SAGE_USER.upper(), SAGE_PASSWORD.upper()), timeout=60)
+    assert response.status_code == 204, response.text
 
 
 def pay(sandbox: Sandbox, document: dict[str, Any], **body: Any) -> float:

@@ -19,17 +19,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 from e2e import (
     Project,
     basware_tenant,
     connector_documents,
+    pay,
+    post_batch,
     request_log,
     requests_served,
     set_faults,
 )
 
-from mlc_sandbox.data import SAGE_PASSWORD, SAGE_USER
 from mlc_sandbox.serve import Sandbox
 
 CLI = Path(__file__).resolve().parents[1] / ".venv" / "bin" / "ml-connector"
@@ -46,24 +46,6 @@ def paid(fresh_sandbox: Sandbox, tmp_path: Path) -> Project:
 
 def invoices(sandbox: Sandbox) -> dict[str, dict[str, Any]]:
     return {i["invoiceId"]: i for i in basware_tenant(sandbox)["invoices"]}
-
-
-def post_batch(sandbox: Sandbox, company: str, batch: int) -> None:
-    """What the AP team does in Sage: post the connector's ready-to-post batch."""
-    url = (f"{sandbox.sage300.base_url}/Sage300WebApi/v1.0/-/{company}/AP/"
-           "APPostInvoices('$process')")
-    response = requests.post(url, json={"ProcessAllBatches": "Donotpostallbatches",
-                                        "FromBatch": batch, "ToBatch": batch},
-                             auth=(SAGE_USER.upper(), SAGE_PASSWORD.upper()), timeout=30)
-    assert response.status_code == 204, response.text
-
-
-def pay(sandbox: Sandbox, document: dict[str, Any], **body: Any) -> dict[str, Any]:
-    response = requests.post(f"{sandbox.sage300.base_url}/_sandbox/pay", timeout=30, json={
-        "company": document["company"], "vendor": document["vendor"],
-        "document": document["document"], **body})
-    assert response.status_code == 200, response.text
-    return response.json()
 
 
 def payment_posts(sandbox: Sandbox, since: int) -> list[dict[str, Any]]:
