@@ -22,12 +22,18 @@ from decimal import ROUND_HALF_UP, Decimal
 from itertools import product
 from typing import Any
 
+from .sage300_api import Sage300Client, odata_literal
+from .sage300_fields import FieldNames
+
 #: Sage allows up to five authorities per tax group and ten item classes per authority.
 MAX_AUTHORITIES = 5
 MAX_CLASSES = 10
 #: The buyer class a Basware code's percentage assumes: Sage's taxable vendor class.
 DEFAULT_BUYER_CLASS = 1
 PURCHASES = "Purchases"
+GROUPS, AUTHORITIES, RATES = "TX/TXTaxGroups", "TX/TXTaxAuthorities", "TX/TXTaxRates"
+GROUP_FIELDS = ("TaxGroupKey", "Description",
+                *[f"TaxAuthority{n}" for n in range(1, MAX_AUTHORITIES + 1)])
 _CODE = re.compile(r"^(?P<group>.+)-(?P<classes>\d{1,2}(?:\.\d{1,2}){0,4})$")
 CENT = Decimal("0.01")
 
@@ -133,6 +139,25 @@ class TaxTables:
             shares.append(AuthorityTax(authority, item_classes[index], rate,
                                        money(base * rate / 100)))
         return shares
+
+
+def read_tax_tables(client: Sage300Client, names: FieldNames, *,
+                    item_classes: int = MAX_CLASSES,
+                    groups: Iterable[Mapping[str, Any]] | None = None) -> TaxTables:
+    """One company's purchase tax tables, one GET each: its purchases tax groups (unless
+    ``groups`` are given, read already), authority names and purchase rates for item
+    classes 1..``item_classes``; in the install's names (``field_names``) on the wire."""
+    def read(resource: str, fields: Iterable[str], purchases: bool) -> list[dict[str, Any]]:
+        query = (f"{names.wire(resource, 'TransactionType')} eq {odata_literal(PURCHASES)}"
+                 if purchases else None)
+        return [names.from_wire(resource, record) for record in client.iter_records(
+            resource, filter=query, select=[names.wire(resource, name) for name in fields])]
+
+    return TaxTables(
+        read(GROUPS, GROUP_FIELDS, True) if groups is None else groups,
+        read(AUTHORITIES, ("TaxAuthority", "Description"), False),
+        read(RATES, ("TaxAuthority", "BuyerClass",
+                     *[f"ItemRate{n}" for n in range(1, item_classes + 1)]), True))
 
 
 def describe(group: TaxGroup, shares: list[AuthorityTax]) -> str:

@@ -21,19 +21,21 @@ from singer_sdk.helpers.types import Context
 from ml_connector_core.sage300_api import odata_literal
 from ml_connector_core.sage300_fields import FieldUse
 from ml_connector_core.tax_codes import (
+    AUTHORITIES,
     DEFAULT_BUYER_CLASS,
     MAX_AUTHORITIES,
     PURCHASES,
+    RATES,
     TaxGroup,
     TaxTables,
     describe,
     parse_code,
+    read_tax_tables,
 )
 from tap_sage300.client import Problem, Sage300Stream
 from tap_sage300.fields import PLUGIN, stream_off_fix
 from tap_sage300.streams import COMPANY, amount, text, whole
 
-AUTHORITIES, RATES = "TX/TXTaxAuthorities", "TX/TXTaxRates"
 #: Item classes per authority the codes are made for, unless ``tax_item_classes`` says.
 DEFAULT_ITEM_CLASSES = 2
 
@@ -147,19 +149,5 @@ class TaxCodesStream(Sage300Stream):
 
     def _tables(self, company: str, groups: list[dict[str, Any]]) -> TaxTables:
         """The company's authority names and purchase rates (one GET each)."""
-        client = self._tap.company_client(company)
-        names = self._tap.field_names
-
-        def read(resource: str, fields: list[str], filter: str | None = None  # noqa: A002
-                 ) -> list[dict[str, Any]]:
-            return [names.from_wire(resource, record) for record in client.iter_records(
-                resource, filter=filter,
-                select=[names.wire(resource, name) for name in fields])]
-
-        authorities = read(AUTHORITIES, ["TaxAuthority", "Description"])
-        rates = read(RATES, ["TaxAuthority", "BuyerClass",
-                             *[f"ItemRate{n}" for n in range(1, self.item_classes + 1)]],
-                     filter=f"{names.wire(RATES, 'TransactionType')} eq "
-                            f"{odata_literal(PURCHASES)}")
-        return TaxTables(groups, authorities, rates)
-
+        return read_tax_tables(self._tap.company_client(company), self._tap.field_names,
+                               item_classes=self.item_classes, groups=groups)

@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 from ml_connector_core.sage300_api import Sage300Client, Sage300Error, odata_literal
 from ml_connector_core.sage300_fields import FieldNames
-from ml_connector_core.tax_codes import MAX_CLASSES, PURCHASES, TaxTables
+from ml_connector_core.tax_codes import TaxTables, read_tax_tables
 
 #: Every batch this connector creates starts with this; its own batches are found by it.
 BATCH_PREFIX = "ml-connector"
@@ -26,8 +26,6 @@ MAX_FILTER = 1_700
 BATCHES, POSTED, VENDORS, ORDERS, ACCOUNTS = ("AP/APInvoiceBatches", "AP/APPostedDocuments",
                                               "AP/APVendors", "PO/POPurchaseOrders",
                                               "GL/GLAccounts")
-TAX_GROUPS, TAX_AUTHORITIES, TAX_RATES = ("TX/TXTaxGroups", "TX/TXTaxAuthorities",
-                                          "TX/TXTaxRates")
 
 K = TypeVar("K")
 
@@ -194,15 +192,7 @@ class SageCompany:
         """The purchase tax groups, authorities and rates, loaded once per run (three GETs)
         when the first invoice with a tax code comes."""
         if self._tax_tables is None:
-            def purchases(resource: str) -> str:
-                return f"{self._field(resource, 'TransactionType')} eq {odata_literal(PURCHASES)}"
-            groups = list(self._records(TAX_GROUPS, filter=purchases(TAX_GROUPS), select=[
-                "TaxGroupKey", "Description", *[f"TaxAuthority{n}" for n in range(1, 6)]]))
-            authorities = list(self._records(TAX_AUTHORITIES,
-                                             select=["TaxAuthority", "Description"]))
-            rates = list(self._records(TAX_RATES, filter=purchases(TAX_RATES), select=[
-                "TaxAuthority", "BuyerClass", *[f"ItemRate{n}" for n in range(1, MAX_CLASSES + 1)]]))
-            self._tax_tables = TaxTables(groups, authorities, rates)
+            self._tax_tables = read_tax_tables(self.client, self.names)
         return self._tax_tables
 
     def account(self, code: str) -> dict[str, Any] | None:

@@ -14,6 +14,8 @@ from typing import Any
 
 from ml_connector_core.sage300_fields import FieldUse, field_use
 
+from .tax import MAPPING_SAGE
+
 PLUGIN = "target-sage300"
 
 #: Entry fields left out of the batch payload when the install does not offer them.
@@ -79,7 +81,7 @@ def field_uses(config: Mapping[str, Any], cost_center_field: str) -> list[FieldU
         *[use(find, f"AP/APPostedDocuments/{name}", "integer")
           for name in ("BatchNumber", "EntryNumber")],
     ]
-    if (config.get("tax_mapping") or "sage") == "sage":
+    if (config.get("tax_mapping") or MAPPING_SAGE) == MAPPING_SAGE:
         tax = "tax codes (tax_mapping: sage): the tax group, classes and amounts per authority"
         fix = "set tax_mapping to off (the tax total goes on the entry)"
         uses += [use(tax, "TX/TXTaxGroups", fix=fix),
