@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -252,6 +253,15 @@ def _count(value: Any) -> int | None:
     return None
 
 
+@dataclass(frozen=True)
+class Window:
+    """``top`` records of a read from record ``skip`` on, and the request that asks them."""
+
+    skip: int
+    top: int
+    url: str
+
+
 class FeedPaging:
     """How one read of a Sage 300 feed is paged, and whether it came back whole.
 
@@ -272,6 +282,11 @@ class FeedPaging:
     ``top`` is the ``$top`` of every request (records per request; the server may still cap
     it); ``limit``, at most this many records in all. A first page shorter than ``$top`` that
     reaches the count ends the read in one request.
+
+    A counted read may also be asked for all at once after its first page (:meth:`windows`,
+    tap-sage300's requests in flight): ``$skip`` windows of as many records as the first page
+    returned, each the first request again with ``$skip``/``$top``, counted in order by
+    :meth:`window_read`, which names the rest of a window that came back short.
     """
 
     def __init__(self, base_url: str, *, top: int | None = None,
@@ -308,16 +323,50 @@ class FeedPaging:
             return self.follow(link)
         if self.total is not None and self.received >= self.total:
             return None
-        top = self._next_top()
-        paging = {"skip": self.received} if top is None else {"top": top, "skip": self.received}
+        return self._skip_url(self.received, self._next_top())
+
+    def windows(self) -> Iterator[Window]:
+        """After the first page (:meth:`next_url` saw it): the rest of a counted read as
+        windows of as many records as that page returned (the server's PageSize may have
+        capped ``$top``), in order. Empty when there is no count, or the first page was empty
+        or all there is; then the read goes on by :meth:`next_url`."""
+        size, end = self.received, self._expected()
+        if self._first_url is None or end is None or not size or size >= end:
+            return iter(())
+        return (self._window(skip, min(size, end - skip)) for skip in range(size, end, size))
+
+    def window_read(self, window: Window, body: Mapping[str, Any]) -> Window | None:
+        """Count the page ``window`` returned; the rest of the window when it came back with
+        fewer records than asked (ask it before the next window: no gap), else None. An empty
+        page ends the window (what is missing then fails :meth:`check`)."""
+        records = len(body.get("value") or ())
+        self.received += records
+        if not records or records >= window.top:
+            return None
+        return self._window(window.skip + records, window.top - records)
+
+    def _window(self, skip: int, top: int) -> Window:
+        return Window(skip, top, self._skip_url(skip, top))
+
+    def _skip_url(self, skip: int, top: int | None) -> str:
+        """The read's first request again from record ``skip`` (``$top`` = ``top`` when
+        given), without ``$count``: the paging rule every page after the first follows."""
+        assert self._first_url is not None
+        paging = {"skip": skip} if top is None else {"top": top, "skip": skip}
         return with_query(self._first_url, drop=("$count",), **paging)
+
+    def _expected(self) -> int | None:
+        """The records the read must return: the count, or ``limit`` when lower."""
+        if self.total is None:
+            return None
+        return self.total if self.limit is None else min(self.total, self.limit)
 
     def check(self, resource: str, company: str) -> str | None:
         """After the last page: raise :class:`IncompleteRead` when fewer records came back
         than Sage counted; the warning to log when more did; else None."""
-        if self.total is None:
+        expected = self._expected()
+        if expected is None:
             return None
-        expected = self.total if self.limit is None else min(self.total, self.limit)
         what = f"Reading {resource} of company {company}"
         if self.received < expected:
             raise IncompleteRead(
