@@ -2,23 +2,28 @@
 
 One request per page: ``$select`` of the declared schema, ``$filter`` on the replication key
 (date-only, the boundary day is re-read), ``$top=page_size``. Pages follow core's
-:class:`~ml_connector_core.sage300_api.FeedPaging` (``@odata.nextLink`` when Sage writes one,
-else ``$skip`` up to the ``@odata.count`` asked on the first page); a read that returns fewer
-records than counted fails the run (FatalAPIError) after its last page.
+:class:`~ml_connector_core.sage300_api.FeedPaging`: after the first page (which asks
+``@odata.count``) the rest of the read is asked as ``$skip`` windows, up to
+``max_requests_in_flight`` at once in worker threads and taken back in order; with one in
+flight, or no count, page after page (``@odata.nextLink`` when Sage writes one, else
+``$skip``). A read that returns fewer records than counted fails the run (FatalAPIError)
+after its last page.
 Records are projected onto the schema, trimmed and given one timestamp format here, so the
 SDK's per-record type conformance is switched off (it would walk every record a second time).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
-import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+import threading
+from collections import deque
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import ParseResult, quote, urlencode, urlparse, urlsplit
 
 import requests
@@ -32,11 +37,13 @@ from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.pagination import BaseHATEOASPaginator
 from singer_sdk.streams.rest import HTTPRequest, PageContext
 
-from ml_connector_core.httppolicy import sdk_wait_generator
+from ml_connector_core.concurrency import InOrder
+from ml_connector_core.httppolicy import THROTTLE_STATUSES, RetryPolicy, sdk_wait_generator
 from ml_connector_core.sage300_api import (
     FeedPaging,
     IncompleteRead,
     Sage300Error,
+    Window,
     explain_unauthorized,
     odata_literal,
     parse_error,
@@ -45,7 +52,6 @@ from ml_connector_core.sage300_api import (
 from ml_connector_core.sage300_fields import FieldUse
 from tap_sage300.fields import stream_uses
 from tap_sage300.output import BufferedSingerWriter
-from tap_sage300.prefetch import PageRequest
 
 try:  # the msgspec extra of singer-sdk: a C decoder, several times faster than json
     import msgspec.json
@@ -75,45 +81,31 @@ _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 READ, REJECTED = "read", "rejected"
 
 
-# Sage writes the feed's nextLink as its last member: ``...}],"@odata.nextLink":"<url>"}``.
-# A link with an escape in it is left to the decoder.
-_NEXT_LINK_KEY = b'"@odata.nextLink"'
-_TRAILING_LINK = re.compile(rb'"@odata\.nextLink"\s*:\s*"([^"\\]+)"\s*}\s*\Z')
-_NO_RECORDS = re.compile(rb'"value"\s*:\s*\[\s*\]')
+class Abandoned(Exception):
+    """A window's request not sent: another request of the same read failed."""
 
 
-def early_next_link(content: bytes) -> str | None:
-    """The ``@odata.nextLink`` of a feed page with records, read from the raw body without
-    decoding it; None unless it is plainly the top-level object's last member.
-
-    With valid JSON that is certain: the key follows a ``,`` or ``{`` (so it opens a string
-    outside any string) and the unescaped value is followed by the closing brace. The
-    records are looked for where Sage puts them, near the start (a full scan would cost
-    more than the decoder saves here).
-    """
-    start = content.rfind(_NEXT_LINK_KEY)
-    if start < 0:
-        return None
-    match = _TRAILING_LINK.match(content, start)
-    if match is None:
-        return None
-    before = start - 1
-    while before >= 0 and content[before] in b" \t\r\n":
-        before -= 1
-    if before < 0 or content[before] not in b",{":
-        return None
-    records = content.find(b'"value"')
-    if records < 0 or _NO_RECORDS.match(content, records):
-        return None
-    return match.group(1).decode()
-
-
-class _PageAt:
-    """Stands in for the paginator in ``_prepare_request`` when the next page's token is
-    known before the paginator has read the page (see ``request_records``)."""
-
-    def __init__(self, token: ParseResult) -> None:
-        self.current_value = token
+def throttled_waits(policy: RetryPolicy) -> Generator[float, BaseException | None, None]:
+    """The policy's waits for the SDK's backoff (``sdk_wait_generator``), shared through its
+    Throttle as ``request_with_retry`` shares them: a 429 or 503 makes every thread wait as
+    long (Retry-After when given), and once the throttling answers in a row over all threads
+    reach ``max_tries`` the request that heard the last one gives up, so an outage fails the
+    run after ``max_tries`` answers, not ``max_tries`` per thread."""
+    waits = sdk_wait_generator(policy)
+    throttle = policy.throttle
+    exception = yield next(waits)
+    while True:
+        try:
+            wait = waits.send(exception)
+        except StopIteration:
+            return
+        response = getattr(exception, "response", None)
+        if (throttle is not None and isinstance(response, requests.Response)
+                and response.status_code in THROTTLE_STATUSES):
+            throttle.slow_down(wait)
+            if throttle.streak >= policy.max_tries:
+                return
+        exception = yield wait
 
 
 def encode_query(options: Mapping[str, str]) -> str:
@@ -273,7 +265,9 @@ class ODataPaginator(BaseHATEOASPaginator):
     """The SDK's paginator over core's :class:`FeedPaging`, the paging rule the tap shares
     with ``Sage300Client.iter_records``: a nextLink when Sage writes one, else ``$skip`` =
     records received until ``@odata.count`` is reached. So a server capping its pages at a
-    PageSize below ``page_size``, with or without links, is read whole."""
+    PageSize below ``page_size``, with or without links, is read whole. It reads every first
+    page; the rest of a read too when it goes page after page (one request in flight, or no
+    count), else the windows of ``Sage300Stream._read_windows`` do."""
 
     def __init__(self, paging: FeedPaging) -> None:
         super().__init__()
@@ -374,7 +368,7 @@ class Sage300Stream(RESTStream[ParseResult | None]):
         return self._tap.retry_policy.timeout  # (connect, read)
 
     def backoff_wait_generator(self) -> Any:
-        return sdk_wait_generator(self._tap.retry_policy)
+        return throttled_waits(self._tap.retry_policy)
 
     def backoff_max_tries(self) -> int:
         return self._tap.retry_policy.max_tries
@@ -393,7 +387,18 @@ class Sage300Stream(RESTStream[ParseResult | None]):
                     f"TLS with {self.url_base} failed, not retried: {exc}. Fix: trust the "
                     "certificate's issuing CA (REQUESTS_CA_BUNDLE) or use the host name it was "
                     "issued for.") from exc
-        return super().request_decorator(refuse_untrusted_tls)
+        retried = super().request_decorator(refuse_untrusted_tls)
+        throttle = self._tap.retry_policy.throttle
+        if throttle is None:
+            return retried
+
+        def ended(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return retried(*args, **kwargs)
+            except BaseException:
+                throttle.ended()  # gave up: the next request starts a new streak
+                raise
+        return ended
 
     def backoff_handler(self, details: Any) -> None:
         # A retry is not an error (the SDK logs it as one); giving up raises and is logged then.
@@ -538,86 +543,144 @@ class Sage300Stream(RESTStream[ParseResult | None]):
         return records
 
     def request_records(self, context: Context | None) -> Iterable[dict[str, Any]]:
-        """The SDK's page loop, one page ahead: the request for the next page goes on the
-        wire (see prefetch.py) as soon as its URL is known, so Sage builds page N+1 while the
-        tap decodes, shapes and writes page N. A nextLink is read from the end of the raw
-        body, before the page is decoded; a page continued by ``$skip`` once the paginator
-        has counted the records. One request is in flight per stream, and pages are still
-        consumed strictly in order. After the last page the read is checked complete
-        against Sage's count (:meth:`check_complete`)."""
+        """The SDK's page loop, the rest of a counted read asked all at once. The first page
+        asks ``$count=true``; then, with more than one request in flight allowed, the rest of
+        the read goes out as ``$skip`` windows (``FeedPaging.windows``), see
+        :meth:`_read_windows`. With one in flight, or no count, page after page (a nextLink
+        when Sage writes one). After the last page the read is checked complete against
+        Sage's count (:meth:`check_complete`)."""
         paginator = self.get_new_paginator()
-        connection = self._tap.page_connection()
-        on_the_wire: list[PageRequest] = []
-        ahead: list[tuple[ParseResult, PageRequest]] = []  # the next page's, sent early
-        looked_ahead = False  # whether request_early saw the page just fetched
+        send = self._sender()
+        with self.get_http_request_counter() as request_counter:
+            request_counter.with_context(context)
 
-        def fetch(prepared: requests.PreparedRequest, context: Context | None
-                  ) -> requests.Response:
-            # The first try is the request already sent; a retry is an ordinary send.
-            nonlocal looked_ahead
-            if not on_the_wire:
-                looked_ahead = False
-                return self._request(prepared, context)
-            response = on_the_wire.pop().response()
-            request_early(response)  # first: Sage is idle until it arrives
-            looked_ahead = True
-            self._write_request_duration_log(endpoint=self.path, response=response,
-                                             context=context, extra_tags=None)
-            self.validate_response(response)
-            return response
+            def take(prepared: requests.PreparedRequest, response: requests.Response
+                     ) -> Iterable[dict[str, Any]]:
+                request_counter.increment()
+                self.update_sync_costs(prepared, response, context)
+                return self.parse_response(response)
 
-        def request_next() -> requests.PreparedRequest:
             prepared = self._prepare_request(context=context, page=paginator)
-            if connection is not None and connection.serves(prepared.url or ""):
-                on_the_wire.append(connection.send(prepared))
-            return prepared
-
-        def request_early(response: requests.Response) -> None:
-            # Sage sits idle from the moment it has written a page until the next request
-            # arrives, so that request is written before the page is decoded: its link is
-            # the body's last member. Only a 200 (which validate_response passes) with
-            # records; the paginator still reads the decoded page, and the request is kept
-            # only if it asks for exactly the page the paginator names.
-            if connection is None or response.status_code != 200:
-                return
-            link = early_next_link(response.content)
-            if link is None:
-                return
-            token = urlparse(paginator.paging.follow(link))  # as the paginator will
-            prepared = self._prepare_request(context=context, page=cast(Any, _PageAt(token)))
-            if connection.serves(prepared.url or ""):
-                ahead.append((token, connection.send(prepared)))
-
-        send = self.request_decorator(fetch)
-        try:
-            with self.get_http_request_counter() as request_counter:
-                request_counter.with_context(context)
-                prepared: requests.PreparedRequest | None = request_next()
-                while prepared is not None:
-                    response = send(prepared, context)
-                    if not looked_ahead:  # a retry's answer, which came through requests
-                        request_early(response)
-                    early = ahead.pop() if ahead else None
-                    request_counter.increment()
-                    self.update_sync_costs(prepared, response, context)
-                    records = self.parse_response(response)
-                    paginator.advance(response)  # the next URL comes from this page's body
-                    if not records or paginator.finished:
-                        prepared = None
-                    elif early is not None and early[0] == paginator.current_value:
-                        on_the_wire.append(early[1])
-                        prepared = early[1].request
-                    else:
-                        if early is not None and connection is not None:
-                            connection.close()  # its answer would pass for the right page's
-                        prepared = request_next()
+            response = send(prepared, context)
+            records = take(prepared, response)
+            paginator.advance(response)  # the count, and the next URL, come from this page
+            windows = (paginator.paging.windows() if records and self._tap.max_in_flight > 1
+                       else iter(()))
+            window = next(windows, None)
+            if window is not None:
+                yield from self._read_windows(context, paginator.paging,
+                                              itertools.chain([window], windows), records,
+                                              take, send)
+            else:
+                while True:
                     yield from records
-            self.check_complete(paginator.paging, context)
+                    if not records or paginator.finished:
+                        break
+                    prepared = self._prepare_request(context=context, page=paginator)
+                    response = send(prepared, context)
+                    records = take(prepared, response)
+                    paginator.advance(response)
+        self.check_complete(paginator.paging, context)
+
+    def _read_windows(self, context: Context | None, paging: FeedPaging,
+                      windows: Iterator[Window], first: Iterable[dict[str, Any]],
+                      take: Callable[[requests.PreparedRequest, requests.Response],
+                                     Iterable[dict[str, Any]]],
+                      send: Callable[..., requests.Response]) -> Iterator[dict[str, Any]]:
+        """The windows of a read, up to ``max_requests_in_flight`` on the wire: at ~250 ms a
+        Sage request, one at a time is most of a large read's time. Worker threads only send
+        (under the stream's retry policy and the tap's throttle) and return the response or
+        the failure; the counting, parsing, records and state stay on this thread, window
+        after window in the order of the read, so what comes out is what one request at a
+        time gives. A window that came back short has its rest asked here before the next
+        window is taken; the first failure stops the read's other requests at their next
+        try and is raised."""
+        stop = threading.Event()
+        failures: list[BaseException] = []
+        ready: deque[tuple[Window, requests.PreparedRequest,
+                           requests.Response | BaseException]] = deque()
+        calls: InOrder[tuple[Window, requests.PreparedRequest,
+                             requests.Response | BaseException]] = InOrder(
+            self._tap.pool, self._tap.max_in_flight, ready.append)
+
+        def start(window: Window) -> None:
+            prepared = self._prepare_url(context, window.url)
+
+            def call() -> tuple[Window, requests.PreparedRequest,
+                                requests.Response | BaseException]:
+                try:
+                    return window, prepared, send(prepared, context, stop)
+                except Exception as exc:  # noqa: BLE001 - raised on the main thread
+                    if not stop.is_set():
+                        failures.append(exc)
+                        stop.set()
+                    return window, prepared, exc
+
+            calls.submit(call)  # first waits for the oldest when the window is full
+
+        def settled() -> Iterator[dict[str, Any]]:
+            while ready:
+                window, prepared, outcome = ready.popleft()
+                while True:
+                    if isinstance(outcome, BaseException):
+                        raise failures[0] if failures else outcome
+                    records = take(prepared, outcome)
+                    rest = paging.window_read(window, getattr(outcome, _BODY_ATTR))
+                    yield from records
+                    if rest is None:
+                        break
+                    window, prepared = rest, self._prepare_url(context, rest.url)
+                    outcome = send(prepared, context)
+
+        try:
+            for window in itertools.islice(windows, self._tap.max_in_flight):
+                start(window)  # on the wire while the first page is processed
+            yield from first
+            for window in windows:
+                start(window)
+                yield from settled()
+            calls.drain()
+            yield from settled()
         finally:  # also when stopped early (an error, a record limit)
-            on_the_wire.clear()
-            ahead.clear()
-            if connection is not None:
-                connection.close()
+            stop.set()
+            calls.drain(raise_first=False)
+
+    def _sender(self) -> Callable[..., requests.Response]:
+        """``_request`` under the stream's retry policy; ``send(prepared, context, stop)``
+        gives up before any try once ``stop`` is set."""
+        def attempt(prepared: requests.PreparedRequest, context: Context | None,
+                    stop: threading.Event | None = None) -> requests.Response:
+            if stop is not None and stop.is_set():
+                raise Abandoned("another request of the read failed")
+            return self._request(prepared, context)
+        return self.request_decorator(attempt)
+
+    def _prepare_url(self, context: Context | None, url: str) -> requests.PreparedRequest:
+        """The request for a page by its URL (a window), prepared as the paginator's are."""
+        request = self.get_http_request(page=PageContext(stream_context=context,
+                                                         next_page_token=urlparse(url)))
+        return self.build_prepared_request(method=request.method, url=request.url,
+                                           params=request.encode_params(),
+                                           headers=request.headers, data=request.data)
+
+    def _request(self, prepared_request: requests.PreparedRequest, context: Context | None
+                 ) -> requests.Response:
+        # One attempt, holding one of the tap's requests in flight (Throttle): it starts
+        # after the "not before" of the latest 429/503, whichever thread heard it.
+        throttle = self._tap.retry_policy.throttle
+        if throttle is None:
+            return super()._request(prepared_request, context)
+        with throttle.slot() as generation:
+            try:
+                response = super()._request(prepared_request, context)
+            except (RetriableAPIError, FatalAPIError) as exc:
+                answer = getattr(exc, "response", None)
+                if not (isinstance(answer, requests.Response)
+                        and answer.status_code in THROTTLE_STATUSES):
+                    throttle.succeeded(generation)
+                raise
+            throttle.succeeded(generation)
+        return response
 
     def _sync_records(self, context: Context | None = None, *, write_messages: bool = True
                       ) -> Iterator[dict[str, Any]]:

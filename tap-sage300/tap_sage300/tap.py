@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import ssl
+import dataclasses
+from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+from requests.adapters import DEFAULT_POOLSIZE, HTTPAdapter
 from singer_sdk import Stream, Tap
 from singer_sdk import typing as th
 
-from ml_connector_core.httppolicy import HttpSession, RetryPolicy
+from ml_connector_core.httppolicy import HttpSession, RetryPolicy, Throttle
 from ml_connector_core.redaction import Redactor, install_log_redaction
 from ml_connector_core.retry_selection import keys_by_stream
 from ml_connector_core.run_files import PrivateConfigFiles
@@ -52,8 +54,10 @@ from tap_sage300.deletions import STATE_KEY as VENDOR_COUNTS
 from tap_sage300.deletions import VendorKeyPlan
 from tap_sage300.output import BufferedSingerWriter
 from tap_sage300.payments import APPaymentsStream
-from tap_sage300.prefetch import PageConnection, tls_context
 from tap_sage300.tax import DEFAULT_ITEM_CLASSES, TaxCodesStream
+
+#: Sage's guidance for a Web API server behind IIS: no more than 2 to 4 reads at once.
+DEFAULT_IN_FLIGHT = 4
 
 STREAM_TYPES: list[type[streams.Sage300Stream]] = [
     # Reference data first (BRIEF decision 5), then the documents that point at it.
@@ -92,6 +96,16 @@ class TapSage300(PrivateConfigFiles, Tap):
         th.Property("page_size", th.IntegerType(minimum=1), default=1000,
                     description="Records per request ($top). Sage caps it at the PageSize of "
                                 "its web.config (default 100; Sage recommends 1000)"),
+        th.Property("max_requests_in_flight", th.IntegerType(minimum=1, maximum=16),
+                    default=DEFAULT_IN_FLIGHT,
+                    description="Most requests to Sage 300 at once. A read's first page "
+                                "counts the records ($count); the rest is then asked as "
+                                "$skip windows this many at a time, and records, bookmarks "
+                                "and STATE come out in the same order as with 1. Sage's "
+                                "guidance is 2 to 4 concurrent reads per Web API server; a "
+                                "429 or 503 makes the whole tap wait (Retry-After) and "
+                                "halves it until answers come back normally. 1: one "
+                                "request at a time"),
         th.Property("tax_item_classes", th.IntegerType(minimum=1, maximum=10),
                     default=DEFAULT_ITEM_CLASSES,
                     description="Item tax classes per authority the tax_codes stream makes "
@@ -177,7 +191,24 @@ class TapSage300(PrivateConfigFiles, Tap):
 
     @cached_property
     def retry_policy(self) -> RetryPolicy:
-        return sage300_retry_policy(self.config)
+        # One throttle for every Sage request of the run, whichever thread sends it: a 429
+        # or 503 slows them all, and an outage fails the run after max_tries answers in all.
+        return dataclasses.replace(sage300_retry_policy(self.config),
+                                   throttle=Throttle(self.max_in_flight))
+
+    @property
+    def max_in_flight(self) -> int:
+        """`max_requests_in_flight`: how many Sage requests run at once (1: no threads)."""
+        return max(1, int(self.config.get("max_requests_in_flight") or DEFAULT_IN_FLIGHT))
+
+    @cached_property
+    def pool(self) -> ThreadPoolExecutor | None:
+        """The worker threads a read's windows are sent from (Sage300Stream.request_records);
+        none with one request in flight. Shut down by sync_all."""
+        if self.max_in_flight == 1:
+            return None
+        return ThreadPoolExecutor(max_workers=self.max_in_flight,
+                                  thread_name_prefix="tap-sage300")
 
     @cached_property
     def sage_auth(self) -> Sage300Auth:
@@ -189,21 +220,11 @@ class TapSage300(PrivateConfigFiles, Tap):
         session.auth = self.sage_auth
         if not warn_if_sage300_tls_off(self.config, self.logger):
             session.verify = False
+        if self.max_in_flight > DEFAULT_POOLSIZE:  # a keep-alive connection per request
+            adapter = HTTPAdapter(pool_maxsize=self.max_in_flight)
+            session.mount("https://", adapter)
+            session.mount("http://", adapter)
         return session
-
-    def page_connection(self) -> PageConnection | None:
-        """A connection for the streams' early page requests (prefetch.py); None where
-        ``requests`` must do it all: a proxy or a client certificate."""
-        session = self.http_session
-        base_url = str(self.config["base_url"])
-        if session.cert or session.proxies_for(base_url):
-            return None
-        return PageConnection(base_url, self.retry_policy.timeout, lambda: self.sage_tls)
-
-    @cached_property
-    def sage_tls(self) -> ssl.SSLContext:
-        """The certificate check of ``http_session``, built once (HTTPS only)."""
-        return tls_context(self.http_session.verify)
 
     @property
     def cost_center_segment_number(self) -> str:
@@ -281,11 +302,16 @@ class TapSage300(PrivateConfigFiles, Tap):
         try:
             if mode != METADATA_CHECK_OFF:
                 self._verify_install()
+            self.logger.info("Up to %d Sage 300 request(s) in flight (max_requests_in_flight)",
+                             self.max_in_flight)
             super().sync_all()
         except BaseException as exc:
             self.audit.finish("failed", error=self.redactor.redact(f"{type(exc).__name__}: "
                                                                    f"{exc}"))
             raise
+        finally:
+            if self.pool is not None:  # a failed read has settled its requests already
+                self.pool.shutdown(cancel_futures=True)
         self.audit.finish("success")
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+import pytest
 from tap_sage300_testkit import SageSandbox, ap_batch
 
 COMPANIES = ("SAMINC", "SAMLTD")
@@ -87,9 +88,9 @@ def test_queries_carry_the_declared_select_and_no_filter_on_first_run(sage: Sage
     assert vendors == [{"$select": [VENDOR_SELECT], "$top": ["1000"], "$count": ["true"]}]
     orders = sage.reads("SAMLTD/PO/POPurchaseOrders")
     assert orders[0] == {"$select": [PO_SELECT], "$top": ["1000"], "$count": ["true"]}
-    # The second page is Sage's nextLink, followed as given but for $count (known already):
-    # same options, $skip advanced.
-    assert orders[1] == {"$select": [PO_SELECT], "$top": ["900"], "$skip": ["100"]}
+    # 161 POs in pages of 100 (Sage's PageSize): the rest is a window, the first request
+    # again without $count (known already), from the first page's end, as many as are left.
+    assert orders[1:] == [{"$select": [PO_SELECT], "$top": ["61"], "$skip": ["100"]}]
     assert sage.reads("SAMINC/GL/GLSegmentCodes") == [{
         "$select": ["SegmentNumber,SegmentCodeKey,SegmentCodeDescription"],
         "$filter": ["SegmentNumber eq '000002'"], "$top": ["1000"], "$count": ["true"]}]
@@ -255,17 +256,26 @@ def test_start_date_filters_the_first_run(sage: SageSandbox) -> None:
     assert vendor_keys(run, "SAMINC") == expected
 
 
-def test_pages_follow_next_links_inside_top_windows(sage: SageSandbox) -> None:
+@pytest.mark.parametrize("in_flight", [1, 4])
+def test_pages_follow_next_links_inside_top_windows(sage: SageSandbox, in_flight: int) -> None:
     sage.settings(page_size=7)  # Sage's web.config PageSize
-    run = sage.run(sage.config(page_size=10))  # the tap's window ($top)
+    run = sage.run(sage.config(page_size=10, max_requests_in_flight=in_flight))  # $top 10
     assert run.returncode == 0, run.stderr
 
     assert vendor_keys(run, "SAMINC") == sorted(v["VendorNumber"]
                                                 for v in sage.table("SAMINC", "AP/APVendors"))
     windows = [(q.get("$top"), q.get("$skip")) for q in sage.reads("SAMINC/AP/APVendors")]
-    # 32 vendors: window 0-9 (7 + nextLink 3), 10-19, 20-29, 30-31 (short: the end).
-    assert windows == [(["10"], None), (["3"], ["7"]), (["10"], ["10"]), (["3"], ["17"]),
-                       (["10"], ["20"]), (["3"], ["27"]), (["10"], ["30"])]
+    if in_flight == 1:
+        # 32 vendors one page at a time: window 0-9 (7 + nextLink 3), 10-19, 20-29, 30-31
+        # (short: the end).
+        assert windows == [(["10"], None), (["3"], ["7"]), (["10"], ["10"]), (["3"], ["17"]),
+                           (["10"], ["20"]), (["3"], ["27"]), (["10"], ["30"])]
+    else:
+        # In flight: after the first page's 7 (the server's cap), windows of 7 up to the count
+        # (logged as they were answered: in any order).
+        assert windows[0] == (["10"], None)
+        assert sorted(windows[1:], key=lambda w: int(w[1][0])) == [
+            (["7"], ["7"]), (["7"], ["14"]), (["7"], ["21"]), (["4"], ["28"])]
     keys = [(r["company_id"], r["VendorNumber"]) for r in run.of("vendors")]
     assert len(keys) == len(set(keys))
 
@@ -291,10 +301,13 @@ def test_a_server_capping_pages_without_next_links_is_read_whole(sage: SageSandb
     # As many requests either way (11 for the vendors of SAMINC): the count says when a read
     # is done, and only a read's first request asks for it.
     assert len(unlinked_gets) == len(linked_gets)
-    vendors = sage.reads("SAMINC/AP/APVendors")
+    # (The log has the windows in the order they were answered.)
+    vendors = sorted(sage.reads("SAMINC/AP/APVendors"), key=lambda q: int(q.get("$skip", [0])[0]))
     assert [(q.get("$skip", ["0"])[0], q.get("$count")) for q in vendors] == [
         ("0", ["true"])] + [(str(100 * i), None) for i in range(1, 11)]
-    assert all(q["$top"] == ["1000"] for q in vendors)
+    # The first request asks page_size; the windows after it what the server gave (its
+    # PageSize), the last one what is left of the count.
+    assert [q["$top"][0] for q in vendors] == ["1000"] + ["100"] * 9 + ["32"]
 
 
 def test_a_server_ignoring_count_is_read_to_an_empty_page(sage: SageSandbox) -> None:
