@@ -17,9 +17,9 @@ explains:
   flight at once against that system. C comes from the plugin's settings when it declares
   such a setting (``CONCURRENCY_SETTINGS``, in meltano.yml or its ``--about``): tap-basware's
   ``max_requests_in_flight`` (default 4, since 7f1e243, for its acknowledgements and
-  transfer responses). The others declare none and make one request at a time (tap-sage300
-  asks for the next page before it decodes the current one, but only once that one's answer
-  is in): C is 1 for them, and the concurrency bound equals the sequential bound;
+  transfer responses), tap-sage300's (default 4, since d406105, for the pages of a read
+  after its first). A plugin that declares none makes one request at a time: C is 1 for it,
+  and the concurrency bound equals the sequential bound;
 - the measured wall time of the run, and what is left of it beyond the bound (client and
   simulator CPU, Meltano's start-up: what the loopback benchmarks measure).
 """
