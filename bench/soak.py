@@ -51,6 +51,7 @@ from e2e import (  # noqa: E402  (the shared e2e harness)
     differences,
     duplicates,
     hidden_rejections,
+    in_flight_env,
     injected_faults,
     missing,
     outputs,
@@ -100,15 +101,15 @@ def baseline_of(sandbox: Sandbox, data_seed: int, workdir: Path) -> Snapshot:
 
 
 def soak_one(sandbox: Sandbox, baseline: Snapshot, seed: int, profile: str, data_seed: int,
-             jobs: tuple[str, ...], max_attempts: int, kills: bool, workdir: Path
-             ) -> SeedResult:
+             jobs: tuple[str, ...], max_attempts: int, kills: bool, workdir: Path,
+             in_flight: int | None = None) -> SeedResult:
     result = SeedResult(seed, profile)
     started = time.monotonic()
     reset_sandbox(sandbox, data_seed)
     servers = (sandbox.sage300.base_url, sandbox.basware.base_url)
     served_before = sum(requests_served(url) for url in servers)
     set_faults(sandbox, *chaos_faults(seed, profile))
-    project = Project.create(sandbox, workdir, chaos_env())
+    project = Project.create(sandbox, workdir, {**chaos_env(), **in_flight_env(in_flight)})
     kill_points = random.Random(f"kills-{seed}")
     try:
         for step, job in enumerate(SEQUENCE):
@@ -188,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kills", action="store_true",
                         help="also SIGKILL the first run of every step at a random point")
     parser.add_argument("--keep", action="store_true", help="keep every seed's files")
+    parser.add_argument("--in-flight", type=int, default=None,
+                        help="requests in flight per system for every plugin that has "
+                             "max_requests_in_flight (default: the plugins' own default)")
     args = parser.parse_args(argv)
     profiles = args.rates.split(",")
     if unknown := [p for p in profiles if p not in CHAOS_RATES]:
@@ -201,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(tempfile.mkdtemp(prefix="mlc-soak-"))
     sandbox = start_sandbox(data="demo", seed=args.data_seed)
     print(f"soak: seeds {args.start_seed}..{args.start_seed + args.seeds - 1}, jobs "
-          f"{list(jobs)}, rates {profiles}, kills {'on' if args.kills else 'off'}, data seed {args.data_seed}, "
+          f"{list(jobs)}, rates {profiles}, kills {'on' if args.kills else 'off'}, in flight "
+          f"{args.in_flight or 'default'}, data seed {args.data_seed}, "
           f"files under {root}", flush=True)
     results: list[SeedResult] = []
     try:
@@ -211,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
             for profile in profiles:
                 workdir = root / f"seed-{seed}-{profile}"
                 result = soak_one(sandbox, baseline, seed, profile, args.data_seed, jobs,
-                                  args.max_attempts, args.kills, workdir)
+                                  args.max_attempts, args.kills, workdir, args.in_flight)
                 results.append(result)
                 print(line(result), flush=True)
                 for problem in [result.error, *result.duplicates, *result.lost,

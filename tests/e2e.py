@@ -458,6 +458,15 @@ BASWARE_BULK_POST = r"^/v1/(vendors|accounts|costCenters|paymentTerms|matchingOr
                     r"|matchingOrderLines)$"
 
 
+def in_flight_env(in_flight: int | None) -> dict[str, str]:
+    """Plugin settings for `in_flight` requests at once to each system (None: the plugins'
+    defaults), for every plugin that has the setting."""
+    if in_flight is None:
+        return {}
+    return {f"{plugin}_MAX_REQUESTS_IN_FLIGHT": str(in_flight)
+            for plugin in ("TAP_SAGE300", "TAP_BASWARE", "TARGET_BASWARE")}
+
+
 def chaos_env() -> dict[str, str]:
     """Plugin settings for chaos runs: short read timeouts (stalls cost seconds, not minutes)."""
     return {

@@ -25,6 +25,7 @@ from e2e import (
     Snapshot,
     basware_tenant,
     differences,
+    in_flight_env,
     kill,
     misplaced_receipts,
     request_log,
@@ -107,7 +108,9 @@ def test_dropped_answers_to_the_posts_of_refused_records(
     schedule = (first_attempts("vendors", 2) + first_attempts("matchingOrders", 1)
                 + first_attempts("matchingOrderLines", 8))
     set_faults(fresh_sandbox, None, {"schedule": schedule})
-    project = Project.create(fresh_sandbox, tmp_path)
+    # The schedule counts a stream's POSTs in the order they are sent, so they go one at a
+    # time here; lost answers with several in flight: test_chaos (seeds 1, 2), test_crash.
+    project = Project.create(fresh_sandbox, tmp_path, in_flight_env(1))
 
     run = project.run("master-data", name="answers-dropped")
 

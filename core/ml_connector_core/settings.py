@@ -33,6 +33,9 @@ SAGE300_READ_TIMEOUT = 120
 COST_CENTER_SEGMENT = 2
 BASWARE_REGION = "eu"  # the one region whose host Basware publishes
 BASWARE_READ_TIMEOUT = 60
+#: Requests to Basware on the wire at once (``max_requests_in_flight``): conservative, since
+#: Basware publishes no rate limit; a 429 or 503 halves it for the run (httppolicy.Throttle).
+BASWARE_IN_FLIGHT = 4
 SOURCE_SYSTEM = "SAGE300"
 
 LEDGER_DEFAULT_FILE = ("the SQLite file .ml-connector/ledger.sqlite under the Meltano project "
@@ -152,6 +155,11 @@ def warn_if_sage300_tls_off(config: Config, logger: logging.Logger) -> bool:
 
 
 # -- Basware -------------------------------------------------------------------------------------
+
+def max_in_flight(config: Config, default: int) -> int:
+    """``max_requests_in_flight`` as a count of requests (at least 1: one at a time)."""
+    return max(1, int(config.get("max_requests_in_flight") or default))
+
 
 def basware_connection_properties(*, default_scopes: str) -> list[th.Property]:
     """How a plugin reaches and authenticates to the Basware API (tap-basware, target-basware).

@@ -12,9 +12,9 @@ import requests
 from singer_sdk.helpers.types import Context
 
 from ml_connector_core.basware_api import BaswareError, error_messages
+from ml_connector_core.concurrency import InOrder
 from ml_connector_core.ledger import BASWARE_TO_SAGE, Action, Entry
 from tap_basware.client import BaswareStream
-from tap_basware.concurrency import InOrder
 from tap_basware.schemas import ACCOUNTING_DOCUMENT, REQUEST_STATUS, VENDOR
 
 WAITING = "WaitingForTransfer"

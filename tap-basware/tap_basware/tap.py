@@ -41,11 +41,13 @@ from ml_connector_core.restore import LEDGER_OLDER, MARK_KEY, STATE_OLDER, check
 from ml_connector_core.retry_selection import INVOICE_STREAM, string_list
 from ml_connector_core.run_files import PrivateConfigFiles
 from ml_connector_core.settings import (
+    BASWARE_IN_FLIGHT,
     SOURCE_SYSTEM,
     basware_client,
     basware_connection_properties,
     configured_ledger_url,
     ledger_properties,
+    max_in_flight,
     warn_if_basware_tls_off,
 )
 from ml_connector_core.systems import basware_system
@@ -53,7 +55,6 @@ from tap_basware.streams import AccountingDocumentsStream, RequestStatusStream, 
 from tap_basware.transfer_responses import KINDS, OutcomesNotSent, TransferResponder
 from tap_basware.transfer_responses import STREAM as RESPONSES_STREAM
 
-DEFAULT_IN_FLIGHT = 4  # conservative: Basware publishes no rate limit (issue 19)
 DEFAULT_SCOPES = "accountingDocuments.read accountingDocuments.write vendors.read requestStatus.read"
 PLUGIN = "tap-basware"
 
@@ -98,7 +99,7 @@ class TapBasware(PrivateConfigFiles, Tap):
         th.Property("page_size", th.IntegerType(minimum=1, maximum=100), default=100,
                     description="Records per page (Basware allows at most 100 invoices)"),
         th.Property("max_requests_in_flight", th.IntegerType(minimum=1, maximum=32),
-                    default=DEFAULT_IN_FLIGHT,
+                    default=BASWARE_IN_FLIGHT,
                     description="Most requests to Basware at once: acknowledgements and "
                                 "transfer responses go out this many at a time (each "
                                 "acknowledgement after its record was written; every one "
@@ -152,12 +153,12 @@ class TapBasware(PrivateConfigFiles, Tap):
     @property
     def max_in_flight(self) -> int:
         """`max_requests_in_flight`: how many Basware calls run at once (1: no threads)."""
-        return max(1, int(self.config.get("max_requests_in_flight") or DEFAULT_IN_FLIGHT))
+        return max_in_flight(self.config, BASWARE_IN_FLIGHT)
 
     @cached_property
     def pool(self) -> ThreadPoolExecutor | None:
         """The worker threads acknowledgements and transfer responses are sent from
-        (tap_basware.concurrency); none with one request in flight. Shut down by sync_all."""
+        (ml_connector_core.concurrency); none with one request in flight. Shut down by sync_all."""
         if self.max_in_flight == 1:
             return None
         return ThreadPoolExecutor(max_workers=self.max_in_flight,

@@ -36,8 +36,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ml_connector_core.basware_api import BaswareClient, BaswareError, error_messages
+from ml_connector_core.concurrency import InOrder
 from ml_connector_core.ledger import SAGE_TO_BASWARE, Action, Entry
-from tap_basware.concurrency import InOrder
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

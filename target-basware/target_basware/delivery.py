@@ -9,6 +9,9 @@ streams, and sends it in dependency order (BRIEF decision 5, reference data firs
 Each stream's batches are POSTed, then their requestStatus is followed to the end *before* the
 next stream is posted, because Basware processes imports asynchronously and rejects a vendor
 whose payment term, an order whose vendor, or a line whose order it has not processed yet.
+Within a stream, POSTs and requestStatus polls run `max_in_flight` at a time in worker threads
+(core's `InOrder`); what they answer is settled here on the main thread, in the order they were
+started: outcomes, ledger entries, counts.
 
 Records are confirmed (and the Singer STATE that follows them may be emitted) only once their
 requestStatus item is final and written to the ledger.
@@ -28,11 +31,14 @@ import time
 import uuid
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from ml_connector_core.basware_api import BaswareClient, BaswareError, error_messages
+from ml_connector_core.concurrency import InOrder
 from ml_connector_core.dryrun import CREATE, REJECT, SKIP, UPDATE, DryRunReport
 from ml_connector_core.ledger import (
     FAILURE,
@@ -66,6 +72,9 @@ LOOKUP_PAGE_SIZE = 500
 # the clocks of this machine and Basware to run at slightly different rates.
 LOOKUP_MARGIN = 300
 REFERENCES = "references"  # the RunKeys kind: reference keys that arrived in this run
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 class RequestStatusTimeout(Exception):
@@ -134,6 +143,15 @@ class _Request:
 
 
 @dataclass
+class _PostAnswer:
+    """What Basware answered one POST of a batch (taken in a worker thread)."""
+
+    batch: list[Prepared]
+    bw_request_id: str
+    response: Any  # requests.Response
+
+
+@dataclass
 class Summary:
     """Counts per stream and outcome, plus totals the operator needs."""
 
@@ -194,9 +212,10 @@ class Delivery:
                  streams: list[StreamSpec], request_status_timeout: float, system: str,
                  client_factory: Callable[[], BaswareClient] | None = None,
                  batch_size_rows: int | None = None,
-                 dry_run: DryRunReport | None = None) -> None:
+                 dry_run: DryRunReport | None = None, max_in_flight: int = 1) -> None:
         """`system`: the Basware tenant (ml_connector_core.systems) every ledger look-up and
-        entry is about, so another tenant starts from nothing."""
+        entry is about, so another tenant starts from nothing. `max_in_flight`: POSTs or
+        requestStatus polls of one stream on the wire at once (1: no threads)."""
         self._client = client
         self.system = system
         self._client_factory = client_factory
@@ -225,6 +244,8 @@ class Delivery:
         # After the ledger was restored older (or replaced): what it says was delivered may
         # not be what Basware holds, so every record read is sent (target.py, "restore").
         self.resend = False
+        self.max_in_flight = max(1, max_in_flight)
+        self._pool: ThreadPoolExecutor | None = None  # started with the first calls
 
     @property
     def intake(self) -> tuple[Prepared, ...]:
@@ -466,6 +487,29 @@ class Delivery:
 
     def close(self) -> None:
         self.arrived.close()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def _in_parallel(self, calls: list[Callable[[], T]], settle: Callable[[T], R]) -> list[R]:
+        """Run `calls` at most `max_in_flight` at a time; `settle` each result on this thread
+        in the order the calls were started, and return what it says. A failure (a call's or
+        settle's) stops new calls; the ones already on the wire are still settled (their
+        outcomes recorded) before the first failure is raised."""
+        if self.max_in_flight > 1 and len(calls) > 1 and self._pool is None:
+            self._pool = ThreadPoolExecutor(self.max_in_flight,
+                                            thread_name_prefix="target-basware")
+        settled: list[R] = []
+        results: InOrder[T] = InOrder(self._pool, self.max_in_flight,
+                                      lambda result: settled.append(settle(result)))
+        try:
+            for call in calls:
+                results.submit(call)
+        except BaseException:
+            results.drain(raise_first=False)
+            raise
+        results.drain()
+        return settled
 
     def flush_ledger(self) -> None:
         if self._entries:
@@ -506,10 +550,11 @@ class Delivery:
         # streams have in flight is followed to the end first; one stream's batches do not
         # wait for each other, and at most MAX_IN_FLIGHT requests are followed later.
         self._follow([request for request in self.in_flight if request.stream.name != spec.name])
-        for batch in _batches(records, self.batch_limit(spec), MAX_REQUEST_BYTES):
+        batches = list(_batches(records, self.batch_limit(spec), MAX_REQUEST_BYTES))
+        for batch in batches:
             for record in batch:
                 record.sent = True
-            self.in_flight += self._post(spec, batch)
+        self._post_all(spec, batches)
         if len(self.in_flight) > MAX_IN_FLIGHT:
             self._follow(self.in_flight[:len(self.in_flight) - MAX_IN_FLIGHT])
 
@@ -528,11 +573,27 @@ class Delivery:
             self.summary.add(record.stream, f"would {verdict}")
             self.dry_run.add(record.stream, record.key, verdict, reason, record.source_key)
 
-    def _post(self, spec: StreamSpec, batch: list[Prepared]) -> list[_Request]:
-        """POST one batch; a 400 is narrowed down to the records Basware named (or halves)."""
+    def _post_all(self, spec: StreamSpec, batches: list[list[Prepared]]) -> None:
+        """POST the batches, `max_in_flight` at a time; each accepted one joins `in_flight`.
+        A batch Basware refuses (400) is narrowed down to the records it named, or halved
+        until it names them, and what is left is POSTed again in the next round."""
+        while batches:
+            answers = self._in_parallel(
+                [partial(self._send_batch, spec, batch) for batch in batches],
+                partial(self._settle_post, spec))
+            batches = [batch for again in answers for batch in again]
+
+    def _send_batch(self, spec: StreamSpec, batch: list[Prepared]) -> _PostAnswer:
+        """One POST (in a worker thread): only the HTTP call, nothing recorded."""
         bw_request_id = str(uuid.uuid4())
         response = self.client.post(spec.endpoint, [r.payload for r in batch],
                                     request_id=bw_request_id)
+        return _PostAnswer(batch, bw_request_id, response)
+
+    def _settle_post(self, spec: StreamSpec, answer: _PostAnswer) -> list[list[Prepared]]:
+        """A POST's answer: accepted, in flight; refused (400/409), the refused records
+        rejected and the batches to POST again returned."""
+        batch, bw_request_id, response = answer.batch, answer.bw_request_id, answer.response
         self.summary.posts += 1
         if response.status_code == 200:
             basware_request_id = response.headers.get("x-amzn-RequestId")
@@ -541,7 +602,8 @@ class Delivery:
                                    status=200, request_id=bw_request_id)
             logger.info("POST %s: %d record(s), requestId %s", spec.endpoint, len(batch),
                         basware_request_id)
-            return [_Request(spec, batch, basware_request_id, bw_request_id)]
+            self.in_flight.append(_Request(spec, batch, basware_request_id, bw_request_id))
+            return []
         if response.status_code not in (400, 409):
             raise BaswareError(f"POST {spec.endpoint} failed with HTTP {response.status_code}: "
                                f"{error_messages(response)}", status=response.status_code,
@@ -560,8 +622,8 @@ class Delivery:
         rest = [r for r in batch if not r.confirmed]
         if not culprits:
             middle = len(batch) // 2
-            return self._post(spec, batch[:middle]) + self._post(spec, batch[middle:])
-        return self._post(spec, rest) if rest else []
+            return [batch[:middle], batch[middle:]]
+        return [rest] if rest else []
 
     def _follow(self, sent: list[_Request]) -> None:
         """Poll each request's status until Basware has processed it, then record outcomes.
@@ -573,18 +635,9 @@ class Delivery:
         waiting = list(sent)
         held: list[tuple[_Request, list[Prepared], dict[str, Any]]] = []
         while waiting:
-            still = []
-            for request in waiting:
-                status = self._request_status(request.basware_request_id)
-                if status is not None and status.get("requestStatus") in FINAL_REQUEST_STATES:
-                    not_processed = self._record_outcomes(request, status)
-                    if not_processed:
-                        held.append((request, not_processed, status))
-                    else:
-                        self.in_flight.remove(request)
-                else:
-                    still.append(request)
-            waiting = still
+            polls = self._in_parallel([partial(self._poll, request) for request in waiting],
+                                      partial(self._settle_poll, held))
+            waiting = [request for request in polls if request is not None]
             if not waiting:
                 break
             if time.monotonic() >= deadline:
@@ -606,9 +659,27 @@ class Delivery:
             for request, _, _ in held:
                 self.in_flight.remove(request)
 
-    def _request_status(self, request_id: str) -> dict[str, Any] | None:
-        response = self.client.request("GET", f"/v1/requestStatus/{request_id}")
+    def _poll(self, request: _Request) -> tuple[_Request, dict[str, Any] | None]:
+        return request, self._request_status(request.basware_request_id)
+
+    def _settle_poll(self, held: list[tuple[_Request, list[Prepared], dict[str, Any]]],
+                     answer: tuple[_Request, dict[str, Any] | None]) -> _Request | None:
+        """A poll's answer: the request when it is still to be followed, else None (its
+        outcomes recorded, or its NotProcessed records added to `held` to settle)."""
+        request, status = answer
         self.summary.request_status_polls += 1
+        if status is None or status.get("requestStatus") not in FINAL_REQUEST_STATES:
+            return request
+        not_processed = self._record_outcomes(request, status)
+        if not_processed:
+            held.append((request, not_processed, status))
+        else:
+            self.in_flight.remove(request)
+        return None
+
+    def _request_status(self, request_id: str) -> dict[str, Any] | None:
+        """One poll (also in a worker thread): the request's status; counted by the caller."""
+        response = self.client.request("GET", f"/v1/requestStatus/{request_id}")
         if response.status_code == 404:
             return None  # not visible yet
         if response.status_code != 200:
@@ -756,6 +827,7 @@ class Delivery:
         delay = 0.05
         while True:
             status = self._request_status(request_id)
+            self.summary.request_status_polls += 1
             if status is not None and status.get("requestStatus") in FINAL_REQUEST_STATES:
                 return status
             if time.monotonic() >= deadline:

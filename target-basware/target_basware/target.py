@@ -34,12 +34,14 @@ from ml_connector_core.restore import (
 )
 from ml_connector_core.run_files import PrivateConfigFiles
 from ml_connector_core.settings import (
+    BASWARE_IN_FLIGHT,
     basware_client,
     basware_connection_properties,
     configured_ledger_url,
     dry_run_properties,
     dry_run_report,
     ledger_properties,
+    max_in_flight,
     warn_if_basware_tls_off,
 )
 from ml_connector_core.systems import DELIVERED_TO_KEY, basware_system, delivered_to
@@ -86,6 +88,14 @@ class TargetBasware(PrivateConfigFiles, Target):
         th.Property("request_status_timeout", th.NumberType, default=300,
                     description="Seconds to wait for Basware to finish processing an import "
                                 "(requestStatus) before the run fails"),
+        th.Property("max_requests_in_flight", th.IntegerType(minimum=1, maximum=32),
+                    default=BASWARE_IN_FLIGHT,
+                    description="Most requests to Basware at once: a stream's POSTs and its "
+                                "requestStatus polls go out this many at a time (streams still "
+                                "one after the other, in dependency order; outcomes recorded in "
+                                "the order sent). A 429 or 503 makes the whole target wait "
+                                "(Retry-After) and halves it until answers come back normally. "
+                                "1: one at a time."),
         th.Property("receipt_line_fields", th.ObjectType(additional_properties=th.StringType),
                     description="Where the goods_receipts stream's lines have the contract's "
                                 "fields, {contract name: incoming name} (stream maps cannot "
@@ -129,6 +139,7 @@ class TargetBasware(PrivateConfigFiles, Target):
             system=self.system,
             request_status_timeout=float(config.get("request_status_timeout") or 300),
             batch_size_rows=config.get("batch_size_rows"), dry_run=self.dry_run,
+            max_in_flight=max_in_flight(config, BASWARE_IN_FLIGHT),
         )
         # Records the source deleted, sent inactive or closed (target_basware.deletions).
         self.deletions = Deletions(
@@ -165,7 +176,8 @@ class TargetBasware(PrivateConfigFiles, Target):
         self.receipts.merge_earlier(intake)
 
     def _make_client(self) -> BaswareClient:
-        return basware_client(self.config, default_scopes=DEFAULT_SCOPES)
+        return basware_client(self.config, default_scopes=DEFAULT_SCOPES,
+                              max_in_flight=max_in_flight(self.config, BASWARE_IN_FLIGHT))
 
     def get_sink_class(self, stream_name: str) -> type[Sink]:
         if stream_name == PAYMENTS_STREAM:  # the payments job: answers, not imports

@@ -52,6 +52,11 @@ class Basware:
     def clear_log(self) -> None:
         requests.delete(f"{self.admin}/requests", timeout=30).raise_for_status()
 
+    def reset(self) -> None:
+        """Back to the demo data, with no faults and an empty log."""
+        requests.post(f"{self.admin}/reset", json={"seed": 0, "data": "demo"},
+                      timeout=60).raise_for_status()
+
     def tenant(self) -> dict[str, Any]:
         state = requests.get(f"{self.admin}/state", timeout=60).json()
         return state["tenants"][BASWARE_CLIENT_ID]

@@ -1,12 +1,12 @@
-"""Basware calls in worker threads, their results taken back in order on the main thread.
+"""HTTP calls in worker threads, their results taken back in order on the main thread.
 
-tap-basware acknowledges invoices and sends transfer responses one HTTP call each; with a few
-hundred milliseconds per call, one at a time made a backlog of thousands take an hour. So
-those calls run in a bounded pool of threads (`max_requests_in_flight`), and everything else
-stays on the main thread, in the order the calls were started: the ledger entries, the run's
-counts, the STATE, the decision to stop the run. A worker only calls Basware and returns what
-it heard (core's BaswareClient is safe across threads: one token refresh at a time, and one
-throttle for the whole client, so a 429 or 503 slows every thread down).
+With a few hundred milliseconds per request, one call at a time makes a backlog of thousands
+take an hour. So the plugins run their calls in a bounded pool of threads (each plugin's
+`max_requests_in_flight`), and everything else stays on the main thread, in the order the
+calls were started: the ledger entries, the run's counts, the STATE, the records' order, the
+decision to stop the run. A worker only calls the system and returns what it heard (core's
+BaswareClient is safe across threads: one token refresh at a time, and one throttle for the
+whole client, so a 429 or 503 slows every thread down).
 
 Threads, not asyncio: the SDK's streams are generators driven by its own synchronous loop,
 and core's client is `requests`; a call spends its time waiting on the network, when Python
