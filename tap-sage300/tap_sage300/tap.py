@@ -47,6 +47,9 @@ from ml_connector_core.settings import (
     sage300_retry_policy,
     warn_if_sage300_tls_off,
 )
+from ml_connector_core.settings import (
+    max_in_flight as configured_in_flight,
+)
 from ml_connector_core.systems import READ_FROM_KEY, read_from, sage300_base
 from tap_sage300 import streams
 from tap_sage300.audit import ReadAudit
@@ -199,7 +202,7 @@ class TapSage300(PrivateConfigFiles, Tap):
     @property
     def max_in_flight(self) -> int:
         """`max_requests_in_flight`: how many Sage requests run at once (1: no threads)."""
-        return max(1, int(self.config.get("max_requests_in_flight") or DEFAULT_IN_FLIGHT))
+        return configured_in_flight(self.config, DEFAULT_IN_FLIGHT)
 
     @cached_property
     def pool(self) -> ThreadPoolExecutor | None:
