@@ -469,7 +469,11 @@ class Delivery:
                 # Whole batches only while the stream still flows; the rest waits for more.
                 # A stream quiet for STALE_AFTER records has ended (taps send a stream's
                 # records together), so its last batch goes too and no checkpoint waits on it.
-                whole = len(ready) - len(ready) % self.batch_limit(spec)
+                # And a round of max_in_flight of them, so the POSTs go out side by side.
+                limit = self.batch_limit(spec)
+                whole = len(ready) - len(ready) % limit
+                if whole < limit * self.max_in_flight:
+                    whole = 0
                 for record in ready[whole:]:
                     held.update(record.provides)
                 del ready[whole:]
