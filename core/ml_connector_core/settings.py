@@ -36,6 +36,8 @@ BASWARE_READ_TIMEOUT = 60
 #: Requests to Basware on the wire at once (``max_requests_in_flight``): conservative, since
 #: Basware publishes no rate limit; a 429 or 503 halves it for the run (httppolicy.Throttle).
 BASWARE_IN_FLIGHT = 4
+#: Requests to Sage 300 at once: Sage's guidance is 2 to 4 concurrent reads per Web API server.
+SAGE300_IN_FLIGHT = 4
 SOURCE_SYSTEM = "SAGE300"
 
 LEDGER_DEFAULT_FILE = ("the SQLite file .ml-connector/ledger.sqlite under the Meltano project "
@@ -155,6 +157,12 @@ def warn_if_sage300_tls_off(config: Config, logger: logging.Logger) -> bool:
 
 
 # -- Basware -------------------------------------------------------------------------------------
+
+def max_in_flight_property(*, default: int, maximum: int, description: str) -> th.Property:
+    """The ``max_requests_in_flight`` setting of a plugin (what goes out at once is its own)."""
+    return th.Property("max_requests_in_flight", th.IntegerType(minimum=1, maximum=maximum),
+                       default=default, description=description)
+
 
 def max_in_flight(config: Config, default: int) -> int:
     """``max_requests_in_flight`` as a count of requests (at least 1: one at a time)."""

@@ -48,6 +48,7 @@ from ml_connector_core.settings import (
     configured_ledger_url,
     ledger_properties,
     max_in_flight,
+    max_in_flight_property,
     warn_if_basware_tls_off,
 )
 from ml_connector_core.systems import basware_system
@@ -98,14 +99,14 @@ class TapBasware(PrivateConfigFiles, Tap):
                                 "queue itself is the cursor and no waiting invoice is skipped."),
         th.Property("page_size", th.IntegerType(minimum=1, maximum=100), default=100,
                     description="Records per page (Basware allows at most 100 invoices)"),
-        th.Property("max_requests_in_flight", th.IntegerType(minimum=1, maximum=32),
-                    default=BASWARE_IN_FLIGHT,
-                    description="Most requests to Basware at once: acknowledgements and "
-                                "transfer responses go out this many at a time (each "
-                                "acknowledgement after its record was written; every one "
-                                "completed before the run's state moves). A 429 or 503 makes "
-                                "the whole tap wait (Retry-After) and halves it until answers "
-                                "come back normally. 1: one at a time."),
+        max_in_flight_property(
+            default=BASWARE_IN_FLIGHT, maximum=32,
+            description="Most requests to Basware at once: acknowledgements and "
+                        "transfer responses go out this many at a time (each "
+                        "acknowledgement after its record was written; every one "
+                        "completed before the run's state moves). A 429 or 503 makes "
+                        "the whole tap wait (Retry-After) and halves it until answers "
+                        "come back normally. 1: one at a time."),
         *ledger_properties(),
         th.Property("webhook_token", th.StringType, secret=True,
                     description="Basware webhook authentication token; read by `ml-connector "

@@ -18,6 +18,7 @@ from tap_basware_testkit import COMPANIES, header
 
 from ml_connector_core.ledger import BASWARE_TO_SAGE, Action, Entry, Ledger
 from ml_connector_core.outcome_handover import RUNS_KEY
+from mlc_sandbox.testing import peak_in_flight, started
 
 ACKNOWLEDGE = re.compile(r"^/v1/accountingDocuments/(\w+)/acknowledge$")
 RESPONSES = re.compile(r"^/v1/accountingDocuments/(\w+)/transferResponses$")
@@ -26,19 +27,6 @@ SLOW_WRITES = {"rates": {"slow": 1.0}, "slow_ms": LATENCY_MS, "methods": ["POST"
                "path": r"/(acknowledge|transferResponses)$"}
 SEEDED = 28  # waiting invoices of US01 and CA01 in the demo data
 
-
-def started(entry: dict[str, Any]) -> float:
-    return entry["time"] - entry["duration_ms"] / 1000
-
-
-def peak_in_flight(calls: list[dict[str, Any]]) -> int:
-    """The most of these requests the simulator was serving at one moment."""
-    events = sorted([(started(c), 1) for c in calls] + [(c["time"], -1) for c in calls])
-    peak = current = 0
-    for _, step in events:  # at one instant an end sorts before a start: no false overlap
-        current += step
-        peak = max(peak, current)
-    return peak
 
 
 def calls(log: list[dict[str, Any]], pattern: re.Pattern[str]) -> dict[str, dict[str, Any]]:

@@ -33,11 +33,13 @@ from ml_connector_core.settings import (
     LEDGER_DEFAULT_FILE,
     METADATA_CHECK_OFF,
     METADATA_CHECK_ONLY,
+    SAGE300_IN_FLIGHT,
     configured_ledger_url,
     cost_center_field,
     cost_center_segment,
     ledger_off,
     ledger_properties,
+    max_in_flight_property,
     metadata_check,
     sage300_auth,
     sage300_client,
@@ -58,9 +60,6 @@ from tap_sage300.deletions import VendorKeyPlan
 from tap_sage300.output import BufferedSingerWriter
 from tap_sage300.payments import APPaymentsStream
 from tap_sage300.tax import DEFAULT_ITEM_CLASSES, TaxCodesStream
-
-#: Sage's guidance for a Web API server behind IIS: no more than 2 to 4 reads at once.
-DEFAULT_IN_FLIGHT = 4
 
 STREAM_TYPES: list[type[streams.Sage300Stream]] = [
     # Reference data first (BRIEF decision 5), then the documents that point at it.
@@ -99,16 +98,16 @@ class TapSage300(PrivateConfigFiles, Tap):
         th.Property("page_size", th.IntegerType(minimum=1), default=1000,
                     description="Records per request ($top). Sage caps it at the PageSize of "
                                 "its web.config (default 100; Sage recommends 1000)"),
-        th.Property("max_requests_in_flight", th.IntegerType(minimum=1, maximum=16),
-                    default=DEFAULT_IN_FLIGHT,
-                    description="Most requests to Sage 300 at once. A read's first page "
-                                "counts the records ($count); the rest is then asked as "
-                                "$skip windows this many at a time, and records, bookmarks "
-                                "and STATE come out in the same order as with 1. Sage's "
-                                "guidance is 2 to 4 concurrent reads per Web API server; a "
-                                "429 or 503 makes the whole tap wait (Retry-After) and "
-                                "halves it until answers come back normally. 1: one "
-                                "request at a time"),
+        max_in_flight_property(
+            default=SAGE300_IN_FLIGHT, maximum=16,
+            description="Most requests to Sage 300 at once. A read's first page "
+                        "counts the records ($count); the rest is then asked as "
+                        "$skip windows this many at a time, and records, bookmarks "
+                        "and STATE come out in the same order as with 1. Sage's "
+                        "guidance is 2 to 4 concurrent reads per Web API server; a "
+                        "429 or 503 makes the whole tap wait (Retry-After) and "
+                        "halves it until answers come back normally. 1: one "
+                        "request at a time"),
         th.Property("tax_item_classes", th.IntegerType(minimum=1, maximum=10),
                     default=DEFAULT_ITEM_CLASSES,
                     description="Item tax classes per authority the tax_codes stream makes "
@@ -202,7 +201,7 @@ class TapSage300(PrivateConfigFiles, Tap):
     @property
     def max_in_flight(self) -> int:
         """`max_requests_in_flight`: how many Sage requests run at once (1: no threads)."""
-        return configured_in_flight(self.config, DEFAULT_IN_FLIGHT)
+        return configured_in_flight(self.config, SAGE300_IN_FLIGHT)
 
     @cached_property
     def pool(self) -> ThreadPoolExecutor | None:

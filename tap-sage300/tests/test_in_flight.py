@@ -17,6 +17,7 @@ import pytest
 import requests
 from tap_sage300_testkit import SageSandbox, TapRun
 
+from mlc_sandbox.testing import peak_in_flight, started
 from tap_sage300.streams import VendorsStream
 from tap_sage300.tap import TapSage300
 
@@ -24,19 +25,6 @@ VENDORS = r"SAMINC/AP/APVendors$"
 LATENCY_MS = 200
 MAX_TRIES = 6  # the shared policy's
 
-
-def started(entry: dict[str, Any]) -> float:
-    return entry["time"] - entry["duration_ms"] / 1000
-
-
-def peak_in_flight(calls: list[dict[str, Any]]) -> int:
-    """The most of these requests the simulator was serving at one moment."""
-    events = sorted([(started(c), 1) for c in calls] + [(c["time"], -1) for c in calls])
-    peak = current = 0
-    for _, step in events:  # at one instant an end sorts before a start: no false overlap
-        current += step
-        peak = max(peak, current)
-    return peak
 
 
 def vendor_reads(sage: SageSandbox, company: str = "SAMINC") -> list[dict[str, Any]]:

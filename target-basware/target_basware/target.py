@@ -42,6 +42,7 @@ from ml_connector_core.settings import (
     dry_run_report,
     ledger_properties,
     max_in_flight,
+    max_in_flight_property,
     warn_if_basware_tls_off,
 )
 from ml_connector_core.systems import DELIVERED_TO_KEY, basware_system, delivered_to
@@ -88,14 +89,14 @@ class TargetBasware(PrivateConfigFiles, Target):
         th.Property("request_status_timeout", th.NumberType, default=300,
                     description="Seconds to wait for Basware to finish processing an import "
                                 "(requestStatus) before the run fails"),
-        th.Property("max_requests_in_flight", th.IntegerType(minimum=1, maximum=32),
-                    default=BASWARE_IN_FLIGHT,
-                    description="Most requests to Basware at once: a stream's POSTs and its "
-                                "requestStatus polls go out this many at a time (streams still "
-                                "one after the other, in dependency order; outcomes recorded in "
-                                "the order sent). A 429 or 503 makes the whole target wait "
-                                "(Retry-After) and halves it until answers come back normally. "
-                                "1: one at a time."),
+        max_in_flight_property(
+            default=BASWARE_IN_FLIGHT, maximum=32,
+            description="Most requests to Basware at once: a stream's POSTs and its "
+                        "requestStatus polls go out this many at a time (streams still "
+                        "one after the other, in dependency order; outcomes recorded in "
+                        "the order sent). A 429 or 503 makes the whole target wait "
+                        "(Retry-After) and halves it until answers come back normally. "
+                        "1: one at a time."),
         th.Property("receipt_line_fields", th.ObjectType(additional_properties=th.StringType),
                     description="Where the goods_receipts stream's lines have the contract's "
                                 "fields, {contract name: incoming name} (stream maps cannot "

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from ml_connector_core.ledger import Action
+from mlc_sandbox.testing import peak_in_flight, started
 
 LATENCY_MS = 300
 SLOW = {"rates": {"slow": 1.0}, "slow_ms": LATENCY_MS, "methods": ["GET", "POST"],
@@ -22,19 +23,6 @@ ORDERS = 30
 BATCH = 3  # records per POST: 10 POSTs of orders
 REFUSED = {"CC-PO07", "CC-PO20"}  # Basware refuses the whole POST (400) for each of these
 
-
-def started(entry: dict[str, Any]) -> float:
-    return entry["time"] - entry["duration_ms"] / 1000
-
-
-def peak_in_flight(calls: list[dict[str, Any]]) -> int:
-    """The most of these requests the simulator was serving at one moment."""
-    events = sorted([(started(c), 1) for c in calls] + [(c["time"], -1) for c in calls])
-    peak = current = 0
-    for _, step in events:  # at one instant an end sorts before a start: no false overlap
-        current += step
-        peak = max(peak, current)
-    return peak
 
 
 def schema(stream: str, *names: str) -> dict[str, Any]:
