@@ -11,7 +11,9 @@ next stream is posted, because Basware processes imports asynchronously and reje
 whose payment term, an order whose vendor, or a line whose order it has not processed yet.
 Within a stream, POSTs and requestStatus polls run `max_in_flight` at a time in worker threads
 (core's `InOrder`); what they answer is settled here on the main thread, in the order they were
-started: outcomes, ledger entries, counts.
+started: outcomes, ledger entries, counts. A stream's POSTs go on in the background while more
+records are taken in (the target's own work overlaps Basware's latency); they are settled
+before anything depends on them: another stream's POSTs, a STATE, the end of the run.
 
 Records are confirmed (and the Singer STATE that follows them may be emitted) only once their
 requestStatus item is final and written to the ledger.
@@ -146,6 +148,7 @@ class _Request:
 class _PostAnswer:
     """What Basware answered one POST of a batch (taken in a worker thread)."""
 
+    spec: StreamSpec
     batch: list[Prepared]
     bw_request_id: str
     response: Any  # requests.Response
@@ -246,6 +249,11 @@ class Delivery:
         self.resend = False
         self.max_in_flight = max(1, max_in_flight)
         self._pool: ThreadPoolExecutor | None = None  # started with the first calls
+        # POSTs on the wire in the background (all of one stream), settled by _settle_posts;
+        # what a 400 leaves to send again waits in _reposts until then.
+        self._posts: InOrder[_PostAnswer] | None = None
+        self._posting: str | None = None  # the stream whose POSTs are in _posts
+        self._reposts: list[list[Prepared]] = []
 
     @property
     def intake(self) -> tuple[Prepared, ...]:
@@ -404,11 +412,12 @@ class Delivery:
         STATE received after record n may be emitted once this is >= n. Asked at a STATE,
         so what is in flight is followed to the end first: checkpoints keep up with POSTs."""
         self._resolve_intake()
-        if self.in_flight:
-            try:
+        try:
+            self._settle_posts()
+            if self.in_flight:
                 self._follow(list(self.in_flight))
-            finally:
-                self.flush_ledger()
+        finally:
+            self.flush_ledger()
         waiting = [record.seq for queue in self.pending.values() for record in queue.values()]
         waiting += [record.seq for request in self.in_flight for record in request.records
                     if not record.confirmed]
@@ -442,6 +451,7 @@ class Delivery:
                 self.flush_ledger()
         if final:
             try:
+                self._settle_posts()
                 self._follow(list(self.in_flight))
             finally:
                 self.flush_ledger()
@@ -491,6 +501,8 @@ class Delivery:
 
     def close(self) -> None:
         self.arrived.close()
+        if self._posts is not None and len(self._posts):
+            self._posts.drain(raise_first=False)  # not left running behind the run
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
@@ -523,6 +535,10 @@ class Delivery:
     def fail_pending(self, error: BaseException) -> None:
         """After a fatal error: what was never confirmed goes into the ledger as failed."""
         reason = f"not delivered: the run stopped ({type(error).__name__}: {error})"
+        if self._posts is not None:  # what Basware accepted joins in_flight (outcome unknown)
+            self._posts.drain(raise_first=False)
+            self._reposts = []
+            self._posting = None
         try:
             self._resolve_intake()  # what was delivered before is skipped, not failed
         except Exception:  # the ledger itself may be what failed
@@ -553,12 +569,17 @@ class Delivery:
         # Basware refuses a record whose references it has not processed yet, so what other
         # streams have in flight is followed to the end first; one stream's batches do not
         # wait for each other, and at most MAX_IN_FLIGHT requests are followed later.
+        if self._posting not in (None, spec.name):
+            self._settle_posts()
         self._follow([request for request in self.in_flight if request.stream.name != spec.name])
         batches = list(_batches(records, self.batch_limit(spec), MAX_REQUEST_BYTES))
         for batch in batches:
             for record in batch:
                 record.sent = True
-        self._post_all(spec, batches)
+        if self.max_in_flight == 1:
+            self._post_all(spec, batches)
+        else:
+            self._post_in_background(spec, batches)
         if len(self.in_flight) > MAX_IN_FLIGHT:
             self._follow(self.in_flight[:len(self.in_flight) - MAX_IN_FLIGHT])
 
@@ -577,6 +598,32 @@ class Delivery:
             self.summary.add(record.stream, f"would {verdict}")
             self.dry_run.add(record.stream, record.key, verdict, reason, record.source_key)
 
+    def _post_in_background(self, spec: StreamSpec, batches: list[list[Prepared]]) -> None:
+        """Start the POSTs and return: with `max_in_flight` on the wire, starting one settles
+        the oldest first (an accepted one joins `in_flight`)."""
+        if self._posts is None:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.max_in_flight,
+                                                thread_name_prefix="target-basware")
+            self._posts = InOrder(self._pool, self.max_in_flight, self._settle_background)
+        self._posting = spec.name
+        for batch in batches:
+            self._posts.submit(partial(self._send_batch, spec, batch))
+
+    def _settle_background(self, answer: _PostAnswer) -> None:
+        self._reposts += self._settle_post(answer.spec, answer)
+
+    def _settle_posts(self) -> None:
+        """Settle every POST still in the background, then send what a 400 left, until none is
+        left: afterwards every POSTed record is either settled or in `in_flight`."""
+        if self._posts is None or self._posting is None:
+            return
+        spec = self.specs[self._posting]
+        self._posts.drain()
+        reposts, self._reposts = self._reposts, []
+        self._post_all(spec, reposts)
+        self._posting = None
+
     def _post_all(self, spec: StreamSpec, batches: list[list[Prepared]]) -> None:
         """POST the batches, `max_in_flight` at a time; each accepted one joins `in_flight`.
         A batch Basware refuses (400) is narrowed down to the records it named, or halved
@@ -592,7 +639,7 @@ class Delivery:
         bw_request_id = str(uuid.uuid4())
         response = self.client.post(spec.endpoint, [r.payload for r in batch],
                                     request_id=bw_request_id)
-        return _PostAnswer(batch, bw_request_id, response)
+        return _PostAnswer(spec, batch, bw_request_id, response)
 
     def _settle_post(self, spec: StreamSpec, answer: _PostAnswer) -> list[list[Prepared]]:
         """A POST's answer: accepted, in flight; refused (400/409), the refused records
