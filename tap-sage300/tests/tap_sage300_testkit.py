@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
+import pytest
 import requests
 
 from mlc_sandbox.data import SAGE_PASSWORD, SAGE_USER
+from tap_sage300.tap import TapSage300
 
 TAP = str(Path(sys.executable).with_name("tap-sage300"))
 
@@ -164,3 +166,16 @@ def ap_batch(vendor: str, document: str, account: str, amount: float) -> dict[st
             "InvoiceOptionalFields": [{"OptionalField": "BWINVID", "Value": document.lower()}],
         }],
     }
+
+
+def run_in_process(config: dict[str, Any], capsysbinary: pytest.CaptureFixture[bytes]
+                   ) -> list[dict[str, Any]]:
+    """Sync the tap in this process (pytest captures its output); the vendors records."""
+    tap = TapSage300(config=config)
+    try:
+        tap.sync_all()
+    finally:  # what a failed run buffered goes out now, not at the interpreter's exit
+        tap.message_writer.flush()
+    out = capsysbinary.readouterr().out.decode()
+    return [m["record"] for m in map(json.loads, out.splitlines())
+            if m["type"] == "RECORD" and m["stream"] == "vendors"]

@@ -15,11 +15,10 @@ from urllib.parse import parse_qs
 
 import pytest
 import requests
-from tap_sage300_testkit import SageSandbox, TapRun
+from tap_sage300_testkit import SageSandbox, TapRun, run_in_process
 
 from mlc_sandbox.testing import peak_in_flight, started
 from tap_sage300.streams import VendorsStream
-from tap_sage300.tap import TapSage300
 
 VENDORS = r"SAMINC/AP/APVendors$"
 LATENCY_MS = 200
@@ -96,17 +95,6 @@ def test_a_window_cut_short_is_read_to_its_end_before_the_next(
         [(skip, 100) for skip in range(100, 1000, 100)] + [(1000, 32)]
         + [(skip + 60, 40) for skip in range(100, 1000, 100)])
 
-
-def run_in_process(config: dict[str, Any], capsysbinary: pytest.CaptureFixture[bytes]
-                   ) -> list[dict[str, Any]]:
-    tap = TapSage300(config=config)
-    try:
-        tap.sync_all()
-    finally:  # what a failed run buffered goes out now, not at the interpreter's exit
-        tap.message_writer.flush()
-    out = capsysbinary.readouterr().out.decode()
-    return [m["record"] for m in map(json.loads, out.splitlines())
-            if m["type"] == "RECORD" and m["stream"] == "vendors"]
 
 
 def test_throttling_answers_slow_every_window_and_nothing_is_lost(sage: SageSandbox) -> None:

@@ -14,10 +14,9 @@ from typing import Any
 import pytest
 import requests
 from singer_sdk.exceptions import FatalAPIError
-from tap_sage300_testkit import SageSandbox
+from tap_sage300_testkit import SageSandbox, run_in_process
 
 from tap_sage300.streams import VendorsStream
-from tap_sage300.tap import TapSage300
 
 
 class CountingProxy(BaseHTTPRequestHandler):
@@ -77,17 +76,6 @@ def test_each_page_is_requested_once(sage: SageSandbox, in_flight: int) -> None:
     assert sorted(skips) == list(range(0, vendors, 10))
     assert len(run.of("vendors", "SAMINC")) == vendors
 
-
-def run_in_process(config: dict[str, Any], capsysbinary: pytest.CaptureFixture[bytes]
-                   ) -> list[dict[str, Any]]:
-    tap = TapSage300(config=config)
-    try:
-        tap.sync_all()
-    finally:  # what a failed run buffered goes out now, not at the interpreter's exit
-        tap.message_writer.flush()
-    out = capsysbinary.readouterr().out.decode()
-    return [m["record"] for m in map(json.loads, out.splitlines())
-            if m["type"] == "RECORD" and m["stream"] == "vendors"]
 
 
 @pytest.mark.parametrize(("next_link", "in_flight"), [(True, 1), (False, 1), (True, 4),
