@@ -474,18 +474,30 @@ def sdk_wait_generator(policy: RetryPolicy) -> Generator[float, BaseException | 
     Retry-After of `exception.response` (RetriableAPIError carries the response) and otherwise
     follows the policy's jittered exponential. The generator stops (backoff then re-raises the
     error) once the next wait would pass `policy.max_elapsed`. No singer-sdk import needed.
+
+    With the policy's `throttle` (one per system, shared by the stream's threads), a 429 or
+    503 makes every thread wait as long, as in `request_with_retry`, and once the throttling
+    answers in a row over all threads reach `max_tries` the request that heard the last one
+    gives up: an outage fails the run after `max_tries` answers, not `max_tries` per thread.
     """
     start = time.monotonic()
     attempt = 0
+    throttle = policy.throttle
     exception = yield 0.0  # backoff primes the generator with send(None); value unused
     while True:
         attempt += 1
         response = getattr(exception, "response", None)
-        wait = policy.wait_seconds(
-            attempt, response if isinstance(response, requests.Response) else None
-        )
+        if not isinstance(response, requests.Response):
+            response = None
+        wait = policy.wait_seconds(attempt, response)
         if time.monotonic() - start + wait > policy.max_elapsed:
             policy.stats.add(gave_up=1)
             return
+        if throttle is not None and response is not None \
+                and response.status_code in THROTTLE_STATUSES:
+            throttle.slow_down(wait)
+            if throttle.streak >= policy.max_tries:
+                policy.stats.add(gave_up=1)
+                return
         policy.stats.add(retries=1, waited=wait)
         exception = yield wait

@@ -18,7 +18,7 @@ import itertools
 import json
 import threading
 from collections import deque
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -38,7 +38,7 @@ from singer_sdk.pagination import BaseHATEOASPaginator
 from singer_sdk.streams.rest import HTTPRequest, PageContext
 
 from ml_connector_core.concurrency import InOrder
-from ml_connector_core.httppolicy import THROTTLE_STATUSES, RetryPolicy, sdk_wait_generator
+from ml_connector_core.httppolicy import THROTTLE_STATUSES, sdk_wait_generator
 from ml_connector_core.sage300_api import (
     FeedPaging,
     IncompleteRead,
@@ -83,29 +83,6 @@ READ, REJECTED = "read", "rejected"
 
 class Abandoned(Exception):
     """A window's request not sent: another request of the same read failed."""
-
-
-def throttled_waits(policy: RetryPolicy) -> Generator[float, BaseException | None, None]:
-    """The policy's waits for the SDK's backoff (``sdk_wait_generator``), shared through its
-    Throttle as ``request_with_retry`` shares them: a 429 or 503 makes every thread wait as
-    long (Retry-After when given), and once the throttling answers in a row over all threads
-    reach ``max_tries`` the request that heard the last one gives up, so an outage fails the
-    run after ``max_tries`` answers, not ``max_tries`` per thread."""
-    waits = sdk_wait_generator(policy)
-    throttle = policy.throttle
-    exception = yield next(waits)
-    while True:
-        try:
-            wait = waits.send(exception)
-        except StopIteration:
-            return
-        response = getattr(exception, "response", None)
-        if (throttle is not None and isinstance(response, requests.Response)
-                and response.status_code in THROTTLE_STATUSES):
-            throttle.slow_down(wait)
-            if throttle.streak >= policy.max_tries:
-                return
-        exception = yield wait
 
 
 def encode_query(options: Mapping[str, str]) -> str:
@@ -368,7 +345,7 @@ class Sage300Stream(RESTStream[ParseResult | None]):
         return self._tap.retry_policy.timeout  # (connect, read)
 
     def backoff_wait_generator(self) -> Any:
-        return throttled_waits(self._tap.retry_policy)
+        return sdk_wait_generator(self._tap.retry_policy)  # shares the tap's Throttle
 
     def backoff_max_tries(self) -> int:
         return self._tap.retry_policy.max_tries

@@ -507,16 +507,20 @@ class Delivery:
             self._pool.shutdown(wait=True)
             self._pool = None
 
+    def _workers(self) -> ThreadPoolExecutor | None:
+        """The threads every concurrent call runs in (none with one request in flight)."""
+        if self._pool is None and self.max_in_flight > 1:
+            self._pool = ThreadPoolExecutor(self.max_in_flight,
+                                            thread_name_prefix="target-basware")
+        return self._pool
+
     def _in_parallel(self, calls: list[Callable[[], T]], settle: Callable[[T], R]) -> list[R]:
         """Run `calls` at most `max_in_flight` at a time; `settle` each result on this thread
         in the order the calls were started, and return what it says. A failure (a call's or
         settle's) stops new calls; the ones already on the wire are still settled (their
         outcomes recorded) before the first failure is raised."""
-        if self.max_in_flight > 1 and len(calls) > 1 and self._pool is None:
-            self._pool = ThreadPoolExecutor(self.max_in_flight,
-                                            thread_name_prefix="target-basware")
         settled: list[R] = []
-        results: InOrder[T] = InOrder(self._pool, self.max_in_flight,
+        results: InOrder[T] = InOrder(self._workers(), self.max_in_flight,
                                       lambda result: settled.append(settle(result)))
         try:
             for call in calls:
@@ -602,16 +606,13 @@ class Delivery:
         """Start the POSTs and return: with `max_in_flight` on the wire, starting one settles
         the oldest first (an accepted one joins `in_flight`)."""
         if self._posts is None:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(self.max_in_flight,
-                                                thread_name_prefix="target-basware")
-            self._posts = InOrder(self._pool, self.max_in_flight, self._settle_background)
+            self._posts = InOrder(self._workers(), self.max_in_flight, self._settle_background)
         self._posting = spec.name
         for batch in batches:
             self._posts.submit(partial(self._send_batch, spec, batch))
 
     def _settle_background(self, answer: _PostAnswer) -> None:
-        self._reposts += self._settle_post(answer.spec, answer)
+        self._reposts += self._settle_post(answer)
 
     def _settle_posts(self) -> None:
         """Settle every POST still in the background, then send what a 400 left, until none is
@@ -631,7 +632,7 @@ class Delivery:
         while batches:
             answers = self._in_parallel(
                 [partial(self._send_batch, spec, batch) for batch in batches],
-                partial(self._settle_post, spec))
+                self._settle_post)
             batches = [batch for again in answers for batch in again]
 
     def _send_batch(self, spec: StreamSpec, batch: list[Prepared]) -> _PostAnswer:
@@ -641,10 +642,11 @@ class Delivery:
                                     request_id=bw_request_id)
         return _PostAnswer(spec, batch, bw_request_id, response)
 
-    def _settle_post(self, spec: StreamSpec, answer: _PostAnswer) -> list[list[Prepared]]:
+    def _settle_post(self, answer: _PostAnswer) -> list[list[Prepared]]:
         """A POST's answer: accepted, in flight; refused (400/409), the refused records
         rejected and the batches to POST again returned."""
-        batch, bw_request_id, response = answer.batch, answer.bw_request_id, answer.response
+        spec, batch = answer.spec, answer.batch
+        bw_request_id, response = answer.bw_request_id, answer.response
         self.summary.posts += 1
         if response.status_code == 200:
             basware_request_id = response.headers.get("x-amzn-RequestId")

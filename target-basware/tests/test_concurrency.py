@@ -112,8 +112,7 @@ def test_posts_and_polls_go_out_in_flight_stream_after_stream(
           f"in flight: peak {peak_in_flight(log)}")
 
 
-def test_the_outcomes_are_the_same_whatever_is_in_flight(run_target, basware, ledger_entries,
-                                                        tmp_path):
+def test_the_outcomes_are_the_same_whatever_is_in_flight(run_target, basware, tmp_path):
     fixture = orders_fixture(tmp_path / "orders.singer")
     seen = []
     for in_flight in (1, 4):
